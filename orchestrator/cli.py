@@ -1,0 +1,361 @@
+"""Command line: `python -m orchestrator [--config PATH] [--state PATH] COMMAND`.
+
+Exit codes: 0 done; 1 a phase failed (state saved); 2 usage, config or state error
+(nothing changed); 3 stopped while waiting or needing a human (resume later);
+130 interrupted (state saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ExitCode, NeedsAction, StillWaiting, UsageError
+
+DEFAULT_CONFIG = "config.yaml"
+DEFAULT_STATE = "state.json"
+DEFAULT_SANDBOX_DIR = ".sandbox"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI time-out stops us like Ctrl-C does
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: state saved in {args.state}; run `orchestrator resume` to go on",
+            file=sys.stderr,
+        )
+        return ExitCode.INTERRUPTED
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+# ---- arguments ---------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    from states import phase_names
+
+    phases = phase_names()
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help=f"config file (default {DEFAULT_CONFIG})"
+    )
+    common.add_argument(
+        "--state", default=argparse.SUPPRESS, help=f"state file (default {DEFAULT_STATE})"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        parents=[common],
+        description="Expose Kubeflow on EKS over HTTPS through an ALB, resumably.",
+    )
+    parser.set_defaults(config=None, state=DEFAULT_STATE)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_waits(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--until", choices=phases, metavar="PHASE", help="stop after this phase is done"
+        )
+        group = p.add_mutually_exclusive_group()
+        group.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="do not wait on AWS: check once, then exit 3 if not ready",
+        )
+        group.add_argument(
+            "--max-wait",
+            type=_seconds,
+            metavar="SECONDS",
+            help="stop waiting (exit 3, resumable) after this many seconds",
+        )
+
+    def with_sandbox(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--sandbox",
+            action="store_true",
+            help="use the embedded sandbox world (started if not up)",
+        )
+        p.add_argument(
+            "--sandbox-dir",
+            default=DEFAULT_SANDBOX_DIR,
+            metavar="DIR",
+            help=f"the sandbox world's directory (default {DEFAULT_SANDBOX_DIR})",
+        )
+
+    run = commands.add_parser("run", parents=[common], help="start, or continue, forward")
+    with_sandbox(run)
+    with_waits(run)
+    run.set_defaults(handler=_forward, resume=False, confirm=[])
+
+    resume = commands.add_parser("resume", parents=[common], help="continue from the state file")
+    with_sandbox(resume)
+    with_waits(resume)
+    resume.add_argument(
+        "--confirm",
+        action="append",
+        default=[],
+        choices=["delegation"],
+        metavar="PHASE",
+        help="a human confirms this step is done "
+        "(delegation: the NS records are in place at the registrar)",
+    )
+    resume.set_defaults(handler=_forward, resume=True)
+
+    rollback = commands.add_parser("rollback", parents=[common], help="undo phases, newest first")
+    with_sandbox(rollback)
+    target = rollback.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--to", choices=phases, metavar="PHASE", help="undo every phase after PHASE"
+    )
+    target.add_argument("--all", action="store_true", help="undo every phase")
+    rollback.set_defaults(handler=_rollback)
+
+    status = commands.add_parser("status", parents=[common], help="show each phase's status")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(handler=_status)
+
+    sandbox = commands.add_parser("sandbox", parents=[common], help="the embedded sandbox world")
+    sandbox.add_argument("action", choices=["up", "down", "status"])
+    sandbox.add_argument(
+        "--dir",
+        default=DEFAULT_SANDBOX_DIR,
+        help=f"the world's directory (default {DEFAULT_SANDBOX_DIR})",
+    )
+    sandbox.add_argument(
+        "--acm-delay",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds ACM takes to issue once validation is possible",
+    )
+    sandbox.add_argument(
+        "--alb-delay",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds the load balancer controller takes to provision an ALB",
+    )
+    sandbox.set_defaults(handler=_sandbox)
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("seconds cannot be negative")
+    return value
+
+
+# ---- run, resume, rollback ---------------------------------------------------------------------
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
+    """Sandbox environment, config and phases: everything checked before any AWS call."""
+    from orchestrator.config import load_config
+    from orchestrator.store import StateStore
+    from states import all_phases
+
+    if getattr(args, "sandbox", False):
+        from orchestrator.sandbox import world
+
+        sandbox_dir = Path(args.sandbox_dir)
+        world.ensure_up(sandbox_dir)
+        world.apply_env(sandbox_dir)
+        if args.config is None:
+            args.config = str(sandbox_dir / "config.yaml")
+    config = load_config(args.config or DEFAULT_CONFIG)
+    return config, all_phases(), StateStore(args.state)
+
+
+def _engine(
+    args: argparse.Namespace,
+    config: Any,
+    phases: list[Any],
+    store: Any,
+    state: Any,
+    confirmations: frozenset[str] = frozenset(),
+) -> Any:
+    from orchestrator.aws import Aws
+    from orchestrator.machine import Engine
+    from orchestrator.report import Reporter
+    from orchestrator.waiting import WaitPolicy
+
+    report = Reporter()
+
+    def on_retry(error: Any, attempt: int) -> None:
+        report.info(f"AWS said {error.code} to {error.operation}; retrying (attempt {attempt})")
+
+    policy = WaitPolicy.from_args(getattr(args, "no_wait", False), getattr(args, "max_wait", None))
+    return Engine(
+        phases,
+        state,
+        store,
+        config,
+        report,
+        policy,
+        confirmations,
+        aws_factory=lambda: Aws(config.region, on_retry=on_retry),
+        kube_factory=lambda: _kube(config),
+    )
+
+
+def _kube(config: Any) -> Any:
+    from orchestrator.kube import Kube
+
+    return Kube(context=config.kube_context)
+
+
+def _load_state(store: Any, config: Any, phases: list[Any], *, must_exist: bool) -> Any:
+    from orchestrator.machine import check_state
+    from orchestrator.store import new_state
+
+    names = [p.name for p in phases]
+    if not store.exists():
+        if must_exist:
+            raise UsageError(
+                f"no state file at {store.path}: nothing to resume; start with `orchestrator run`"
+            )
+        return new_state(config.deployment_id, config.settings(), names)
+    state = store.load(names)
+    check_state(state, config, phases, store.path)
+    return state
+
+
+def _forward(args: argparse.Namespace) -> int:
+    config, phases, store = _prepare(args)
+    command = "resume" if args.resume else "run"
+    with store.locked(command) as note:
+        if note:
+            print(note, file=sys.stderr)
+        state = _load_state(store, config, phases, must_exist=args.resume)
+        engine = _engine(args, config, phases, store, state, frozenset(args.confirm))
+        print(f"deployment {state.deployment} (state: {store.path})")
+        if args.resume and state.rollback_to:
+            to = None if state.rollback_to == "*" else state.rollback_to
+            print(f"finishing the interrupted rollback to {to or 'nothing (--all)'}")
+            return _outcome(engine, lambda: engine.rollback(to), args)
+        return _outcome(engine, lambda: engine.forward(args.until), args)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    config, phases, store = _prepare(args)
+    with store.locked("rollback") as note:
+        if note:
+            print(note, file=sys.stderr)
+        state = _load_state(store, config, phases, must_exist=True)
+        engine = _engine(args, config, phases, store, state)
+        print(f"deployment {state.deployment} (state: {store.path})")
+        return _outcome(engine, lambda: engine.rollback(None if args.all else args.to), args)
+
+
+def _outcome(engine: Any, work: Any, args: argparse.Namespace) -> int:
+    from orchestrator.machine import PhaseFailed
+
+    try:
+        work()
+    except PhaseFailed as failure:
+        engine.report.failed(failure.phase, failure.message, failure.hint)
+        return ExitCode.PHASE_FAILED
+    except StillWaiting as stop:
+        print(
+            f"stopped after {stop.elapsed:.0f}s while waiting for {stop.waiting_for}; "
+            "run `orchestrator resume` to keep waiting",
+            file=sys.stderr,
+        )
+        return ExitCode.WAITING
+    except NeedsAction as action:
+        print(f"action needed: {action.instructions}", file=sys.stderr)
+        return ExitCode.WAITING
+    print("done")
+    return ExitCode.OK
+
+
+# ---- status ------------------------------------------------------------------------------------
+
+
+def _status(args: argparse.Namespace) -> int:
+    from orchestrator.store import StateStore, elapsed_since
+    from states import phase_names
+
+    names = phase_names()
+    store = StateStore(args.state)
+    if not store.exists():
+        raise UsageError(f"no state file at {store.path}: nothing has run yet")
+    state = store.load(names)
+    phases = [_phase_summary(record) for record in state.phases]
+    if args.json:
+        print(json.dumps({"deployment": state.deployment, "phases": phases}, indent=2))
+        return ExitCode.OK
+    print(f"deployment {state.deployment} (state: {store.path}, updated {state.updated_at})")
+    if state.rollback_to:
+        target = "--all" if state.rollback_to == "*" else f"--to {state.rollback_to}"
+        print(f"a rollback {target} was interrupted; `orchestrator resume` finishes it")
+    width = max(len(n) for n in names)
+    for record, summary in zip(state.phases, phases, strict=True):
+        line = f"  {record.name:<{width}}  {record.status}"
+        if summary["waiting_for"]:
+            since = elapsed_since(record.waiting_since)
+            line += f": {summary['waiting_for']}" + (f" ({since:.0f}s)" if since else "")
+        print(line)
+        if summary["error"]:
+            print(f"  {'':<{width}}  error: {summary['error']}")
+        for key, value in summary["outputs"].items():
+            if isinstance(value, str | int | float | bool):
+                print(f"  {'':<{width}}  {key}: {value}")
+    return ExitCode.OK
+
+
+def _phase_summary(record: Any) -> dict[str, Any]:
+    waiting = None
+    if record.status in ("waiting", "needs_action") and record.waiting_for:
+        waiting = record.waiting_for
+        if record.waiting_detail:
+            waiting += f" ({record.waiting_detail})"
+    return {
+        "name": record.name,
+        "status": record.status,
+        "outputs": record.outputs,
+        "waiting_for": waiting,
+        "error": record.error,
+    }
+
+
+# ---- sandbox -----------------------------------------------------------------------------------
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from orchestrator.sandbox import world
+
+    directory = Path(args.dir)
+    if args.action == "up":
+        info = world.up(directory, acm_delay=args.acm_delay, alb_delay=args.alb_delay)
+        print(world.describe(directory, info))
+        print(
+            f"use it: source {directory / 'env'}; "
+            f"orchestrator --config {directory / 'config.yaml'} run"
+        )
+        return ExitCode.OK
+    if args.action == "down":
+        print("sandbox stopped" if world.down(directory) else "sandbox was not running")
+        return ExitCode.OK
+    info = world.running(directory)
+    if info is None:
+        print(f"sandbox in {directory} is not running")
+        return ExitCode.PHASE_FAILED
+    print(world.describe(directory, info))
+    return ExitCode.OK

@@ -1,0 +1,54 @@
+"""Exceptions that end a command, and the exit code each one maps to."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    PHASE_FAILED = 1
+    USAGE = 2  # usage, config or state error: nothing was changed
+    WAITING = 3  # stopped while waiting or needing a human: resume later
+    INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad command line, config or state file. Raised before anything is changed."""
+
+    exit_code = ExitCode.USAGE
+
+
+class PhaseError(Exception):
+    """A phase cannot go on. `hint` tells the operator what to do next."""
+
+    exit_code = ExitCode.PHASE_FAILED
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StillWaiting(Exception):
+    """A wait was stopped by --no-wait, --max-wait or its own limit; the phase can resume."""
+
+    exit_code = ExitCode.WAITING
+
+    def __init__(self, waiting_for: str, elapsed: float) -> None:
+        super().__init__(waiting_for)
+        self.waiting_for = waiting_for
+        self.elapsed = elapsed
+
+
+class NeedsAction(Exception):
+    """A human has to do something outside AWS (e.g. at a domain registrar) before going on."""
+
+    exit_code = ExitCode.WAITING
+
+    def __init__(self, instructions: str) -> None:
+        super().__init__(instructions)
+        self.instructions = instructions

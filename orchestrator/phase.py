@@ -1,0 +1,179 @@
+"""What a phase is, and the context the engine hands it.
+
+A phase is a small class with `enter` (make it so, idempotently), `verify` (is it done
+and still true? cheap reads only) and `rollback` (undo what this deployment created).
+It talks to AWS and Kubernetes through the context, records what it creates through the
+context, and never touches the state file or the terminal itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from orchestrator.store import PhaseRecord, Resource, now
+from orchestrator.waiting import wait_until
+
+if TYPE_CHECKING:
+    from orchestrator.aws import Aws
+    from orchestrator.config import Config
+    from orchestrator.machine import Engine
+
+T = TypeVar("T")
+
+OWNER_TAG = "orchestrator:deployment"
+
+
+class Phase:
+    name: ClassVar[str]
+    title: ClassVar[str]
+    # Config settings (dotted keys) this phase's result depends on; changing one of them
+    # after the phase is done makes resume refuse instead of silently diverging.
+    inputs: ClassVar[tuple[str, ...]] = ()
+    # Output keys a done phase must have; a state file without them is rejected.
+    outputs: ClassVar[tuple[str, ...]] = ()
+
+    def enter(self, ctx: PhaseContext) -> None:
+        raise NotImplementedError
+
+    def verify(self, ctx: PhaseContext) -> str | None:
+        """Return why the phase no longer holds, or None if it does."""
+        raise NotImplementedError
+
+    def rollback(self, ctx: PhaseContext) -> None:
+        """Undo what this phase created. Adopted resources are left alone."""
+
+
+class PhaseContext:
+    def __init__(self, engine: Engine, record: PhaseRecord) -> None:
+        self._engine = engine
+        self.record = record
+
+    # ---- inputs -------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self._engine.config
+
+    @property
+    def deployment(self) -> str:
+        return self._engine.state.deployment
+
+    @property
+    def aws(self) -> Aws:
+        return self._engine.aws()
+
+    @property
+    def kube(self) -> Any:
+        return self._engine.kube()
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.record.outputs
+
+    def earlier(self, phase: str) -> dict[str, Any]:
+        """Outputs of an earlier phase, which the engine guarantees is done."""
+        return self._engine.state.phase(phase).outputs
+
+    @property
+    def confirmed_by_human(self) -> bool:
+        return self.record.name in self._engine.confirmations
+
+    @property
+    def owner_tags(self) -> list[dict[str, str]]:
+        return [{"Key": OWNER_TAG, "Value": self.deployment}]
+
+    def token(self, *parts: str, length: int = 32) -> str:
+        """A retry-safe idempotency token: the same for retries, new after each rollback."""
+        seed = "|".join((self.deployment, self.record.name, str(self.record.generation), *parts))
+        return hashlib.sha256(seed.encode()).hexdigest()[:length]
+
+    # ---- resources ----------------------------------------------------------------------
+
+    def intend(self, kind: str, id: str, action: str, **detail: Any) -> Resource:
+        """Persist that we are about to create something, before the call that does it."""
+        existing = self.find(kind, id)
+        if existing is not None and existing.created:
+            existing.detail.update(detail)
+            resource = existing
+        else:
+            resource = Resource(kind, id, created=True, confirmed=False, detail=detail)
+            self.record.resources.append(resource)
+        self.record.intent = action
+        self.save()
+        return resource
+
+    def confirm(self, resource: Resource, id: str | None = None, **detail: Any) -> None:
+        """Persist that the create happened (and the id AWS gave it)."""
+        if id is not None:
+            resource.id = id
+        resource.detail.update(detail)
+        resource.confirmed = True
+        self.record.intent = None
+        self.save()
+
+    def adopt(self, kind: str, id: str, **detail: Any) -> Resource:
+        """Record something that already existed: used, never deleted."""
+        resource = self.find(kind, id)
+        if resource is None:
+            resource = Resource(kind, id, created=False, confirmed=True, detail=detail)
+            self.record.resources.append(resource)
+            self.save()
+        return resource
+
+    def find(self, kind: str, id: str) -> Resource | None:
+        for resource in self.record.resources:
+            if resource.kind == kind and resource.id == id:
+                return resource
+        return None
+
+    def resources(self, kind: str) -> list[Resource]:
+        return [r for r in self.record.resources if r.kind == kind]
+
+    def owned(self, kind: str) -> list[Resource]:
+        """What this deployment created (or may have: intents not yet confirmed)."""
+        return [r for r in self.resources(kind) if r.created]
+
+    def forget(self, resource: Resource) -> None:
+        """Drop a resource from the record, after deleting it (or when it is not ours)."""
+        self.record.resources = [r for r in self.record.resources if r is not resource]
+        self.record.intent = None
+        self.save()
+
+    def save(self) -> None:
+        self._engine.save()
+
+    # ---- talking and waiting ------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        self._engine.report.info(message)
+
+    def wait_until(
+        self, what: str, probe: Callable[[], T | None], *, limit: float | None = None
+    ) -> T:
+        """Poll `probe` until it returns non-None; the wait is persisted so status shows it."""
+        self.record.status = "waiting"
+        self.record.waiting_for = what
+        self.record.waiting_since = now()
+        self.record.waiting_detail = None
+        self.save()
+        try:
+            return wait_until(
+                probe,
+                what=what,
+                policy=self._engine.policy,
+                limit=limit,
+                on_poll=lambda elapsed: self._engine.report.waiting(
+                    self.record.name, what, elapsed, self.record.waiting_detail
+                ),
+            )
+        finally:
+            if self.record.status == "waiting":
+                self.record.status = "in_progress"
+
+    def note(self, detail: str | None) -> None:
+        """What the current wait has observed (e.g. a controller's event); shown by status."""
+        if detail != self.record.waiting_detail:
+            self.record.waiting_detail = detail
+            self.save()

@@ -1,0 +1,116 @@
+"""ACM's physics for the sandbox: DNS validation that actually depends on DNS.
+
+moto issues every certificate after a fixed time whatever DNS says; the world turns
+that off and runs this simulator instead. A PENDING_VALIDATION certificate becomes
+ISSUED only after each of its validation CNAMEs resolves, through delegation, to the
+exact value ACM asked for, and then only after `delay` more seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Any
+
+from orchestrator.sandbox.dnsview import DnsView, resolve
+
+
+def use_distinct_validation_records() -> None:
+    """Give each certificate its own validation record, as ACM does (moto shares one)."""
+    from moto.acm.models import CertBundle
+
+    original = CertBundle.describe
+    if getattr(original, "sandbox_patched", False):
+        return
+
+    def describe(self: Any) -> dict[str, Any]:
+        result = original(self)
+        for option in result["Certificate"].get("DomainValidationOptions", []):
+            record = option.get("ResourceRecord")
+            if record is None:
+                continue
+            base = option["DomainName"].removeprefix("*.")
+            token = hashlib.sha256(f"{self.arn}|{base}".encode()).hexdigest()
+            record["Name"] = f"_{token[:32]}.{base}."
+            record["Value"] = f"_{token[32:64]}.sandbox.acm-validations.aws."
+        return result
+
+    describe.sandbox_patched = True  # type: ignore[attr-defined]
+    CertBundle.describe = describe
+
+
+def disable_moto_auto_issue() -> None:
+    import moto.settings
+
+    moto.settings.ACM_VALIDATION_WAIT = 10**9
+
+
+class AcmSimulator:
+    def __init__(
+        self,
+        view: DnsView,
+        acm_clients: dict[str, Any],
+        account: str,
+        delay: float,
+        interval: float = 0.25,
+    ) -> None:
+        self.view = view
+        self.clients = acm_clients  # region -> boto3 ACM client
+        self.account = account
+        self.delay = delay
+        self.interval = interval
+        self._validated_at: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, daemon=True, name="acm-simulator").start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - keep simulating; say why once per tick
+                print(f"acm simulator: {exc}", flush=True)
+
+    def tick(self) -> None:
+        zones = None
+        for region, client in self.clients.items():
+            pending = client.list_certificates(CertificateStatuses=["PENDING_VALIDATION"])
+            for summary in pending.get("CertificateSummaryList", []):
+                arn = summary["CertificateArn"]
+                cert = client.describe_certificate(CertificateArn=arn)["Certificate"]
+                if cert.get("Type") != "AMAZON_ISSUED":
+                    continue
+                zones = zones if zones is not None else self.view.zones()
+                if not self._resolvable(zones, cert):
+                    self._validated_at.pop(arn, None)
+                    continue
+                since = self._validated_at.setdefault(arn, time.monotonic())
+                if time.monotonic() - since >= self.delay:
+                    self._issue(region, arn)
+
+    def _resolvable(self, zones: Any, cert: dict[str, Any]) -> bool:
+        options = cert.get("DomainValidationOptions", [])
+        for option in options:
+            record = option.get("ResourceRecord")
+            if record is None:
+                return False
+            answer = resolve(
+                zones, record["Name"].rstrip(".").lower(), "CNAME", self.view.alias_address
+            )
+            wanted = record["Value"].rstrip(".").lower()
+            if not any(
+                rtype == "CNAME" and value == wanted for _, rtype, _, value in answer.records
+            ):
+                return False
+        return bool(options)
+
+    def _issue(self, region: str, arn: str) -> None:
+        from moto.acm.models import acm_backends
+
+        acm_backends[self.account][region].get_certificate(arn).status = "ISSUED"
+        self._validated_at.pop(arn, None)

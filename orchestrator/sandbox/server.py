@@ -1,0 +1,161 @@
+"""The sandbox world's process: `python -m orchestrator.sandbox.server --dir DIR`.
+
+Serves a moto server (AWS) and a DNS server on free loopback ports, seeds the estate,
+runs the simulators, writes `env`, `config.yaml` and finally `world.json`, then runs
+until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+ACCOUNT = "123456789012"
+REGION = "us-west-2"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="orchestrator.sandbox.server")
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--acm-delay", type=float, default=5.0)
+    parser.add_argument("--alb-delay", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    directory = Path(args.dir).resolve()
+
+    # In-process clients use the same fake credentials the env file hands out.
+    os.environ.update(CREDENTIALS)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ["AWS_DEFAULT_REGION"] = REGION
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    world = World(directory, acm_delay=args.acm_delay, alb_delay=args.alb_delay)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    world.start()
+    print(f"sandbox world up: {json.dumps(world.endpoints)}", flush=True)
+    stop.wait()
+    world.stop()
+
+
+class World:
+    def __init__(self, directory: Path, acm_delay: float, alb_delay: float) -> None:
+        self.directory = directory
+        self.acm_delay = acm_delay
+        self.alb_delay = alb_delay
+        self.endpoints: dict[str, str] = {}
+        self._stoppers: list[Any] = []
+
+    def start(self) -> None:
+        from orchestrator.sandbox.acm import (
+            AcmSimulator,
+            disable_moto_auto_issue,
+            use_distinct_validation_records,
+        )
+        from orchestrator.sandbox.dnsserver import DnsServer
+        from orchestrator.sandbox.dnsview import DnsView
+        from orchestrator.sandbox.seed import deployment_config, seed
+
+        disable_moto_auto_issue()
+        use_distinct_validation_records()
+        aws_url = self._start_moto()
+        clients = {
+            name: self._client(name, aws_url)
+            for name in ("ec2", "eks", "iam", "route53", "acm", "elbv2")
+        }
+        seeded = seed(clients, REGION)
+
+        view = DnsView(clients["route53"])
+        dns = DnsServer(view)
+        dns.start()
+        self._stoppers.append(dns.stop)
+        acm_regions = {
+            REGION: clients["acm"],
+            "us-east-1": self._client("acm", aws_url, "us-east-1"),
+        }
+        acm = AcmSimulator(view, acm_regions, ACCOUNT, self.acm_delay)
+        acm.start()
+        self._stoppers.append(acm.stop)
+
+        self.endpoints = {"aws": aws_url, "dns": f"127.0.0.1:{dns.port}"}
+        self._write("config.yaml", deployment_config(seeded))
+        self._write("env", self._env())
+        self._write(
+            "world.json",
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "endpoints": self.endpoints,
+                    "seeded": seeded,
+                    "account": ACCOUNT,
+                    "acm_delay": self.acm_delay,
+                    "alb_delay": self.alb_delay,
+                },
+                indent=2,
+            ),
+        )
+
+    def stop(self) -> None:
+        for stopper in reversed(self._stoppers):
+            stopper()
+
+    def _start_moto(self) -> str:
+        from moto.server import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        from orchestrator.sandbox.cloudtrail import CloudTrail
+
+        app = CloudTrail(
+            DomainDispatcherApplication(create_backend_app), self.directory / "cloudtrail.jsonl"
+        )
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True, name="moto").start()
+        self._stoppers.append(server.shutdown)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    def _client(self, service: str, url: str, region: str = REGION) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        from orchestrator.sandbox.cloudtrail import SELF_AGENT
+
+        return boto3.client(
+            service,
+            region_name=region,
+            endpoint_url=url,
+            config=Config(user_agent_extra=SELF_AGENT),
+        )
+
+    def _env(self) -> str:
+        settings = {
+            "AWS_ENDPOINT_URL": self.endpoints["aws"],
+            **CREDENTIALS,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "ORCHESTRATOR_DNS_SERVERS": self.endpoints["dns"],
+        }
+        lines = [
+            "# Use the sandbox world: `source` this file. Standard AWS settings, plus the",
+            "# DNS resolver that plays the internet's DNS.",
+            "unset AWS_PROFILE AWS_SESSION_TOKEN",
+            *(f"export {k}={shlex.quote(v)}" for k, v in settings.items()),
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _write(self, name: str, text: str) -> None:
+        path = self.directory / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()

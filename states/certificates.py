@@ -1,0 +1,238 @@
+"""certificates: request the ACM certificates and publish their DNS validation records.
+
+It does not wait for issuance (certificates_issued does, later), so ACM validates while
+the IAM and controller phases run. Requests carry an IdempotencyToken and ownership
+tags, so a retried or crashed request is found again instead of made twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.errors import PhaseError
+from orchestrator.phase import OWNER_TAG, Phase, PhaseContext
+from states import records
+from states.records import plain
+
+KIND = "acm:certificate"
+PURPOSE_TAG = "orchestrator:certificate"
+ALL_STATUSES = [
+    "PENDING_VALIDATION",
+    "ISSUED",
+    "INACTIVE",
+    "EXPIRED",
+    "VALIDATION_TIMED_OUT",
+    "REVOKED",
+    "FAILED",
+]
+DEAD_STATUSES = ("FAILED", "VALIDATION_TIMED_OUT", "REVOKED", "EXPIRED", "INACTIVE")
+VALIDATION_TTL = 300
+
+
+def wanted_certificates(config: Any) -> list[dict[str, Any]]:
+    """The certificates a config asks for: `*.<subdomain>` (+ SANs), optionally `*.<root>`."""
+    wanted = [
+        {
+            "purpose": "subdomain",
+            "domain": f"*.{config.subdomain}",
+            "sans": list(config.subject_alternative_names),
+        }
+    ]
+    if config.root_wildcard_certificate:
+        wanted.append({"purpose": "root", "domain": f"*.{config.root_domain}", "sans": []})
+    return wanted
+
+
+def validation_zone(config: Any, sub_zone: str, record_name: str) -> str:
+    """The zone a validation record belongs in: the subdomain's, else the root's."""
+    name = plain(record_name)
+    if name == config.subdomain or name.endswith("." + config.subdomain):
+        return sub_zone
+    if config.root_zone_id and name.endswith("." + config.root_domain):
+        return config.root_zone_id
+    raise PhaseError(
+        f"no hosted zone here can hold the validation record {name}",
+        "list only names within the subdomain (or the root domain, with its "
+        "hostedZoneId) in route53.subDomain.subjectAlternativeNames",
+    )
+
+
+class CertificatesPhase(Phase):
+    name = "certificates"
+    title = "request ACM certificates and write their DNS validation records"
+    inputs = (
+        "cluster.region",
+        "route53.subDomain.name",
+        "route53.rootDomain.name",
+        "route53.rootDomain.hostedZoneId",
+        "route53.rootDomain.wildcardCertificate",
+        "route53.subDomain.subjectAlternativeNames",
+    )
+    outputs = ("certificates", "certificate_arn")
+
+    def enter(self, ctx: PhaseContext) -> None:
+        certificates = [
+            dict(want, arn=self._certificate(ctx, want)) for want in wanted_certificates(ctx.config)
+        ]
+        ctx.outputs["certificates"] = certificates
+        ctx.outputs["certificate_arn"] = certificates[0]["arn"]
+        sub_zone = ctx.earlier("hosted_zone")["zone_id"]
+        for rr in self._validation_records(ctx, [c["arn"] for c in certificates]):
+            zone = validation_zone(ctx.config, sub_zone, rr["Name"])
+            wanted = records.record_set(rr["Name"], rr["Type"], [rr["Value"]], VALIDATION_TTL)
+            records.ensure_record(ctx, zone, wanted, "ACM DNS validation")
+
+    # ---- the certificates -------------------------------------------------------------------
+
+    def _certificate(self, ctx: PhaseContext, want: dict[str, Any]) -> str:
+        """The ARN of our live certificate for `want`, requesting one if there is none."""
+        replaced = ""
+        for arn in self._ours(ctx, want):
+            status = ctx.aws.acm.describe_certificate(CertificateArn=arn)["Certificate"]["Status"]
+            if status not in DEAD_STATUSES:
+                self._claim(ctx, want, arn)
+                return arn
+            ctx.say(f"certificate {arn} for {want['domain']} is {status}; replacing it")
+            delete_certificate(ctx, arn)
+            replaced = arn
+        resource = ctx.intend(
+            KIND,
+            f"pending:{want['purpose']}",
+            f"request certificate {want['domain']}",
+            purpose=want["purpose"],
+        )
+        request: dict[str, Any] = {
+            "DomainName": want["domain"],
+            "ValidationMethod": "DNS",
+            # A new token after each rollback, and after replacing a dead certificate.
+            "IdempotencyToken": ctx.token(want["purpose"], replaced),
+            "Tags": [*ctx.owner_tags, {"Key": PURPOSE_TAG, "Value": want["purpose"]}],
+        }
+        if want["sans"]:
+            request["SubjectAlternativeNames"] = [want["domain"], *want["sans"]]
+        arn = ctx.aws.acm.request_certificate(**request)["CertificateArn"]
+        ctx.confirm(resource, id=arn, domain=want["domain"])
+        return arn
+
+    def _ours(self, ctx: PhaseContext, want: dict[str, Any]) -> list[str]:
+        """ARNs of certificates tagged as this deployment's for this purpose."""
+        return [
+            arn
+            for arn in certificates_for(ctx, want["domain"])
+            if _tags(ctx, arn).get(PURPOSE_TAG) == want["purpose"]
+        ]
+
+    def _claim(self, ctx: PhaseContext, want: dict[str, Any], arn: str) -> None:
+        pending = ctx.find(KIND, f"pending:{want['purpose']}")
+        if ctx.find(KIND, arn) is None:
+            resource = pending or ctx.intend(KIND, arn, "record own certificate")
+            ctx.confirm(resource, id=arn, domain=want["domain"], purpose=want["purpose"])
+        elif pending is not None:
+            ctx.forget(pending)
+
+    def _validation_records(self, ctx: PhaseContext, arns: list[str]) -> list[dict[str, str]]:
+        """The validation CNAMEs, once ACM has published them (seconds after a request)."""
+
+        def published() -> list[dict[str, str]] | None:
+            found: dict[str, dict[str, str]] = {}
+            for arn in arns:
+                cert = ctx.aws.acm.describe_certificate(CertificateArn=arn)["Certificate"]
+                for option in cert.get("DomainValidationOptions", []):
+                    record = option.get("ResourceRecord")
+                    if record is None:
+                        return None
+                    found[plain(record["Name"])] = record
+            return list(found.values())
+
+        return ctx.wait_until("ACM to publish the DNS validation records", published, limit=300)
+
+    # ---- verify and rollback ----------------------------------------------------------------
+
+    def verify(self, ctx: PhaseContext) -> str | None:
+        from orchestrator.aws import AwsError
+
+        for cert in ctx.outputs["certificates"]:
+            try:
+                found = ctx.aws.acm.describe_certificate(CertificateArn=cert["arn"])
+            except AwsError as exc:
+                if exc.code == "ResourceNotFoundException":
+                    return f"certificate for {cert['domain']} ({cert['arn']}) no longer exists"
+                raise
+            status = found["Certificate"]["Status"]
+            if status in DEAD_STATUSES:
+                return f"certificate for {cert['domain']} is {status}"
+        for resource in ctx.resources(records.KIND):
+            problem = records.record_problem(ctx, resource)
+            if problem:
+                return f"validation record {problem}"
+        return None
+
+    def rollback(self, ctx: PhaseContext) -> None:
+        for resource in ctx.owned(records.KIND):
+            records.delete_record(ctx, resource)
+        for resource in ctx.owned(KIND):
+            if resource.id.startswith("pending:"):
+                purpose = resource.id.removeprefix("pending:")
+                for want in wanted_certificates(ctx.config):
+                    if want["purpose"] == purpose:
+                        for arn in self._ours(ctx, want):
+                            wait_unused_then_delete(ctx, arn)
+            else:
+                wait_unused_then_delete(ctx, resource.id)
+            ctx.forget(resource)
+
+
+def certificates_for(ctx: PhaseContext, domain: str) -> list[str]:
+    """ARNs of this deployment's certificates (by owner tag) whose domain is `domain`."""
+    summaries = ctx.aws.acm.pages(
+        "list_certificates", "CertificateSummaryList", CertificateStatuses=ALL_STATUSES
+    )
+    return [
+        s["CertificateArn"]
+        for s in summaries
+        if s["DomainName"] == domain
+        and _tags(ctx, s["CertificateArn"]).get(OWNER_TAG) == ctx.deployment
+    ]
+
+
+def _tags(ctx: PhaseContext, arn: str) -> dict[str, str]:
+    tags = ctx.aws.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+    return {t["Key"]: t.get("Value", "") for t in tags}
+
+
+def delete_certificate(ctx: PhaseContext, arn: str) -> None:
+    from orchestrator.aws import AwsError
+
+    try:
+        ctx.aws.acm.delete_certificate(CertificateArn=arn)
+    except AwsError as exc:
+        if exc.code != "ResourceNotFoundException":
+            raise
+
+
+def wait_unused_then_delete(ctx: PhaseContext, arn: str) -> None:
+    """Delete a certificate once no load balancer uses it any more."""
+    from orchestrator.aws import AwsError
+
+    def deleted() -> bool | None:
+        try:
+            cert = ctx.aws.acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return True
+            raise
+        if cert.get("InUseBy"):
+            ctx.note(f"in use by {', '.join(cert['InUseBy'])}")
+            return None
+        try:
+            ctx.aws.acm.delete_certificate(CertificateArn=arn)
+        except AwsError as exc:
+            if exc.code == "ResourceInUseException":
+                return None
+            if exc.code != "ResourceNotFoundException":
+                raise
+        return True
+
+    ctx.wait_until(
+        f"certificate {arn.rsplit('/', 1)[-1]} to be unused, to delete it", deleted, limit=900
+    )

@@ -1,0 +1,209 @@
+"""hosted_zone: the public Route 53 hosted zone for the subdomain.
+
+Created with a CallerReference derived from the deployment (so a retried create is
+recognised) and tagged with the deployment id. A zone for the name that is neither
+ours nor named in the config stops the run: it is never adopted or deleted silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.errors import PhaseError
+from orchestrator.phase import OWNER_TAG, Phase, PhaseContext
+from states.records import plain, wait_in_sync
+
+KIND = "route53:hosted-zone"
+
+
+def caller_reference(deployment: str, generation: int) -> str:
+    return f"orchestrator:{deployment}:hosted_zone:{generation}"
+
+
+class HostedZonePhase(Phase):
+    name = "hosted_zone"
+    title = "public hosted zone for the subdomain"
+    inputs = ("route53.subDomain.name", "route53.subDomain.hostedZoneId")
+    outputs = ("zone_id", "name_servers")
+
+    def enter(self, ctx: PhaseContext) -> None:
+        zone = self._existing(ctx)
+        if zone is None:
+            zone = self._create(ctx)
+        detail = ctx.aws.route53.get_hosted_zone(Id=zone["Id"])
+        ctx.outputs["zone_id"] = _short(zone["Id"])
+        ctx.outputs["name_servers"] = sorted(
+            plain(ns) for ns in detail["DelegationSet"]["NameServers"]
+        )
+
+    def _existing(self, ctx: PhaseContext) -> dict[str, Any] | None:
+        """Our zone if it exists; adopt the zone the config names; refuse anyone else's."""
+        name = ctx.config.subdomain
+        named = ctx.config.subdomain_zone_id
+        ours_prefix = f"orchestrator:{ctx.deployment}:hosted_zone:"
+        foreign = []
+        for zone in zones_named(ctx, name):
+            zone_id = _short(zone["Id"])
+            if zone.get("Config", {}).get("PrivateZone"):
+                continue
+            ours = zone.get("CallerReference", "").startswith(ours_prefix)
+            if ours or _tagged_ours(ctx, zone_id):
+                self._claim(ctx, zone_id)
+                self._tag(ctx, zone_id)
+                return zone
+            if zone_id == named:
+                ctx.adopt(KIND, zone_id, name=name)
+                return zone
+            foreign.append(zone_id)
+        if named:
+            raise PhaseError(
+                f"route53.subDomain.hostedZoneId {named} is not a public hosted zone for {name}",
+                "fix or remove route53.subDomain.hostedZoneId in the config",
+            )
+        if foreign:
+            raise PhaseError(
+                f"a public hosted zone for {name} already exists ({', '.join(foreign)}) and was "
+                "not created by this deployment; orchestrator will not adopt or delete it "
+                "silently",
+                f"to use it, set route53.subDomain.hostedZoneId: {foreign[0]} in the config "
+                "(it will then never be deleted); otherwise delete it, then run "
+                "`orchestrator resume`",
+            )
+        return None
+
+    def _claim(self, ctx: PhaseContext, zone_id: str) -> None:
+        """Record a zone of ours found by look-up (e.g. after a crash right after creating it)."""
+        records = [r for r in ctx.owned(KIND) if r.id == zone_id or not r.confirmed]
+        resource = records[0] if records else ctx.intend(KIND, zone_id, "record own zone")
+        ctx.confirm(resource, id=zone_id, name=ctx.config.subdomain)
+        for extra in records[1:]:
+            ctx.forget(extra)
+
+    def _create(self, ctx: PhaseContext) -> dict[str, Any]:
+        from orchestrator.aws import AwsError
+
+        reference = caller_reference(ctx.deployment, ctx.record.generation)
+        resource = ctx.intend(
+            KIND, f"pending:{reference}", f"create hosted zone {ctx.config.subdomain}"
+        )
+        try:
+            created = ctx.aws.route53.create_hosted_zone(
+                Name=ctx.config.subdomain,
+                CallerReference=reference,
+                HostedZoneConfig={
+                    "Comment": f"managed by orchestrator deployment {ctx.deployment}",
+                    "PrivateZone": False,
+                },
+            )
+        except AwsError as exc:
+            if exc.code != "HostedZoneAlreadyExists":
+                raise
+            # The create went through on an earlier attempt: find it by its reference.
+            zone = next(
+                (
+                    z
+                    for z in zones_named(ctx, ctx.config.subdomain)
+                    if z.get("CallerReference") == reference
+                ),
+                None,
+            )
+            if zone is None:
+                raise
+            created = {"HostedZone": zone, "ChangeInfo": None}
+        zone = created["HostedZone"]
+        ctx.confirm(resource, id=_short(zone["Id"]), name=ctx.config.subdomain)
+        self._tag(ctx, _short(zone["Id"]))
+        if created["ChangeInfo"]:
+            wait_in_sync(ctx, created["ChangeInfo"]["Id"], f"zone {ctx.config.subdomain}")
+        return zone
+
+    def _tag(self, ctx: PhaseContext, zone_id: str) -> None:
+        if not _tagged_ours(ctx, zone_id):
+            ctx.aws.route53.change_tags_for_resource(
+                ResourceType="hostedzone", ResourceId=zone_id, AddTags=ctx.owner_tags
+            )
+
+    def verify(self, ctx: PhaseContext) -> str | None:
+        from orchestrator.aws import AwsError
+
+        zone_id = ctx.outputs["zone_id"]
+        try:
+            zone = ctx.aws.route53.get_hosted_zone(Id=zone_id)
+        except AwsError as exc:
+            if exc.code == "NoSuchHostedZone":
+                return f"hosted zone {zone_id} no longer exists"
+            raise
+        if plain(zone["HostedZone"]["Name"]) != ctx.config.subdomain:
+            return f"hosted zone {zone_id} is not for {ctx.config.subdomain}"
+        if ctx.owned(KIND) and not _tagged_ours(ctx, zone_id):
+            return f"hosted zone {zone_id} lost its {OWNER_TAG} tag"
+        return None
+
+    def rollback(self, ctx: PhaseContext) -> None:
+        for resource in ctx.owned(KIND):
+            if resource.id.startswith("pending:"):
+                self._rollback_unconfirmed(ctx, resource)
+            else:
+                delete_zone(ctx, resource.id)
+            ctx.forget(resource)
+
+    def _rollback_unconfirmed(self, ctx: PhaseContext, resource: Any) -> None:
+        """A create whose outcome was never recorded: delete the zone if it happened."""
+        reference = resource.id.removeprefix("pending:")
+        for zone in zones_named(ctx, ctx.config.subdomain):
+            if zone.get("CallerReference") == reference:
+                delete_zone(ctx, _short(zone["Id"]))
+
+
+def delete_zone(ctx: PhaseContext, zone_id: str) -> None:
+    """Delete our zone; refuse if it holds records this deployment did not write."""
+    from orchestrator.aws import AwsError
+
+    try:
+        leftovers = [
+            r
+            for r in ctx.aws.route53.pages(
+                "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=zone_id
+            )
+            if r["Type"] not in ("NS", "SOA") or plain(r["Name"]) != ctx.config.subdomain
+        ]
+    except AwsError as exc:
+        if exc.code == "NoSuchHostedZone":
+            return
+        raise
+    if leftovers:
+        names = ", ".join(f"{plain(r['Name'])} {r['Type']}" for r in leftovers)
+        raise PhaseError(
+            f"hosted zone {zone_id} still holds records orchestrator did not create: {names}",
+            "delete those records (or move them elsewhere), then run the rollback again",
+        )
+    try:
+        ctx.aws.route53.delete_hosted_zone(Id=zone_id)
+    except AwsError as exc:
+        if exc.code != "NoSuchHostedZone":
+            raise
+
+
+def zones_named(ctx: PhaseContext, name: str) -> list[dict[str, Any]]:
+    """Every hosted zone with exactly this name (there can be several)."""
+    found, kwargs = [], {"DNSName": name}
+    while True:
+        page = ctx.aws.route53.list_hosted_zones_by_name(**kwargs)
+        zones = page.get("HostedZones", [])
+        found += [z for z in zones if plain(z["Name"]) == name]
+        beyond = zones and plain(zones[-1]["Name"]) != name
+        if not page.get("IsTruncated") or beyond:
+            return found
+        kwargs = {"DNSName": page["NextDNSName"], "HostedZoneId": page["NextHostedZoneId"]}
+
+
+def _tagged_ours(ctx: PhaseContext, zone_id: str) -> bool:
+    tags = ctx.aws.route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zone_id)
+    return any(
+        t["Key"] == OWNER_TAG and t["Value"] == ctx.deployment
+        for t in tags.get("ResourceTagSet", {}).get("Tags", [])
+    )
+
+
+def _short(zone_id: str) -> str:
+    return zone_id.removeprefix("/hostedzone/")

@@ -1,0 +1,172 @@
+"""Route 53 record sets, shared by the phases that write DNS records.
+
+Pure builders (record sets, change batches, comparisons) first, then the few reads and
+writes, which apply the ownership rule: a record that already exists with the wanted
+values is adopted (used, never deleted); one with other values that this deployment did
+not create is never overwritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.errors import PhaseError
+from orchestrator.phase import PhaseContext
+from orchestrator.store import Resource
+
+KIND = "route53:record"
+
+
+# ---- pure ------------------------------------------------------------------------------------
+
+
+def fqdn(name: str) -> str:
+    return name.rstrip(".").lower() + "."
+
+
+def plain(name: str) -> str:
+    """A name as Route 53 returns it (trailing dot, `*` escaped) in its plain form."""
+    return name.replace("\\052", "*").rstrip(".").lower()
+
+
+def record_set(name: str, rtype: str, values: list[str], ttl: int = 300) -> dict[str, Any]:
+    return {
+        "Name": fqdn(name),
+        "Type": rtype,
+        "TTL": ttl,
+        "ResourceRecords": [{"Value": v} for v in values],
+    }
+
+
+def alias_record_set(name: str, target: str, target_zone_id: str) -> dict[str, Any]:
+    return {
+        "Name": fqdn(name),
+        "Type": "A",
+        "AliasTarget": {
+            "HostedZoneId": target_zone_id,
+            "DNSName": fqdn(target),
+            "EvaluateTargetHealth": False,
+        },
+    }
+
+
+def change_batch(action: str, rrset: dict[str, Any], comment: str) -> dict[str, Any]:
+    return {"Comment": comment, "Changes": [{"Action": action, "ResourceRecordSet": rrset}]}
+
+
+def values_of(rrset: dict[str, Any]) -> list[str]:
+    return sorted(plain(r["Value"]) for r in rrset.get("ResourceRecords", []))
+
+
+def same_record(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two record sets say the same thing (names, type, values or alias target)."""
+    if plain(a["Name"]) != plain(b["Name"]) or a["Type"] != b["Type"]:
+        return False
+    alias_a, alias_b = a.get("AliasTarget"), b.get("AliasTarget")
+    if alias_a or alias_b:
+        return bool(alias_a and alias_b) and (
+            plain(alias_a["DNSName"]) == plain(alias_b["DNSName"])
+            and alias_a["HostedZoneId"].removeprefix("/hostedzone/")
+            == alias_b["HostedZoneId"].removeprefix("/hostedzone/")
+        )
+    return values_of(a) == values_of(b)
+
+
+def record_id(zone_id: str, name: str, rtype: str) -> str:
+    return f"{zone_id}/{plain(name)}/{rtype}"
+
+
+def describe(rrset: dict[str, Any]) -> str:
+    head = f"{plain(rrset['Name'])} {rrset['Type']}"
+    if rrset.get("AliasTarget"):
+        return f"{head} alias {plain(rrset['AliasTarget']['DNSName'])}"
+    return f"{head} {' '.join(values_of(rrset))}"
+
+
+# ---- reads and writes ------------------------------------------------------------------------
+
+
+def get_record(ctx: PhaseContext, zone_id: str, name: str, rtype: str) -> dict[str, Any] | None:
+    page = ctx.aws.route53.list_resource_record_sets(
+        HostedZoneId=zone_id, StartRecordName=fqdn(name), StartRecordType=rtype, MaxItems="1"
+    )
+    for rrset in page.get("ResourceRecordSets", []):
+        if plain(rrset["Name"]) == plain(name) and rrset["Type"] == rtype:
+            return rrset
+    return None
+
+
+def ensure_record(
+    ctx: PhaseContext, zone_id: str, wanted: dict[str, Any], purpose: str
+) -> str | None:
+    """Make `wanted` exist in the zone; return the change id if a write was made."""
+    rid = record_id(zone_id, wanted["Name"], wanted["Type"])
+    current = get_record(ctx, zone_id, wanted["Name"], wanted["Type"])
+    mine = ctx.find(KIND, rid)
+    if current is not None and same_record(current, wanted):
+        if mine is None:
+            ctx.adopt(KIND, rid, zone=zone_id, rrset=current, purpose=purpose)
+        elif not mine.confirmed:
+            ctx.confirm(mine)
+        return None
+    if current is not None and not (mine and mine.created):
+        raise PhaseError(
+            f"zone {zone_id} already has {describe(current)}, which this deployment did not "
+            f"create; it needs {describe(wanted)} ({purpose})",
+            "if that record is stale, delete it yourself, then run `orchestrator resume`; "
+            "orchestrator never overwrites records it does not own",
+        )
+    resource = ctx.intend(
+        KIND, rid, f"UPSERT {describe(wanted)}", zone=zone_id, rrset=wanted, purpose=purpose
+    )
+    change = ctx.aws.route53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch=change_batch("UPSERT", wanted, f"orchestrator {ctx.deployment}: {purpose}"),
+    )
+    ctx.confirm(resource, rrset=wanted)
+    return change["ChangeInfo"]["Id"]
+
+
+def wait_in_sync(ctx: PhaseContext, change_id: str | None, what: str) -> None:
+    if change_id is None:
+        return
+
+    def in_sync() -> bool | None:
+        status = ctx.aws.route53.get_change(Id=change_id)["ChangeInfo"]["Status"]
+        return True if status == "INSYNC" else None
+
+    ctx.wait_until(
+        f"Route 53 change {change_id.split('/')[-1]} ({what}) to be INSYNC", in_sync, limit=600
+    )
+
+
+def delete_record(ctx: PhaseContext, resource: Resource) -> None:
+    """Delete a record this deployment created, if it still holds what we wrote."""
+    zone_id, recorded = resource.detail["zone"], resource.detail["rrset"]
+    current = get_record(ctx, zone_id, recorded["Name"], recorded["Type"])
+    if current is None:
+        ctx.forget(resource)
+        return
+    if not same_record(current, recorded):
+        ctx.say(
+            f"left {describe(current)} in place: it was changed outside orchestrator "
+            f"after this deployment wrote {describe(recorded)}"
+        )
+        ctx.forget(resource)
+        return
+    ctx.aws.route53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch=change_batch("DELETE", current, f"orchestrator {ctx.deployment}: rollback"),
+    )
+    ctx.forget(resource)
+
+
+def record_problem(ctx: PhaseContext, resource: Resource) -> str | None:
+    """Why a recorded record no longer holds, or None."""
+    recorded = resource.detail["rrset"]
+    current = get_record(ctx, resource.detail["zone"], recorded["Name"], recorded["Type"])
+    if current is None:
+        return f"{describe(recorded)} is gone"
+    if not same_record(current, recorded):
+        return f"{plain(recorded['Name'])} {recorded['Type']} changed to {describe(current)}"
+    return None
