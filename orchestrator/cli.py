@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ExitCode, NeedsAction, StillWaiting, UsageError
+from orchestrator.store import ROLLBACK_ALL
 
 DEFAULT_CONFIG = "config.yaml"
 DEFAULT_STATE = "state.json"
@@ -23,6 +24,9 @@ DEFAULT_SANDBOX_DIR = ".sandbox"
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # --config/--state may come before or after the command; neither sets a default.
+    args.config = getattr(args, "config", None)
+    args.state = getattr(args, "state", DEFAULT_STATE)
     signal.signal(signal.SIGTERM, _interrupt)  # a CI time-out stops us like Ctrl-C does
     try:
         return args.handler(args)
@@ -61,7 +65,6 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         description="Expose Kubeflow on EKS over HTTPS through an ALB, resumably.",
     )
-    parser.set_defaults(config=None, state=DEFAULT_STATE)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_waits(p: argparse.ArgumentParser) -> None:
@@ -246,7 +249,7 @@ def _forward(args: argparse.Namespace) -> int:
         engine = _engine(args, config, phases, store, state, frozenset(args.confirm))
         print(f"deployment {state.deployment} (state: {store.path})")
         if args.resume and state.rollback_to:
-            to = None if state.rollback_to == "*" else state.rollback_to
+            to = None if state.rollback_to == ROLLBACK_ALL else state.rollback_to
             print(f"finishing the interrupted rollback to {to or 'nothing (--all)'}")
             return _outcome(engine, lambda: engine.rollback(to), args)
         return _outcome(engine, lambda: engine.forward(args.until), args)
@@ -303,7 +306,7 @@ def _status(args: argparse.Namespace) -> int:
         return ExitCode.OK
     print(f"deployment {state.deployment} (state: {store.path}, updated {state.updated_at})")
     if state.rollback_to:
-        target = "--all" if state.rollback_to == "*" else f"--to {state.rollback_to}"
+        target = "--all" if state.rollback_to == ROLLBACK_ALL else f"--to {state.rollback_to}"
         print(f"a rollback {target} was interrupted; `orchestrator resume` finishes it")
     width = max(len(n) for n in names)
     for record, summary in zip(state.phases, phases, strict=True):

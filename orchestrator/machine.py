@@ -19,11 +19,10 @@ from orchestrator.config import Config, digest
 from orchestrator.errors import NeedsAction, PhaseError, StillWaiting, UsageError
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.report import Reporter
-from orchestrator.store import DeploymentState, PhaseRecord, StateStore, now
+from orchestrator.store import ROLLBACK_ALL, DeploymentState, PhaseRecord, StateStore, now
 from orchestrator.waiting import WaitPolicy
 
 START, FINISHED = "start", "finished"
-ALL = "*"  # rollback_to value for `rollback --all`
 UNTOUCHED = ("pending", "rolled_back")
 
 
@@ -150,7 +149,7 @@ class Engine:
     def rollback(self, to: str | None) -> None:
         """Undo, newest first, every touched phase after `to` (every phase if None)."""
         target = to or START
-        self.state.rollback_to = to or ALL
+        self.state.rollback_to = to or ROLLBACK_ALL
         self.save()
         touched = [n for n in self.order if self.state.phase(n).status not in UNTOUCHED]
         if not touched or (to and self.order.index(touched[-1]) <= self.order.index(to)):

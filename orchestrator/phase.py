@@ -158,19 +158,18 @@ class PhaseContext:
         self.record.waiting_since = now()
         self.record.waiting_detail = None
         self.save()
-        try:
-            return wait_until(
-                probe,
-                what=what,
-                policy=self._engine.policy,
-                limit=limit,
-                on_poll=lambda elapsed: self._engine.report.waiting(
-                    self.record.name, what, elapsed, self.record.waiting_detail
-                ),
-            )
-        finally:
-            if self.record.status == "waiting":
-                self.record.status = "in_progress"
+        result = wait_until(
+            probe,
+            what=what,
+            policy=self._engine.policy,
+            limit=limit,
+            on_poll=lambda elapsed: self._engine.report.waiting(
+                self.record.name, what, elapsed, self.record.waiting_detail
+            ),
+        )
+        # A stopped or interrupted wait stays "waiting": that is what resume picks up.
+        self.record.status = "in_progress"
+        return result
 
     def note(self, detail: str | None) -> None:
         """What the current wait has observed (e.g. a controller's event); shown by status."""

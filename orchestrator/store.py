@@ -27,6 +27,7 @@ from orchestrator.errors import UsageError
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "in_progress", "waiting", "needs_action", "done", "failed", "rolled_back")
 MAX_STATE_BYTES = 8 * 1024 * 1024
+ROLLBACK_ALL = "*"  # rollback_to while a `rollback --all` runs
 
 
 def now() -> str:
@@ -256,7 +257,7 @@ def parse_state(data: Any, phase_names: list[str], path: Path) -> DeploymentStat
         if not isinstance(data.get(key), kind):
             raise bad(f"'{key}' is missing or not a {kind.__name__}")
     rollback_to = data.get("rollback_to")
-    if rollback_to is not None and rollback_to not in ("", *phase_names):
+    if rollback_to is not None and rollback_to not in (ROLLBACK_ALL, *phase_names):
         raise bad(f"'rollback_to' names unknown phase {rollback_to!r}")
 
     names = [p.get("name") if isinstance(p, dict) else None for p in data["phases"]]

@@ -13,6 +13,7 @@ import logging
 import os
 import shlex
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.update(CREDENTIALS)
     os.environ.pop("AWS_PROFILE", None)
     os.environ["AWS_DEFAULT_REGION"] = REGION
+    # moto loads thousands of AMIs on EC2's first call; the world needs none.
+    os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     world = World(directory, acm_delay=args.acm_delay, alb_delay=args.alb_delay)
@@ -43,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     world.start()
     print(f"sandbox world up: {json.dumps(world.endpoints)}", flush=True)
     stop.wait()
-    world.stop()
+    # The world lives in memory only: nothing to save, so leave without joining threads.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 class World:

@@ -115,13 +115,18 @@ def down(directory: Path) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process still runs; an exited one waiting to be reaped (zombie) does not."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return "\nState:\tZ" not in status
 
 
 def read_env(directory: Path) -> tuple[dict[str, str], list[str]]:

@@ -1,0 +1,330 @@
+"""End to end, the DNS and certificate half: the real CLI against a sandbox world,
+checked through the AWS APIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+from collections import Counter
+from pathlib import Path
+
+from harness import SUBDOMAIN, World, cli, phase_status, read_state, wait_for
+
+from orchestrator.errors import ExitCode
+from states import phase_names
+
+
+def status_json(w: World, cwd: Path, *extra: str) -> dict:
+    done = w.cli("status", "--json", *extra, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def statuses(w: World, cwd: Path) -> dict[str, str]:
+    return {p["name"]: p["status"] for p in status_json(w, cwd)["phases"]}
+
+
+def assert_deployed(w: World) -> None:
+    """One zone, delegated from the root, one ISSUED certificate with its validation CNAME."""
+    zones = w.zones()
+    assert len(zones) == 1
+    zone_id = zones[0]["Id"].split("/")[-1]
+    name_servers = w.client("route53").get_hosted_zone(Id=zone_id)["DelegationSet"]["NameServers"]
+    delegation = w.record(w.root_zone_id, SUBDOMAIN, "NS")
+    assert delegation is not None
+    assert sorted(r["Value"].rstrip(".") for r in delegation["ResourceRecords"]) == sorted(
+        ns.rstrip(".") for ns in name_servers
+    )
+
+    certificates = w.certificates()
+    assert len(certificates) == 1
+    certificate = certificates[0]
+    assert certificate["Status"] == "ISSUED"
+    for option in certificate["DomainValidationOptions"]:
+        wanted = option["ResourceRecord"]
+        record = w.record(zone_id, wanted["Name"].rstrip("."), "CNAME")
+        assert record is not None, f"validation record {wanted['Name']} missing"
+        assert record["ResourceRecords"][0]["Value"].rstrip(".") == wanted["Value"].rstrip(".")
+
+
+def test_quick_start_from_an_empty_directory_then_again_changes_nothing(tmp_path: Path) -> None:
+    env = dict(os.environ, ORCHESTRATOR_POLL_MAX_INTERVAL="2")
+    first = cli("run", "--sandbox", env=env, cwd=tmp_path)
+    w = World(tmp_path / ".sandbox")
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert set(statuses(w, tmp_path).values()) == {"done"}
+        assert_deployed(w)
+        assert stat.S_IMODE((tmp_path / "state.json").stat().st_mode) == 0o600
+
+        writes = len(w.writes())
+        zone_ids = [z["Id"] for z in w.zones()]
+        certificates = [c["CertificateArn"] for c in w.certificates()]
+        again = cli("run", "--sandbox", env=env, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert len(w.writes()) == writes, "a re-run of a finished deployment wrote to AWS"
+        assert [z["Id"] for z in w.zones()] == zone_ids
+        assert [c["CertificateArn"] for c in w.certificates()] == certificates
+        assert "still true" in again.stdout
+    finally:
+        w.down()
+
+
+def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
+    world: World, workdir: Path
+) -> None:
+    root_before = json.dumps(world.records(world.root_zone_id), sort_keys=True)
+    config = str(world.config)
+    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    assert_deployed(world)
+    zone_id = world.zones()[0]["Id"].split("/")[-1]
+
+    back = world.cli("--config", config, "rollback", "--to", "hosted_zone", cwd=workdir)
+    assert back.returncode == 0, back.stderr
+    assert world.certificates() == []
+    assert world.record(world.root_zone_id, SUBDOMAIN, "NS") is None
+    assert len(world.zones()) == 1, "the zone must stay"
+    assert {r["Type"] for r in world.records(zone_id)} == {"NS", "SOA"}, (
+        "validation records must be gone"
+    )
+    assert statuses(world, workdir) == {
+        "preflight": "done",
+        "hosted_zone": "done",
+        "delegation": "rolled_back",
+        "certificates": "rolled_back",
+        "certificates_issued": "rolled_back",
+    }
+
+    everything = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    assert everything.returncode == 0, everything.stderr
+    assert world.zones() == []
+    assert world.certificates() == []
+    assert json.dumps(world.records(world.root_zone_id), sort_keys=True) == root_before
+    assert set(statuses(world, workdir).values()) == {"rolled_back"}
+
+    # And it comes back from nothing, with no duplicates.
+    again = world.cli("--config", config, "run", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert_deployed(world)
+
+
+def test_kill_9_while_waiting_for_validation_then_resume(tmp_path: Path, workdir: Path) -> None:
+    w = World.up(tmp_path / "slow", acm_delay=4.0)
+    try:
+        config = str(w.config)
+        run = w.start("--config", config, "run", cwd=workdir)
+        wait_for(
+            lambda: phase_status(workdir / "state.json", "certificates_issued") == "waiting",
+            what="the run to wait for ACM",
+        )
+        run.send_signal(signal.SIGKILL)
+        assert run.wait(timeout=10) == -signal.SIGKILL
+
+        resumed = w.cli("--config", config, "resume", cwd=workdir)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert_deployed(w)
+        actions = Counter(c["action"] for c in w.writes())
+        assert actions["RequestCertificate"] == 1
+        assert actions["POST /2013-04-01/hostedzone"] == 1
+    finally:
+        w.down()
+
+
+def test_no_wait_exits_3_waiting_and_resume_finishes(world: World, workdir: Path) -> None:
+    config = str(world.config)
+    first = world.cli("--config", config, "run", "--no-wait", cwd=workdir)
+    assert first.returncode == ExitCode.WAITING, first.stdout + first.stderr
+    assert statuses(world, workdir)["certificates_issued"] == "waiting"
+    waiting = status_json(world, workdir)["phases"][-1]["waiting_for"]
+    assert "ACM to issue" in waiting
+    resumed = world.cli("--config", config, "resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(statuses(world, workdir).values()) == {"done"}
+
+
+def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None:
+    w = World.up(tmp_path / "slow", acm_delay=30.0)
+    try:
+        stopped = w.cli("--config", str(w.config), "run", "--max-wait", "1", cwd=workdir)
+        assert stopped.returncode == ExitCode.WAITING
+        assert "run `orchestrator resume`" in stopped.stderr
+        assert statuses(w, workdir)["certificates_issued"] == "waiting"
+    finally:
+        w.down()
+
+
+def test_until_stops_after_the_named_phase(world: World, workdir: Path) -> None:
+    done = world.cli("--config", str(world.config), "run", "--until", "delegation", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert statuses(world, workdir) == {
+        "preflight": "done",
+        "hosted_zone": "done",
+        "delegation": "done",
+        "certificates": "pending",
+        "certificates_issued": "pending",
+    }
+    assert world.certificates() == []
+
+
+def manual_config(w: World, directory: Path) -> Path:
+    text = w.config.read_text().replace(f"    hostedZoneId: {w.root_zone_id}\n", "")
+    assert "hostedZoneId" not in text
+    path = directory / "manual.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_manual_delegation_prints_ns_then_resumes_when_dns_answers(
+    world: World, workdir: Path
+) -> None:
+    config = str(manual_config(world, workdir))
+    parked = world.cli("--config", config, "run", cwd=workdir)
+    assert parked.returncode == ExitCode.WAITING, parked.stdout + parked.stderr
+    zone_id = world.zones()[0]["Id"].split("/")[-1]
+    name_servers = world.client("route53").get_hosted_zone(Id=zone_id)["DelegationSet"][
+        "NameServers"
+    ]
+    for ns in name_servers:
+        assert ns.rstrip(".") in parked.stderr
+    assert statuses(world, workdir)["delegation"] == "needs_action"
+
+    still = world.cli("--config", config, "resume", cwd=workdir)
+    assert still.returncode == ExitCode.WAITING, "DNS does not answer yet: still parked"
+
+    # The human adds the NS records "at the registrar" (here the root zone, which the
+    # sandbox's DNS server serves like the internet would).
+    world.client("route53").change_resource_record_sets(
+        HostedZoneId=world.root_zone_id,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": SUBDOMAIN,
+                        "Type": "NS",
+                        "TTL": 300,
+                        "ResourceRecords": [{"Value": ns} for ns in name_servers],
+                    },
+                }
+            ]
+        },
+    )
+    resumed = world.cli("--config", config, "resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state = read_state(workdir / "state.json")
+    delegation = next(p for p in state["phases"] if p["name"] == "delegation")
+    assert delegation["outputs"]["checked_by"] == "dns"
+    assert world.certificates()[0]["Status"] == "ISSUED"
+
+    # Rollback leaves the human's NS record alone: orchestrator did not create it.
+    assert (
+        world.cli("--config", config, "rollback", "--to", "hosted_zone", cwd=workdir).returncode
+        == 0
+    )
+    assert world.record(world.root_zone_id, SUBDOMAIN, "NS") is not None
+
+
+def test_manual_delegation_confirmed_by_a_human(world: World, workdir: Path) -> None:
+    config = str(manual_config(world, workdir))
+    assert world.cli("--config", config, "run", cwd=workdir).returncode == ExitCode.WAITING
+    confirmed = world.cli(
+        "--config",
+        config,
+        "resume",
+        "--confirm",
+        "delegation",
+        "--until",
+        "certificates",
+        cwd=workdir,
+    )
+    assert confirmed.returncode == 0, confirmed.stderr
+    state = read_state(workdir / "state.json")
+    delegation = next(p for p in state["phases"] if p["name"] == "delegation")
+    assert delegation["status"] == "done"
+    assert delegation["outputs"]["checked_by"] == "operator"
+
+
+def test_a_second_concurrent_command_exits_2_and_ctrl_c_saves_state(
+    tmp_path: Path, workdir: Path
+) -> None:
+    w = World.up(tmp_path / "slow", acm_delay=60.0)
+    try:
+        config = str(w.config)
+        run = w.start("--config", config, "run", cwd=workdir)
+        wait_for(
+            lambda: phase_status(workdir / "state.json", "certificates_issued") == "waiting",
+            what="the run to wait for ACM",
+        )
+        second = w.cli("--config", config, "resume", cwd=workdir)
+        assert second.returncode == ExitCode.USAGE
+        assert f"locked by pid {run.pid}" in second.stderr
+        assert (
+            w.cli("--config", config, "rollback", "--all", cwd=workdir).returncode == ExitCode.USAGE
+        )
+        assert w.cli("status", cwd=workdir).returncode == 0, "status never needs the lock"
+
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=20) == ExitCode.INTERRUPTED
+        assert statuses(w, workdir)["certificates_issued"] == "waiting"
+        later = w.cli("--config", config, "resume", "--no-wait", cwd=workdir)
+        assert later.returncode == ExitCode.WAITING, later.stderr
+    finally:
+        w.down()
+
+
+def test_corrupted_state_exits_2_and_is_left_untouched(world: World, workdir: Path) -> None:
+    state = workdir / "state.json"
+    state.write_bytes(b'{"schema": 1, "deployment": "x", "phases": [')
+    before = state.read_bytes()
+    for command in (["run"], ["resume"], ["rollback", "--all"], ["status"]):
+        done = world.cli("--config", str(world.config), *command, cwd=workdir)
+        assert done.returncode == ExitCode.USAGE, (command, done.stderr)
+        assert "corrupted" in done.stderr
+        assert state.read_bytes() == before
+    assert world.calls() == []
+
+
+def test_resume_with_another_subdomain_exits_2(world: World, workdir: Path) -> None:
+    config = world.config
+    assert (
+        world.cli("--config", str(config), "run", "--until", "certificates", cwd=workdir).returncode
+        == 0
+    )
+    state_before = (workdir / "state.json").read_bytes()
+    calls_before = len(world.calls())
+    moved = workdir / "moved.yaml"
+    moved.write_text(config.read_text().replace("platform.example.com", "other.example.com"))
+    done = world.cli("--config", str(moved), "resume", cwd=workdir)
+    assert done.returncode == ExitCode.USAGE
+    assert "route53.subDomain.name: 'platform.example.com' -> 'other.example.com'" in done.stderr
+    assert (workdir / "state.json").read_bytes() == state_before
+    assert len(world.calls()) == calls_before
+
+    # A change that only affects phases not yet run is fine.
+    sans = workdir / "sans.yaml"
+    sans.write_text(config.read_text().replace("scheme: internet-facing", "scheme: internal"))
+    assert world.cli("--config", str(sans), "resume", cwd=workdir).returncode == 0
+
+
+def test_resume_without_a_state_file_exits_2(world: World, workdir: Path) -> None:
+    done = world.cli("--config", str(world.config), "resume", cwd=workdir)
+    assert done.returncode == ExitCode.USAGE
+    assert "nothing to resume" in done.stderr
+    assert not (workdir / "state.json").exists()
+
+
+def test_status_json_lists_phases_in_run_order(world: World, workdir: Path) -> None:
+    assert (
+        world.cli(
+            "--config", str(world.config), "run", "--until", "hosted_zone", cwd=workdir
+        ).returncode
+        == 0
+    )
+    report = status_json(world, workdir)
+    assert report["deployment"].startswith("platform-example-com-")
+    assert [p["name"] for p in report["phases"]] == phase_names()
+    for phase in report["phases"]:
+        assert set(phase) == {"name", "status", "outputs", "waiting_for", "error"}
+    assert report["phases"][1]["outputs"]["zone_id"]

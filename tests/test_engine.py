@@ -1,0 +1,242 @@
+"""The engine's forward, verify, rollback and persistence rules, with in-memory phases."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.config import Config
+from orchestrator.errors import NeedsAction, PhaseError, UsageError
+from orchestrator.machine import Engine, PhaseFailed, check_state
+from orchestrator.phase import Phase, PhaseContext
+from orchestrator.report import Reporter
+from orchestrator.store import StateStore, new_state
+from orchestrator.waiting import WaitPolicy
+
+CONFIG = Config(
+    cluster_name="c",
+    region="us-west-2",
+    root_domain="example.com",
+    root_zone_id="Z1",
+    subdomain="platform.example.com",
+)
+
+
+class World:
+    """What fake phases create: a set of names, and a journal of handler calls."""
+
+    def __init__(self) -> None:
+        self.things: set[str] = set()
+        self.journal: list[str] = []
+
+
+class FakePhase(Phase):
+    inputs = ("route53.subDomain.name",)
+    outputs = ("thing",)
+
+    def __init__(self, name: str, world: World, fail: bool = False) -> None:
+        self.name = name
+        self.title = f"make {name}"
+        self.world = world
+        self.fail = fail
+
+    def enter(self, ctx: PhaseContext) -> None:
+        self.world.journal.append(f"enter {self.name}")
+        if self.fail:
+            raise PhaseError(f"{self.name} cannot", "fix it")
+        resource = ctx.intend("thing", self.name, f"make {self.name}")
+        self.world.things.add(self.name)
+        ctx.confirm(resource)
+        ctx.outputs["thing"] = self.name
+
+    def verify(self, ctx: PhaseContext) -> str | None:
+        self.world.journal.append(f"verify {self.name}")
+        return None if self.name in self.world.things else f"{self.name} is gone"
+
+    def rollback(self, ctx: PhaseContext) -> None:
+        self.world.journal.append(f"rollback {self.name}")
+        for resource in ctx.owned("thing"):
+            self.world.things.discard(resource.id)
+            ctx.forget(resource)
+
+
+def make(
+    tmp_path: Path,
+    world: World,
+    names: tuple[str, ...] = ("a", "b", "c"),
+    failing: str | None = None,
+    policy: WaitPolicy | None = None,
+) -> Engine:
+    phases = [FakePhase(n, world, fail=n == failing) for n in names]
+    store = StateStore(tmp_path / "state.json")
+    state = (
+        store.load(list(names))
+        if store.exists()
+        else new_state(CONFIG.deployment_id, CONFIG.settings(), list(names))
+    )
+    return Engine(phases, state, store, CONFIG, Reporter(io.StringIO(), io.StringIO()), policy)
+
+
+def saved(tmp_path: Path) -> dict[str, Any]:
+    data = json.loads((tmp_path / "state.json").read_text())
+    return {p["name"]: p for p in data["phases"]}
+
+
+def test_forward_enters_each_phase_once_then_only_verifies(tmp_path: Path) -> None:
+    world = World()
+    make(tmp_path, world).forward()
+    assert world.journal == ["enter a", "enter b", "enter c"]
+    assert {p["status"] for p in saved(tmp_path).values()} == {"done"}
+    world.journal.clear()
+    make(tmp_path, world).forward()
+    assert world.journal == ["verify a", "verify b", "verify c"]
+
+
+def test_a_done_phase_that_no_longer_holds_is_entered_again(tmp_path: Path) -> None:
+    world = World()
+    make(tmp_path, world).forward()
+    world.things.discard("b")
+    world.journal.clear()
+    make(tmp_path, world).forward()
+    assert world.journal == ["verify a", "verify b", "enter b", "verify c"]
+    assert saved(tmp_path)["b"]["attempts"] == 2
+
+
+def test_until_stops_after_that_phase(tmp_path: Path) -> None:
+    world = World()
+    make(tmp_path, world).forward(until="b")
+    assert world.journal == ["enter a", "enter b"]
+    assert saved(tmp_path)["c"]["status"] == "pending"
+
+
+def test_a_failure_is_recorded_with_its_message_and_hint(tmp_path: Path) -> None:
+    world = World()
+    with pytest.raises(PhaseFailed) as failure:
+        make(tmp_path, world, failing="b").forward()
+    assert failure.value.phase == "b"
+    record = saved(tmp_path)["b"]
+    assert record["status"] == "failed"
+    assert "b cannot" in record["error"] and "fix it" in record["error"]
+    assert saved(tmp_path)["c"]["status"] == "pending"
+    make(tmp_path, world).forward()  # the cause is gone: resume finishes
+    assert saved(tmp_path)["b"]["status"] == "done"
+
+
+def test_rollback_to_undoes_newer_phases_newest_first(tmp_path: Path) -> None:
+    world = World()
+    make(tmp_path, world).forward()
+    world.journal.clear()
+    make(tmp_path, world).rollback("a")
+    assert world.journal == ["rollback c", "rollback b"]
+    assert world.things == {"a"}
+    records = saved(tmp_path)
+    assert [records[n]["status"] for n in "abc"] == ["done", "rolled_back", "rolled_back"]
+    assert records["b"]["generation"] == 1 and records["b"]["resources"] == []
+    world.journal.clear()
+    make(tmp_path, world).forward()
+    assert world.journal == ["verify a", "enter b", "enter c"]
+
+
+def test_rollback_all_and_an_interrupted_rollback_resumes(tmp_path: Path) -> None:
+    world = World()
+    make(tmp_path, world).forward()
+
+    class Interrupting(FakePhase):
+        def rollback(self, ctx: PhaseContext) -> None:
+            raise KeyboardInterrupt
+
+    engine = make(tmp_path, world)
+    engine.phases["b"] = Interrupting("b", world)
+    with pytest.raises(KeyboardInterrupt):
+        engine.rollback(None)
+    data = json.loads((tmp_path / "state.json").read_text())
+    assert data["rollback_to"] == "*"
+    assert saved(tmp_path)["c"]["status"] == "rolled_back"
+    assert saved(tmp_path)["b"]["action"] == "rollback"
+
+    make(tmp_path, world).rollback(None)
+    assert world.things == set()
+    assert json.loads((tmp_path / "state.json").read_text())["rollback_to"] is None
+
+
+def test_rollback_refuses_to_pretend_when_created_resources_remain(tmp_path: Path) -> None:
+    world = World()
+    make(tmp_path, world).forward()
+
+    class Forgetful(FakePhase):
+        def rollback(self, ctx: PhaseContext) -> None:
+            pass
+
+    engine = make(tmp_path, world)
+    engine.phases["c"] = Forgetful("c", world)
+    with pytest.raises(PhaseFailed, match="left resources"):
+        engine.rollback("b")
+    assert saved(tmp_path)["c"]["status"] == "failed"
+
+
+def test_waits_and_human_actions_are_persisted(tmp_path: Path) -> None:
+    world = World()
+
+    class Waiting(FakePhase):
+        def enter(self, ctx: PhaseContext) -> None:
+            ctx.wait_until("the moon", lambda: None)
+
+    class Asking(FakePhase):
+        def enter(self, ctx: PhaseContext) -> None:
+            raise NeedsAction("add NS records\nat the registrar")
+
+    engine = make(tmp_path, world, policy=WaitPolicy(no_wait=True))
+    engine.phases["b"] = Waiting("b", world)
+    from orchestrator.errors import StillWaiting
+
+    with pytest.raises(StillWaiting):
+        engine.forward()
+    assert saved(tmp_path)["b"]["status"] == "waiting"
+    assert saved(tmp_path)["b"]["waiting_for"] == "the moon"
+
+    engine = make(tmp_path, world)
+    engine.phases["b"] = Asking("b", world)
+    with pytest.raises(NeedsAction):
+        engine.forward()
+    assert saved(tmp_path)["b"]["status"] == "needs_action"
+    assert saved(tmp_path)["b"]["waiting_for"] == "add NS records"
+
+
+def test_an_unexpected_exception_is_a_recorded_internal_error(tmp_path: Path) -> None:
+    world = World()
+
+    class Buggy(FakePhase):
+        def enter(self, ctx: PhaseContext) -> None:
+            raise ZeroDivisionError("oops")
+
+    engine = make(tmp_path, world)
+    engine.phases["a"] = Buggy("a", world)
+    with pytest.raises(PhaseFailed, match="internal error: ZeroDivisionError"):
+        engine.forward()
+    assert "report it" in saved(tmp_path)["a"]["error"]
+
+
+def test_state_checks_deployment_outputs_and_config_changes(tmp_path: Path) -> None:
+    world = World()
+    make(tmp_path, world).forward(until="b")
+    store = StateStore(tmp_path / "state.json")
+    phases = [FakePhase(n, world) for n in "abc"]
+    check_state(store.load(["a", "b", "c"]), CONFIG, phases, store.path)
+
+    moved = Config(**{**CONFIG.__dict__, "subdomain": "other.example.com"})
+    with pytest.raises(UsageError, match="belongs to deployment"):
+        check_state(store.load(["a", "b", "c"]), moved, phases, store.path)
+
+    same_id = store.load(["a", "b", "c"])
+    same_id.settings["route53.subDomain.name"] = "old.example.com"
+    with pytest.raises(UsageError, match="config changed since phase a"):
+        check_state(same_id, CONFIG, phases, store.path)
+
+    broken = store.load(["a", "b", "c"])
+    broken.phases[0].outputs = {}
+    with pytest.raises(UsageError, match="outputs"):
+        check_state(broken, CONFIG, phases, store.path)

@@ -1,0 +1,53 @@
+"""Pure Route 53 builders and the certificate planning functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.config import Config
+from orchestrator.errors import PhaseError
+from states.certificates import validation_zone, wanted_certificates
+from states.records import alias_record_set, change_batch, plain, record_set, same_record
+
+CONFIG = Config(
+    cluster_name="c",
+    region="us-west-2",
+    root_domain="example.com",
+    root_zone_id="ZROOT",
+    subdomain="platform.example.com",
+    subject_alternative_names=("platform.example.com",),
+    root_wildcard_certificate=True,
+)
+
+
+def test_record_sets_and_change_batches() -> None:
+    rrset = record_set("Platform.Example.com", "NS", ["ns-1.example.net."], ttl=300)
+    assert rrset["Name"] == "platform.example.com."
+    batch = change_batch("UPSERT", rrset, "why")
+    assert batch["Changes"][0] == {"Action": "UPSERT", "ResourceRecordSet": rrset}
+
+
+def test_same_record_ignores_case_dots_and_order() -> None:
+    a = record_set("x.example.com", "NS", ["b.net.", "a.net."])
+    b = {
+        "Name": "X.example.com.",
+        "Type": "NS",
+        "TTL": 60,
+        "ResourceRecords": [{"Value": "A.net"}, {"Value": "b.net"}],
+    }
+    assert same_record(a, b)
+    assert not same_record(a, record_set("x.example.com", "NS", ["a.net."]))
+    alias = alias_record_set("k.example.com", "lb.elb.amazonaws.com", "Z2")
+    assert same_record(alias, alias_record_set("k.example.com", "LB.elb.amazonaws.com.", "Z2"))
+    assert not same_record(alias, alias_record_set("k.example.com", "lb.elb.amazonaws.com", "Z3"))
+    assert plain("\\052.example.com.") == "*.example.com"
+
+
+def test_wanted_certificates_and_where_their_validation_goes() -> None:
+    wanted = wanted_certificates(CONFIG)
+    assert [w["domain"] for w in wanted] == ["*.platform.example.com", "*.example.com"]
+    assert wanted[0]["sans"] == ["platform.example.com"]
+    assert validation_zone(CONFIG, "ZSUB", "_x.platform.example.com.") == "ZSUB"
+    assert validation_zone(CONFIG, "ZSUB", "_x.example.com.") == "ZROOT"
+    with pytest.raises(PhaseError):
+        validation_zone(CONFIG, "ZSUB", "_x.example.org.")

@@ -1,0 +1,93 @@
+"""The state file: atomic 0600 writes, validation that leaves bad files untouched, the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import UsageError
+from orchestrator.store import StateStore, new_state
+
+NAMES = ["a", "b"]
+
+
+def fresh(tmp_path: Path) -> StateStore:
+    store = StateStore(tmp_path / "state.json")
+    store.save(new_state("dep", {"k": 1}, NAMES))
+    return store
+
+
+def test_saved_state_is_0600_and_round_trips(tmp_path: Path) -> None:
+    store = fresh(tmp_path)
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    state = store.load(NAMES)
+    state.phase("a").outputs["x"] = 1
+    store.save(state)
+    assert store.load(NAMES).phase("a").outputs == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"], "no temp files left behind"
+
+
+@pytest.mark.parametrize(
+    "mutate, problem",
+    [
+        (lambda d: d.update(schema=99), "newer than this orchestrator"),
+        (lambda d: d.update(schema="1"), "unknown schema version"),
+        (lambda d: d.pop("deployment"), "'deployment' is missing"),
+        (lambda d: d["phases"].reverse(), "in that order"),
+        (lambda d: d["phases"][0].update(status="dancing"), "unknown status"),
+        (lambda d: d["phases"][0].update(resources=[{"kind": "x"}]), "resources must be"),
+        (lambda d: d["phases"][0].update(extra=1), "unknown fields"),
+        (lambda d: d.update(rollback_to="zzz"), "unknown phase"),
+    ],
+)
+def test_invalid_state_is_refused_and_untouched(tmp_path: Path, mutate, problem: str) -> None:
+    store = fresh(tmp_path)
+    data = json.loads(store.path.read_text())
+    mutate(data)
+    store.path.write_text(json.dumps(data))
+    before = store.path.read_bytes()
+    with pytest.raises(UsageError, match=problem):
+        store.load(NAMES)
+    assert store.path.read_bytes() == before
+
+
+def test_truncated_json_is_reported_as_corrupted(tmp_path: Path) -> None:
+    store = fresh(tmp_path)
+    store.path.write_bytes(store.path.read_bytes()[:40])
+    with pytest.raises(UsageError, match="corrupted"):
+        store.load(NAMES)
+
+
+HOLD = """
+import sys, time
+from orchestrator.store import StateStore
+with StateStore(sys.argv[1]).locked("run"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_the_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with (
+            pytest.raises(UsageError, match=f"locked by pid {holder.pid}"),
+            StateStore(path).locked("resume"),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with StateStore(path).locked("resume") as note:
+        assert note is not None and f"pid {holder.pid}" in note
+        assert json.loads(Path(str(path) + ".lock").read_text())["pid"] == os.getpid()
