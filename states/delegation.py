@@ -55,6 +55,8 @@ class DelegationPhase(Phase):
             )
 
     def verify(self, ctx: PhaseContext) -> str | None:
+        if ctx.outputs["name_servers"] != ctx.earlier("hosted_zone")["name_servers"]:
+            return "the hosted zone was replaced and has other name servers"
         if ctx.outputs["mode"] == "route53":
             for resource in ctx.resources(KIND):
                 problem = record_problem(ctx, resource)

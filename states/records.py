@@ -87,9 +87,17 @@ def describe(rrset: dict[str, Any]) -> str:
 
 
 def get_record(ctx: PhaseContext, zone_id: str, name: str, rtype: str) -> dict[str, Any] | None:
-    page = ctx.aws.route53.list_resource_record_sets(
-        HostedZoneId=zone_id, StartRecordName=fqdn(name), StartRecordType=rtype, MaxItems="1"
-    )
+    """The record set, or None if it (or its whole zone) does not exist."""
+    from orchestrator.aws import AwsError
+
+    try:
+        page = ctx.aws.route53.list_resource_record_sets(
+            HostedZoneId=zone_id, StartRecordName=fqdn(name), StartRecordType=rtype, MaxItems="1"
+        )
+    except AwsError as exc:
+        if exc.code == "NoSuchHostedZone":
+            return None
+        raise
     for rrset in page.get("ResourceRecordSets", []):
         if plain(rrset["Name"]) == plain(name) and rrset["Type"] == rtype:
             return rrset

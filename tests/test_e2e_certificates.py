@@ -328,3 +328,18 @@ def test_status_json_lists_phases_in_run_order(world: World, workdir: Path) -> N
     for phase in report["phases"]:
         assert set(phase) == {"name", "status", "outputs", "waiting_for", "error"}
     assert report["phases"][1]["outputs"]["zone_id"]
+
+
+def test_a_validation_record_deleted_by_hand_is_written_again(world: World, workdir: Path) -> None:
+    config = str(world.config)
+    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    zone_id = world.zones()[0]["Id"].split("/")[-1]
+    (cname,) = [r for r in world.records(zone_id) if r["Type"] == "CNAME"]
+    world.client("route53").change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": cname}]},
+    )
+    again = world.cli("--config", config, "run", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "certificates: was done, but validation record" in again.stdout
+    assert_deployed(world)

@@ -67,10 +67,12 @@ class World:
         )
         from orchestrator.sandbox.dnsserver import DnsServer
         from orchestrator.sandbox.dnsview import DnsView
+        from orchestrator.sandbox.route53 import make_route53_strict
         from orchestrator.sandbox.seed import deployment_config, seed
 
         disable_moto_auto_issue()
         use_distinct_validation_records()
+        make_route53_strict()
         aws_url = self._start_moto()
         clients = {
             name: self._client(name, aws_url)
