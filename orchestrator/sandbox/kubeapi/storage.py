@@ -1,0 +1,531 @@
+"""Object storage by resource type: the API server's write semantics, history and watches.
+
+One re-entrant lock guards everything. Stored dicts are never mutated once stored (every
+write stores a fresh dict), so the watch history can share them; callers get deep copies.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import admission
+from .apply import SYSTEM_METADATA, server_side_apply, strip_system_metadata
+from .errors import BadRequest, Conflict, Forbidden, Gone, already_exists, not_found, stale
+from .history import Change, History, as_seen_by
+from .resources import Registry, ResourceType, crd_types
+from .selectors import FieldRequirement, Requirement, fields_match, labels_match
+
+Obj = dict[str, Any]
+Callback = Callable[[str, Obj], None]
+StorageKey = tuple[str, str]
+
+NAMESPACES: StorageKey = ("", "namespaces")
+CRDS: StorageKey = ("apiextensions.k8s.io", "customresourcedefinitions")
+
+
+def notifying(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Deliver queued subscriber callbacks once the write has left the lock."""
+
+    @functools.wraps(method)
+    def wrapper(self: ResourceStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._flush()
+
+    return wrapper
+
+
+def _spec_part(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+class ResourceStore:
+    """Objects addressed by ResourceType, namespace and name; what the HTTP layer calls.
+
+    Writes follow the API server: new resourceVersion per change (none when nothing changed),
+    generation bumps on spec changes, status only through the status subresource.
+    """
+
+    def __init__(
+        self,
+        *,
+        history_size: int = 10_000,
+        namespace_grace_seconds: float = 0.5,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self._grace = namespace_grace_seconds
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self.registry = Registry()
+        self._objects: dict[StorageKey, dict[tuple[str, str], Obj]] = {}
+        self._rv = 0
+        self._history = History(history_size)
+        self._outbox: list[Change] = []
+        self._subscribers: list[Callback] = []
+        self._ips = 0
+        self._log = log
+
+    def get_resource(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
+        with self._lock:
+            return self._out(rt, self._live(rt, namespace, name))
+
+    def list_resource(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        labels: list[Requirement] | None = None,
+        fields: list[FieldRequirement] | None = None,
+    ) -> tuple[list[Obj], str]:
+        """Objects matching the selectors (all namespaces when `namespace` is None), and the RV."""
+        with self._lock:
+            bucket = self._objects.get(rt.storage_key, {})
+            items = [
+                self._out(rt, obj)
+                for (ns, _), obj in sorted(bucket.items())
+                if (namespace is None or ns == namespace)
+                and labels_match(labels or [], obj)
+                and fields_match(fields or [], obj)
+            ]
+            return items, str(self._rv)
+
+    @notifying
+    def create_resource(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        body: Obj,
+        *,
+        keep_status: bool = False,
+        dry_run: bool = False,
+    ) -> Obj:
+        with self._lock:
+            return self._create_locked(
+                rt, namespace, body, keep_status=keep_status, dry_run=dry_run
+            )
+
+    @notifying
+    def update_resource(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: Obj,
+        *,
+        subresource: str = "",
+        dry_run: bool = False,
+    ) -> Obj:
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        admission.check_type(rt, body)
+        with self._lock:
+            live = self._live(rt, namespace, name)
+            return self._save_update(rt, live, copy.deepcopy(body), subresource, dry_run)
+
+    @notifying
+    def patch_resource(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        patch: Callable[[Obj], Any],
+        *,
+        subresource: str = "",
+        dry_run: bool = False,
+    ) -> Obj:
+        """Run `patch(live copy)` under the lock and store what it returns."""
+        with self._lock:
+            live = self._live(rt, namespace, name)
+            candidate = patch(self._out(rt, live))
+            if not isinstance(candidate, dict):
+                raise BadRequest("the patched object must be a JSON object")
+            return self._save_update(rt, live, candidate, subresource, dry_run)
+
+    @notifying
+    def apply_resource(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: Obj,
+        manager: str,
+        *,
+        force: bool = False,
+        subresource: str = "",
+        dry_run: bool = False,
+    ) -> Obj:
+        """Server-side apply; creates the object when it does not exist yet."""
+        applied = self._applied_config(rt, namespace, name, body, subresource)
+        with self._lock:
+            bucket = self._objects.get(rt.storage_key, {})
+            live = bucket.get((namespace or "", name))
+            if live is None and subresource:
+                raise not_found(rt.plural, rt.group, name)
+            stamp = admission.now()
+            merged = server_side_apply(
+                self._out(rt, live) if live else None,
+                applied,
+                manager=manager,
+                force=force,
+                now=stamp,
+                subresource=subresource,
+            )
+            managed = merged["metadata"]["managedFields"]
+            if live is None:
+                return self._create_locked(rt, namespace, merged, dry_run=dry_run, managed=managed)
+            return self._save_update(rt, live, merged, subresource, dry_run, managed=managed)
+
+    @notifying
+    def delete_resource(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        preconditions: Obj | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        with self._lock:
+            live = self._live(rt, namespace, name)
+            _check_preconditions(rt, live, preconditions or {})
+            if dry_run:
+                return self._out(rt, live)
+            return self._out(rt, self._delete_locked(rt.storage_key, namespace or "", name))
+
+    @notifying
+    def delete_collection(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        labels: list[Requirement] | None = None,
+        fields: list[FieldRequirement] | None = None,
+    ) -> list[Obj]:
+        with self._lock:
+            items, _ = self.list_resource(rt, namespace, labels, fields)
+            for item in items:
+                meta = item["metadata"]
+                self._delete_locked(rt.storage_key, meta.get("namespace", ""), meta["name"])
+            return items
+
+    def watch_resource(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        since: int | None,
+        deadline: float,
+        matches: Callable[[Obj], bool],
+        should_stop: Callable[[], bool],
+    ) -> Iterator[tuple[str, Obj]]:
+        """Yield (type, object) from `since` (or ADDED for current objects) until `deadline`.
+
+        `deadline` is a time.monotonic() value; `should_stop` is polled about once a second.
+        """
+        with self._lock:
+            if since is None:
+                initial = [o for o in self.list_resource(rt, namespace)[0] if matches(o)]
+                cursor = self._rv
+            elif since < self._history.horizon:
+                raise Gone(f"too old resource version: {since} ({self._history.horizon + 1})")
+            else:
+                initial, cursor = [], since
+        for obj in initial:
+            yield "ADDED", obj
+        while not should_stop() and time.monotonic() < deadline:
+            with self._lock:
+                batch = self._history.after(cursor, rt.storage_key, namespace)
+                cursor = self._rv
+                if not batch:
+                    self._changed.wait(min(deadline - time.monotonic(), 1.0))
+                    continue
+            for change in batch:
+                event = as_seen_by(change, matches)
+                if event:
+                    yield event[0], self._out(rt, event[1])
+
+    def wake_watchers(self) -> None:
+        with self._lock:
+            self._changed.notify_all()
+
+    @property
+    def resource_version(self) -> str:
+        with self._lock:
+            return str(self._rv)
+
+    # --- internals (call with the lock held) -------------------------------------------------
+
+    @staticmethod
+    def _out(rt: ResourceType, obj: Obj) -> Obj:
+        result = copy.deepcopy(obj)
+        result["apiVersion"], result["kind"] = rt.api_version, rt.kind
+        return result
+
+    def _live(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
+        obj = self._objects.get(rt.storage_key, {}).get((namespace or "", name))
+        if obj is None:
+            raise not_found(rt.plural, rt.group, name)
+        return obj
+
+    def _require_namespace(self, rt: ResourceType, namespace: str | None, name: str) -> None:
+        if not rt.namespaced:
+            return
+        found = self._objects.get(NAMESPACES, {}).get(("", namespace or ""))
+        if found is None:
+            raise not_found("namespaces", "", namespace or "")
+        if found["metadata"].get("deletionTimestamp"):
+            raise Forbidden(
+                f'{rt.resource} "{name}" is forbidden: unable to create new content in namespace '
+                f"{namespace} because it is being terminated",
+                name=name,
+                group=rt.group,
+                kind=rt.plural,
+            )
+
+    def _scope(self, rt: ResourceType, namespace: str | None, metadata: Obj) -> str | None:
+        """Reconcile the namespace in the URL with the one in the body."""
+        if not rt.namespaced:
+            metadata.pop("namespace", None)
+            return None
+        given = metadata.get("namespace")
+        if given and namespace and given != namespace:
+            raise BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
+            )
+        namespace = namespace or given
+        if not namespace:
+            raise BadRequest("a namespace is required for namespaced resources")
+        metadata["namespace"] = namespace
+        return namespace
+
+    def _create_locked(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        body: Obj,
+        *,
+        keep_status: bool = False,
+        dry_run: bool = False,
+        managed: list[Obj] | None = None,
+    ) -> Obj:
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        obj = strip_system_metadata(body)
+        admission.check_type(rt, obj)
+        metadata = obj.setdefault("metadata", {})
+        if not isinstance(metadata, dict):
+            raise BadRequest("metadata must be an object")
+        namespace = self._scope(rt, namespace, metadata)
+        name = admission.assign_name(rt, metadata)
+        if not keep_status and rt.has_status:
+            obj.pop("status", None)
+        self._require_namespace(rt, namespace, name)
+        if (namespace or "", name) in self._objects.get(rt.storage_key, {}):
+            raise already_exists(rt.plural, rt.group, name)
+        metadata.update(uid=str(uuid.uuid4()), creationTimestamp=admission.now(), generation=1)
+        if managed:
+            metadata["managedFields"] = managed
+        admission.default(rt, obj, None, self._allocate_ip)
+        return self._commit(rt, namespace, obj, None, dry_run)
+
+    def _applied_config(
+        self, rt: ResourceType, namespace: str | None, name: str, body: Any, subresource: str
+    ) -> Obj:
+        if not isinstance(body, dict):
+            raise BadRequest("the apply configuration must be an object")
+        applied = copy.deepcopy(body)
+        admission.check_type(rt, applied)
+        metadata = applied.setdefault("metadata", {})
+        if metadata.get("name", name) != name:
+            raise BadRequest(
+                f"the name of the object ({metadata['name']}) does not match the name on the URL "
+                f"({name})"
+            )
+        metadata["name"] = name
+        self._scope(rt, namespace, metadata)
+        if subresource == "status":
+            return {k: v for k, v in applied.items() if k in ("apiVersion", "kind", "status")} | {
+                "metadata": {k: v for k, v in metadata.items() if k in ("name", "namespace")}
+            }
+        if rt.has_status:
+            applied.pop("status", None)
+        return applied
+
+    def _save_update(
+        self,
+        rt: ResourceType,
+        live: Obj,
+        candidate: Obj,
+        subresource: str,
+        dry_run: bool,
+        managed: list[Obj] | None = None,
+    ) -> Obj:
+        """Turn a client's full new object into the stored one (shared by PUT, PATCH, apply)."""
+        live_meta = live["metadata"]
+        meta = candidate.get("metadata")
+        if not isinstance(meta, dict):
+            raise BadRequest("metadata must be an object")
+        if meta.get("name", live_meta["name"]) != live_meta["name"]:
+            raise BadRequest(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL "
+                f"({live_meta['name']})"
+            )
+        if meta.get("resourceVersion") and meta["resourceVersion"] != live_meta["resourceVersion"]:
+            raise stale(rt.plural, rt.group, live_meta["name"])
+        namespace = live_meta.get("namespace")
+        self._scope(rt, namespace, meta)
+        if subresource == "status":
+            result = copy.deepcopy(live)
+            _set_or_drop(result, "status", candidate.get("status"))
+        else:
+            result = candidate
+            if rt.has_status:
+                _set_or_drop(result, "status", copy.deepcopy(live.get("status")))
+        result["apiVersion"], result["kind"] = rt.api_version, rt.kind
+        meta = result.setdefault("metadata", {})
+        meta.update(name=live_meta["name"])
+        for key in SYSTEM_METADATA:
+            _set_or_drop(meta, key, copy.deepcopy(live_meta.get(key)))
+        if managed is not None:
+            meta["managedFields"] = managed
+        admission.default(rt, result, live, self._allocate_ip)
+        if _spec_part(result) != _spec_part(live):
+            meta["generation"] = int(live_meta.get("generation") or 0) + 1
+        return self._commit(rt, namespace, result, live, dry_run)
+
+    def _commit(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        obj: Obj,
+        old: Obj | None,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Store `obj` under a new resourceVersion, unless nothing changed."""
+        if old is not None and obj == old:
+            return self._out(rt, old)
+        if dry_run:
+            return self._out(rt, obj)
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        key = (namespace or "", obj["metadata"]["name"])
+        self._objects.setdefault(rt.storage_key, {})[key] = obj
+        self._record("ADDED" if old is None else "MODIFIED", rt.storage_key, key[0], obj, old)
+        if rt.storage_key == CRDS:
+            self._register_crd(obj, old)
+        return self._out(rt, obj)
+
+    def _delete_locked(self, key: StorageKey, namespace: str, name: str) -> Obj:
+        if key == NAMESPACES and self._grace > 0:
+            return self._terminate_namespace(name)
+        gone = self._remove(key, namespace, name)
+        # No controllers run here, so what they would clean up goes at once.
+        if key == NAMESPACES:
+            self._purge_namespace(name)
+        elif key == CRDS:
+            self._unregister_crd(gone)
+        return gone
+
+    def _remove(self, key: StorageKey, namespace: str, name: str) -> Obj:
+        stored = self._objects.get(key, {}).pop((namespace, name))
+        self._rv += 1
+        gone = copy.deepcopy(stored)
+        gone["metadata"]["resourceVersion"] = str(self._rv)
+        self._record("DELETED", key, namespace, gone, stored)
+        return gone
+
+    def _terminate_namespace(self, name: str) -> Obj:
+        """Mark the namespace Terminating and finalize it shortly, as the namespace controller
+        would; meanwhile its objects can still be deleted one by one (`kubectl delete -f`)."""
+        live = self._objects[NAMESPACES][("", name)]
+        if live["metadata"].get("deletionTimestamp"):
+            return copy.deepcopy(live)
+        terminating = copy.deepcopy(live)
+        terminating["metadata"]["deletionTimestamp"] = admission.now()
+        terminating.setdefault("status", {})["phase"] = "Terminating"
+        rt = self.registry.lookup("", "v1", "namespaces")
+        assert rt is not None  # a built-in
+        result = self._commit(rt, None, terminating, live)
+        timer = threading.Timer(self._grace, self._finalize_namespace, args=(name,))
+        timer.daemon = True
+        timer.start()
+        return result
+
+    @notifying
+    def _finalize_namespace(self, name: str) -> None:
+        with self._lock:
+            live = self._objects.get(NAMESPACES, {}).get(("", name))
+            if live is not None and live["metadata"].get("deletionTimestamp"):
+                self._purge_namespace(name)
+                self._remove(NAMESPACES, "", name)
+
+    def _purge_namespace(self, name: str) -> None:
+        for key, bucket in list(self._objects.items()):
+            for namespace, obj_name in [k for k in bucket if k[0] == name]:
+                self._remove(key, namespace, obj_name)
+
+    def _register_crd(self, crd: Obj, old: Obj | None) -> None:
+        spec = crd.get("spec") or {}
+        plural = (spec.get("names") or {}).get("plural", "")
+        if old is not None:
+            self._unregister_crd(old, keep_objects=True)
+        self.registry.replace_group_resource(spec.get("group", ""), plural, crd_types(crd))
+
+    def _unregister_crd(self, crd: Obj, *, keep_objects: bool = False) -> None:
+        spec = crd.get("spec") or {}
+        key = (spec.get("group", ""), (spec.get("names") or {}).get("plural", ""))
+        self.registry.replace_group_resource(*key, [])
+        if not keep_objects:
+            for namespace, name in list(self._objects.get(key, {})):
+                self._remove(key, namespace, name)
+            self._objects.pop(key, None)
+
+    def _record(
+        self, kind: str, key: StorageKey, namespace: str, obj: Obj, prev: Obj | None
+    ) -> None:
+        change = Change(self._rv, kind, key, namespace, obj, prev)
+        self._history.append(change)
+        self._outbox.append(change)
+        self._changed.notify_all()
+
+    def _allocate_ip(self) -> str:
+        self._ips += 1
+        return f"10.100.{self._ips // 250}.{self._ips % 250 + 1}"
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch, self._outbox = self._outbox, []
+            subscribers = list(self._subscribers)
+        for change in batch:
+            for callback in subscribers:
+                try:
+                    callback(change.type, copy.deepcopy(change.obj))
+                except Exception as exc:  # a broken subscriber must not break writes
+                    if self._log:
+                        self._log(f"subscriber {callback!r} failed: {exc!r}")
+
+
+def _set_or_drop(target: Obj, key: str, value: Any) -> None:
+    if value is None:
+        target.pop(key, None)
+    else:
+        target[key] = value
+
+
+def _check_preconditions(rt: ResourceType, live: Obj, preconditions: Obj) -> None:
+    meta = live["metadata"]
+    for field in ("uid", "resourceVersion"):
+        wanted = preconditions.get(field)
+        if wanted and wanted != meta.get(field):
+            raise Conflict(
+                f"Precondition failed: {field.upper() if field == 'uid' else 'ResourceVersion'} in "
+                f"precondition: {wanted}, {field} in object meta: {meta.get(field)}",
+                name=meta.get("name"),
+                group=rt.group,
+                kind=rt.plural,
+            )
