@@ -1,8 +1,9 @@
 """The sandbox world's process: `python -m orchestrator.sandbox.server --dir DIR`.
 
-Serves a moto server (AWS) and a DNS server on free loopback ports, seeds the estate,
-runs the simulators, writes `env`, `config.yaml` and finally `world.json`, then runs
-until SIGTERM.
+Serves a moto server (AWS), a DNS server and the Kubernetes API emulator on free
+loopback ports, and the ALBs' HTTPS endpoint on a loopback address of its own; seeds the
+estate, runs the simulators (ACM, Deployments, the load balancer controller), writes
+`env`, `config.yaml` and finally `world.json`, then runs until SIGTERM.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class World:
         }
         seeded = seed(clients, REGION)
 
-        view = DnsView(clients["route53"])
+        alb = self._start_alb_endpoint(clients)
+        view = DnsView(clients["route53"], alias_address=alb.alias_address)
         dns = DnsServer(view)
         dns.start()
         self._stoppers.append(dns.stop)
@@ -92,7 +94,16 @@ class World:
         acm.start()
         self._stoppers.append(acm.stop)
 
-        self.endpoints = {"aws": aws_url, "dns": f"127.0.0.1:{dns.port}"}
+        kube_url = self._start_kube()
+        self._start_controllers(clients, seeded["cluster"])
+        self.endpoints = {
+            "aws": aws_url,
+            "dns": f"127.0.0.1:{dns.port}",
+            "kubernetes": kube_url,
+            "alb": alb.address,
+            "alb_https": f"{alb.address}:{alb.https_port}",
+            "alb_http": f"{alb.address}:{alb.http_port}",
+        }
         self._write("config.yaml", deployment_config(seeded))
         self._write("env", self._env())
         self._write(
@@ -128,6 +139,42 @@ class World:
         self._stoppers.append(server.shutdown)
         return f"http://127.0.0.1:{server.server_port}"
 
+    def _start_kube(self) -> str:
+        from orchestrator.sandbox.kubeapi import KubeApiServer, write_kubeconfig
+        from orchestrator.sandbox.kubeseed import seed_cluster
+
+        self.kube = KubeApiServer()
+        self.kube.start()
+        self._stoppers.append(self.kube.stop)
+        seed_cluster(self.kube.store)
+        write_kubeconfig(self.directory / "kubeconfig", self.kube.url, context="sandbox")
+        return self.kube.url
+
+    def _start_alb_endpoint(self, clients: dict[str, Any]) -> Any:
+        """The address the world's ALBs answer on, with certificates from the sandbox CA."""
+        from orchestrator.sandbox.pki import SandboxCA
+        from orchestrator.sandbox.tlsendpoint import AlbEndpoint
+
+        self.ca = SandboxCA(self.directory)
+        endpoint = AlbEndpoint(self.ca, clients["elbv2"], clients["acm"])
+        endpoint.start()
+        self._stoppers.append(endpoint.stop)
+        return endpoint
+
+    def _start_controllers(self, clients: dict[str, Any], cluster: str) -> None:
+        """What runs in the cluster: Deployments roll out, the ALB controller acts."""
+        from orchestrator.sandbox.albcontroller import AlbControllerSimulator
+        from orchestrator.sandbox.deployments import DeploymentRollouts
+
+        rollouts = DeploymentRollouts(self.kube.store)
+        rollouts.start()
+        self._stoppers.append(rollouts.stop)
+        controller = AlbControllerSimulator(
+            self.kube.store, clients, cluster, REGION, ACCOUNT, self.alb_delay
+        )
+        controller.start()
+        self._stoppers.append(controller.stop)
+
     def _client(self, service: str, url: str, region: str = REGION) -> Any:
         import boto3
         from botocore.config import Config
@@ -148,10 +195,13 @@ class World:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "ORCHESTRATOR_DNS_SERVERS": self.endpoints["dns"],
+            "KUBECONFIG": str(self.directory / "kubeconfig"),
+            "SSL_CERT_FILE": str(self.ca.cert_path),
         }
         lines = [
-            "# Use the sandbox world: `source` this file. Standard AWS settings, plus the",
-            "# DNS resolver that plays the internet's DNS.",
+            "# Use the sandbox world: `source` this file. Standard AWS and Kubernetes",
+            "# settings, the DNS resolver that plays the internet's DNS, and the CA the",
+            "# world's HTTPS endpoints chain to (trusted instead of the system's CAs).",
             "unset AWS_PROFILE AWS_SESSION_TOKEN",
             *(f"export {k}={shlex.quote(v)}" for k, v in settings.items()),
         ]

@@ -71,6 +71,8 @@ class WatchPlan:
     timeout: float
     matches: Callable[[Obj], bool]
     render: Callable[[Obj], Obj]  # the event's object as sent: the object, or a Table of it
+    # Watch-list (kubectl >= 1.35 by default): the current objects, then a BOOKMARK saying so.
+    initial_events_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,13 +211,15 @@ class Router:
                 return obj
             return render_table(rt, [obj], obj["metadata"].get("resourceVersion", ""), include)
 
+        watch_list = _flag(req.query.get("sendInitialEvents"))
         return WatchPlan(
             rt,
             target.namespace,
-            since_rv or None,
+            None if watch_list else since_rv or None,
             seconds,
             lambda obj: labels_match(labels, obj) and fields_match(fields, obj),
             render,
+            initial_events_end=watch_list,
         )
 
     def _get(self, req: Request, target: Target) -> Response | WatchPlan:

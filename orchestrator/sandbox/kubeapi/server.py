@@ -134,6 +134,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
         try:
             for kind, obj in events:
+                if kind == "BOOKMARK":
+                    if plan.initial_events_end:
+                        self._chunk({"type": kind, "object": obj})
+                    continue
                 self._chunk({"type": kind, "object": plan.render(obj)})
         except Gone as exc:
             self._chunk({"type": "ERROR", "object": exc.status()})

@@ -236,6 +236,18 @@ class ResourceStore:
                 initial, cursor = [], since
         for obj in initial:
             yield "ADDED", obj
+        # Marks the end of the initial objects, for clients that asked for them (watch-list).
+        yield (
+            "BOOKMARK",
+            {
+                "kind": rt.kind,
+                "apiVersion": rt.api_version,
+                "metadata": {
+                    "resourceVersion": str(cursor),
+                    "annotations": {"k8s.io/initial-events-end": "true"},
+                },
+            },
+        )
         while not should_stop() and time.monotonic() < deadline:
             with self._lock:
                 batch = self._history.after(cursor, rt.storage_key, namespace)
