@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # `orchestrator status | head`: the reader left; nothing to say
+        sys.stdout = None  # type: ignore[assignment]
+        return ExitCode.OK
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -1,4 +1,8 @@
-"""The provisioning phases, one module each, in the order they run."""
+"""The provisioning phases, one module each, in the order they run.
+
+Certificate validation is the longest wait: `certificates` only requests them, and
+`certificates_issued` waits after the IAM and controller phases, so the two overlap.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,49 @@ from orchestrator.phase import Phase
 def all_phases() -> list[Phase]:
     from states.certificates import CertificatesPhase
     from states.certificates_issued import CertificatesIssuedPhase
+    from states.controller import ControllerPhase
+    from states.controller_iam import ControllerIamPhase
     from states.delegation import DelegationPhase
+    from states.dns_record import DnsRecordPhase
+    from states.endpoint import EndpointPhase
     from states.hosted_zone import HostedZonePhase
+    from states.ingress import IngressPhase
+    from states.load_balancer import LoadBalancerPhase
     from states.preflight import PreflightPhase
+    from states.subnet_tags import SubnetTagsPhase
 
     return [
         PreflightPhase(),
         HostedZonePhase(),
         DelegationPhase(),
         CertificatesPhase(),
+        ControllerIamPhase(),
+        SubnetTagsPhase(),
+        ControllerPhase(),
         CertificatesIssuedPhase(),
+        IngressPhase(),
+        LoadBalancerPhase(),
+        DnsRecordPhase(),
+        EndpointPhase(),
     ]
 
 
+PHASE_NAMES = (
+    "preflight",
+    "hosted_zone",
+    "delegation",
+    "certificates",
+    "controller_iam",
+    "subnet_tags",
+    "controller",
+    "certificates_issued",
+    "ingress",
+    "load_balancer",
+    "dns_record",
+    "endpoint",
+)
+
+
 def phase_names() -> list[str]:
-    return [p.name for p in all_phases()]
+    """The phase names in run order, without importing the phases (fast, for `status`)."""
+    return list(PHASE_NAMES)

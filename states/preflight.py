@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
+from states.ingress import GATEWAY_SERVICE
+from states.ingress import NAMESPACE as GATEWAY_NAMESPACE
 from states.records import plain
 
 
@@ -11,6 +13,7 @@ class PreflightPhase(Phase):
     name = "preflight"
     title = "check AWS identity, EKS cluster and root zone (read-only)"
     inputs = (
+        "kubernetes.context",
         "cluster.name",
         "cluster.region",
         "route53.rootDomain.name",
@@ -35,6 +38,7 @@ class PreflightPhase(Phase):
         cluster = self._cluster(ctx)
         if ctx.config.root_zone_id:
             self._check_root_zone(ctx)
+        kubernetes_version = self._check_kubernetes(ctx)
         vpc = cluster.get("resourcesVpcConfig", {})
         return {
             "account": identity["Account"],
@@ -43,6 +47,7 @@ class PreflightPhase(Phase):
             "vpc_id": vpc.get("vpcId"),
             "subnet_ids": sorted(vpc.get("subnetIds", [])),
             "oidc_issuer": cluster.get("identity", {}).get("oidc", {}).get("issuer"),
+            "kubernetes_version": kubernetes_version,
         }
 
     def _cluster(self, ctx: PhaseContext) -> dict:
@@ -101,3 +106,15 @@ class PreflightPhase(Phase):
                 "certificate validation need the public zone",
                 "set route53.rootDomain.hostedZoneId to the public zone's id",
             )
+
+    def _check_kubernetes(self, ctx: PhaseContext) -> str:
+        """The API answers, and the Istio ingress gateway the ALB will target exists."""
+        version = ctx.kube.version().get("gitVersion", "unknown")
+        gateway = ctx.kube.get("v1", "Service", GATEWAY_SERVICE, GATEWAY_NAMESPACE)
+        if gateway is None:
+            raise PhaseError(
+                f"Service {GATEWAY_NAMESPACE}/{GATEWAY_SERVICE} not found in the cluster",
+                "install Kubeflow (with Istio) first, or check the kubeconfig context "
+                "(kubernetes.context in the config)",
+            )
+        return version

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import World
+
+# kubectl is part of what the tests prove works; CI installs it (.ci/run), so there a missing
+# kubectl fails the tests instead of skipping them.
+needs_kubectl = pytest.mark.skipif(
+    shutil.which("kubectl") is None and os.environ.get("CI") != "true",
+    reason="kubectl is not installed",
+)
 
 
 @pytest.fixture

@@ -179,3 +179,92 @@ def phase_status(path: Path, phase: str) -> str | None:
     except (OSError, ValueError):
         return None
     return next((p["status"] for p in state["phases"] if p["name"] == phase), None)
+
+
+# ---- Kubernetes, through the official client ------------------------------------------------
+
+
+def kube_client(world_: World) -> Any:
+    from kubernetes import config, dynamic
+
+    api = config.new_client_from_config(config_file=str(world_.directory / "kubeconfig"))
+    return dynamic.DynamicClient(api)
+
+
+def kube_get(
+    client: Any, api_version: str, kind: str, name: str, namespace: str | None = None
+) -> dict[str, Any] | None:
+    from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+    try:
+        resource = client.resources.get(api_version=api_version, kind=kind)
+        return resource.get(name=name, namespace=namespace).to_dict()
+    except (NotFoundError, ResourceNotFoundError):
+        return None
+
+
+KINDS_WE_MAKE = [
+    ("v1", "ServiceAccount"),
+    ("v1", "Service"),
+    ("v1", "Secret"),
+    ("apps/v1", "Deployment"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("networking.k8s.io/v1", "IngressClass"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+]
+
+
+def footprint(world_: World, deployment: str) -> list[str]:
+    """Everything in AWS and Kubernetes that carries this deployment's id."""
+    found: list[str] = []
+    owner = ("orchestrator:deployment", deployment)
+
+    def tagged(tags: list[dict[str, str]]) -> bool:
+        return any((t.get("Key"), t.get("Value")) == owner for t in tags)
+
+    route53 = world_.client("route53")
+    for zone in route53.list_hosted_zones()["HostedZones"]:
+        zone_id = zone["Id"].split("/")[-1]
+        tags = route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zone_id)
+        if tagged(tags["ResourceTagSet"].get("Tags", [])):
+            found.append(f"hosted zone {zone['Name']}")
+    acm = world_.client("acm")
+    for cert in acm.list_certificates()["CertificateSummaryList"]:
+        if tagged(
+            acm.list_tags_for_certificate(CertificateArn=cert["CertificateArn"]).get("Tags", [])
+        ):
+            found.append(f"certificate {cert['DomainName']}")
+    iam = world_.client("iam", "us-east-1")
+    for role in iam.list_roles()["Roles"]:
+        if tagged(iam.list_role_tags(RoleName=role["RoleName"])["Tags"]):
+            found.append(f"role {role['RoleName']}")
+    for policy in iam.list_policies(Scope="Local")["Policies"]:
+        if tagged(iam.list_policy_tags(PolicyArn=policy["Arn"])["Tags"]):
+            found.append(f"policy {policy['PolicyName']}")
+    for provider in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
+        tags = iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=provider["Arn"])
+        if tagged(tags["Tags"]):
+            found.append(f"OIDC provider {provider['Arn']}")
+    elbv2 = world_.client("elbv2")
+    arns = [lb["LoadBalancerArn"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]]
+    arns += [tg["TargetGroupArn"] for tg in elbv2.describe_target_groups()["TargetGroups"]]
+    for arn in arns:
+        for description in elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]:
+            if tagged(description.get("Tags", [])):
+                found.append(f"elbv2 {arn}")
+    ec2 = world_.client("ec2")
+    for group in ec2.describe_security_groups()["SecurityGroups"]:
+        if tagged(group.get("Tags", [])):
+            found.append(f"security group {group['GroupId']}")
+    client = kube_client(world_)
+    for api_version, kind in KINDS_WE_MAKE:
+        resource = client.resources.get(api_version=api_version, kind=kind)
+        for item in resource.get(label_selector=f"orchestrator.dev/deployment={deployment}").items:
+            found.append(f"{kind} {item.metadata.name}")
+    return found

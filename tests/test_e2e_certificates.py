@@ -15,6 +15,10 @@ from harness import SUBDOMAIN, World, cli, phase_status, read_state, wait_for
 from orchestrator.errors import ExitCode
 from states import phase_names
 
+# These tests are about the DNS and certificate half: they stop after it.
+HALF = ("--until", "certificates_issued")
+CERT_PHASES = phase_names()[: phase_names().index("certificates_issued") + 1]
+
 
 def status_json(w: World, cwd: Path, *extra: str) -> dict:
     done = w.cli("status", "--json", *extra, cwd=cwd)
@@ -23,7 +27,10 @@ def status_json(w: World, cwd: Path, *extra: str) -> dict:
 
 
 def statuses(w: World, cwd: Path) -> dict[str, str]:
-    return {p["name"]: p["status"] for p in status_json(w, cwd)["phases"]}
+    """Statuses of the certificate half's phases (the others stay pending here)."""
+    every = {p["name"]: p["status"] for p in status_json(w, cwd)["phases"]}
+    assert all(every[name] == "pending" for name in every if name not in CERT_PHASES)
+    return {name: every[name] for name in CERT_PHASES}
 
 
 def assert_deployed(w: World) -> None:
@@ -55,7 +62,8 @@ def test_quick_start_from_an_empty_directory_then_again_changes_nothing(tmp_path
     w = World(tmp_path / ".sandbox")
     try:
         assert first.returncode == 0, first.stdout + first.stderr
-        assert set(statuses(w, tmp_path).values()) == {"done"}
+        every = status_json(w, tmp_path)["phases"]
+        assert {p["status"] for p in every} == {"done"}
         assert_deployed(w)
         assert stat.S_IMODE((tmp_path / "state.json").stat().st_mode) == 0o600
 
@@ -77,7 +85,7 @@ def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
 ) -> None:
     root_before = json.dumps(world.records(world.root_zone_id), sort_keys=True)
     config = str(world.config)
-    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    assert world.cli("--config", config, "run", *HALF, cwd=workdir).returncode == 0
     assert_deployed(world)
     zone_id = world.zones()[0]["Id"].split("/")[-1]
 
@@ -90,11 +98,8 @@ def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
         "validation records must be gone"
     )
     assert statuses(world, workdir) == {
-        "preflight": "done",
-        "hosted_zone": "done",
-        "delegation": "rolled_back",
-        "certificates": "rolled_back",
-        "certificates_issued": "rolled_back",
+        name: "done" if name in ("preflight", "hosted_zone") else "rolled_back"
+        for name in CERT_PHASES
     }
 
     everything = world.cli("--config", config, "rollback", "--all", cwd=workdir)
@@ -105,7 +110,7 @@ def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
     assert set(statuses(world, workdir).values()) == {"rolled_back"}
 
     # And it comes back from nothing, with no duplicates.
-    again = world.cli("--config", config, "run", cwd=workdir)
+    again = world.cli("--config", config, "run", *HALF, cwd=workdir)
     assert again.returncode == 0, again.stderr
     assert_deployed(world)
 
@@ -114,7 +119,7 @@ def test_kill_9_while_waiting_for_validation_then_resume(tmp_path: Path, workdir
     w = World.up(tmp_path / "slow", acm_delay=4.0)
     try:
         config = str(w.config)
-        run = w.start("--config", config, "run", cwd=workdir)
+        run = w.start("--config", config, "run", *HALF, cwd=workdir)
         wait_for(
             lambda: phase_status(workdir / "state.json", "certificates_issued") == "waiting",
             what="the run to wait for ACM",
@@ -122,7 +127,7 @@ def test_kill_9_while_waiting_for_validation_then_resume(tmp_path: Path, workdir
         run.send_signal(signal.SIGKILL)
         assert run.wait(timeout=10) == -signal.SIGKILL
 
-        resumed = w.cli("--config", config, "resume", cwd=workdir)
+        resumed = w.cli("--config", config, "resume", *HALF, cwd=workdir)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert_deployed(w)
         actions = Counter(c["action"] for c in w.writes())
@@ -132,22 +137,26 @@ def test_kill_9_while_waiting_for_validation_then_resume(tmp_path: Path, workdir
         w.down()
 
 
-def test_no_wait_exits_3_waiting_and_resume_finishes(world: World, workdir: Path) -> None:
-    config = str(world.config)
-    first = world.cli("--config", config, "run", "--no-wait", cwd=workdir)
-    assert first.returncode == ExitCode.WAITING, first.stdout + first.stderr
-    assert statuses(world, workdir)["certificates_issued"] == "waiting"
-    waiting = status_json(world, workdir)["phases"][-1]["waiting_for"]
-    assert "ACM to issue" in waiting
-    resumed = world.cli("--config", config, "resume", cwd=workdir)
-    assert resumed.returncode == 0, resumed.stderr
-    assert set(statuses(world, workdir).values()) == {"done"}
+def test_no_wait_exits_3_waiting_and_resume_finishes(tmp_path: Path, workdir: Path) -> None:
+    w = World.up(tmp_path / "slow", acm_delay=6.0)
+    try:
+        config = str(w.config)
+        first = w.cli("--config", config, "run", "--no-wait", *HALF, cwd=workdir)
+        assert first.returncode == ExitCode.WAITING, first.stdout + first.stderr
+        assert statuses(w, workdir)["certificates_issued"] == "waiting"
+        waiting = status_json(w, workdir)["phases"][len(CERT_PHASES) - 1]["waiting_for"]
+        assert "ACM to issue" in waiting
+        resumed = w.cli("--config", config, "resume", *HALF, cwd=workdir)
+        assert resumed.returncode == 0, resumed.stderr
+        assert set(statuses(w, workdir).values()) == {"done"}
+    finally:
+        w.down()
 
 
 def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None:
     w = World.up(tmp_path / "slow", acm_delay=30.0)
     try:
-        stopped = w.cli("--config", str(w.config), "run", "--max-wait", "1", cwd=workdir)
+        stopped = w.cli("--config", str(w.config), "run", "--max-wait", "1", *HALF, cwd=workdir)
         assert stopped.returncode == ExitCode.WAITING
         assert "run `orchestrator resume`" in stopped.stderr
         assert statuses(w, workdir)["certificates_issued"] == "waiting"
@@ -159,11 +168,8 @@ def test_until_stops_after_the_named_phase(world: World, workdir: Path) -> None:
     done = world.cli("--config", str(world.config), "run", "--until", "delegation", cwd=workdir)
     assert done.returncode == 0, done.stderr
     assert statuses(world, workdir) == {
-        "preflight": "done",
-        "hosted_zone": "done",
-        "delegation": "done",
-        "certificates": "pending",
-        "certificates_issued": "pending",
+        name: "done" if name in ("preflight", "hosted_zone", "delegation") else "pending"
+        for name in CERT_PHASES
     }
     assert world.certificates() == []
 
@@ -180,7 +186,7 @@ def test_manual_delegation_prints_ns_then_resumes_when_dns_answers(
     world: World, workdir: Path
 ) -> None:
     config = str(manual_config(world, workdir))
-    parked = world.cli("--config", config, "run", cwd=workdir)
+    parked = world.cli("--config", config, "run", *HALF, cwd=workdir)
     assert parked.returncode == ExitCode.WAITING, parked.stdout + parked.stderr
     zone_id = world.zones()[0]["Id"].split("/")[-1]
     name_servers = world.client("route53").get_hosted_zone(Id=zone_id)["DelegationSet"][
@@ -190,7 +196,7 @@ def test_manual_delegation_prints_ns_then_resumes_when_dns_answers(
         assert ns.rstrip(".") in parked.stderr
     assert statuses(world, workdir)["delegation"] == "needs_action"
 
-    still = world.cli("--config", config, "resume", cwd=workdir)
+    still = world.cli("--config", config, "resume", *HALF, cwd=workdir)
     assert still.returncode == ExitCode.WAITING, "DNS does not answer yet: still parked"
 
     # The human adds the NS records "at the registrar" (here the root zone, which the
@@ -211,7 +217,7 @@ def test_manual_delegation_prints_ns_then_resumes_when_dns_answers(
             ]
         },
     )
-    resumed = world.cli("--config", config, "resume", cwd=workdir)
+    resumed = world.cli("--config", config, "resume", *HALF, cwd=workdir)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     state = read_state(workdir / "state.json")
     delegation = next(p for p in state["phases"] if p["name"] == "delegation")
@@ -228,7 +234,7 @@ def test_manual_delegation_prints_ns_then_resumes_when_dns_answers(
 
 def test_manual_delegation_confirmed_by_a_human(world: World, workdir: Path) -> None:
     config = str(manual_config(world, workdir))
-    assert world.cli("--config", config, "run", cwd=workdir).returncode == ExitCode.WAITING
+    assert world.cli("--config", config, "run", *HALF, cwd=workdir).returncode == ExitCode.WAITING
     confirmed = world.cli(
         "--config",
         config,
@@ -252,12 +258,12 @@ def test_a_second_concurrent_command_exits_2_and_ctrl_c_saves_state(
     w = World.up(tmp_path / "slow", acm_delay=60.0)
     try:
         config = str(w.config)
-        run = w.start("--config", config, "run", cwd=workdir)
+        run = w.start("--config", config, "run", *HALF, cwd=workdir)
         wait_for(
             lambda: phase_status(workdir / "state.json", "certificates_issued") == "waiting",
             what="the run to wait for ACM",
         )
-        second = w.cli("--config", config, "resume", cwd=workdir)
+        second = w.cli("--config", config, "resume", *HALF, cwd=workdir)
         assert second.returncode == ExitCode.USAGE
         assert f"locked by pid {run.pid}" in second.stderr
         assert (
@@ -268,7 +274,7 @@ def test_a_second_concurrent_command_exits_2_and_ctrl_c_saves_state(
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=20) == ExitCode.INTERRUPTED
         assert statuses(w, workdir)["certificates_issued"] == "waiting"
-        later = w.cli("--config", config, "resume", "--no-wait", cwd=workdir)
+        later = w.cli("--config", config, "resume", "--no-wait", *HALF, cwd=workdir)
         assert later.returncode == ExitCode.WAITING, later.stderr
     finally:
         w.down()
@@ -305,11 +311,11 @@ def test_resume_with_another_subdomain_exits_2(world: World, workdir: Path) -> N
     # A change that only affects phases not yet run is fine.
     sans = workdir / "sans.yaml"
     sans.write_text(config.read_text().replace("scheme: internet-facing", "scheme: internal"))
-    assert world.cli("--config", str(sans), "resume", cwd=workdir).returncode == 0
+    assert world.cli("--config", str(sans), "resume", *HALF, cwd=workdir).returncode == 0
 
 
 def test_resume_without_a_state_file_exits_2(world: World, workdir: Path) -> None:
-    done = world.cli("--config", str(world.config), "resume", cwd=workdir)
+    done = world.cli("--config", str(world.config), "resume", *HALF, cwd=workdir)
     assert done.returncode == ExitCode.USAGE
     assert "nothing to resume" in done.stderr
     assert not (workdir / "state.json").exists()
@@ -332,14 +338,14 @@ def test_status_json_lists_phases_in_run_order(world: World, workdir: Path) -> N
 
 def test_a_validation_record_deleted_by_hand_is_written_again(world: World, workdir: Path) -> None:
     config = str(world.config)
-    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    assert world.cli("--config", config, "run", *HALF, cwd=workdir).returncode == 0
     zone_id = world.zones()[0]["Id"].split("/")[-1]
     (cname,) = [r for r in world.records(zone_id) if r["Type"] == "CNAME"]
     world.client("route53").change_resource_record_sets(
         HostedZoneId=zone_id,
         ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": cname}]},
     )
-    again = world.cli("--config", config, "run", cwd=workdir)
+    again = world.cli("--config", config, "run", *HALF, cwd=workdir)
     assert again.returncode == 0, again.stderr
     assert "certificates: was done, but validation record" in again.stdout
     assert_deployed(world)

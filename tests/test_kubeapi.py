@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import needs_kubectl
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
@@ -720,7 +721,6 @@ def test_kubeconfig_is_private(tmp_path: Path) -> None:
 # --- kubectl ----------------------------------------------------------------------------------
 
 KUBECTL = shutil.which("kubectl")
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 MANIFEST = """
 apiVersion: v1

@@ -1,0 +1,202 @@
+"""Kubernetes access through the official client, over the standard kubeconfig.
+
+Objects go in and out as plain dicts. Writes use server-side apply under one field
+manager, so re-applying the same object is a no-op and the API server itself records
+which fields are ours. Calls are retried on 429/5xx and dropped connections; other
+errors carry the HTTP status, the Kubernetes reason and message, and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import tenacity
+
+from orchestrator import failpoints
+
+FIELD_MANAGER = "orchestrator"
+DEPLOYMENT_LABEL = "orchestrator.dev/deployment"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "orchestrator"}
+_RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+class KubeError(Exception):
+    def __init__(self, operation: str, status: int | None, reason: str, message: str) -> None:
+        super().__init__(f"Kubernetes {operation}: {status or ''} {reason}: {message}".strip())
+        self.operation = operation
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in _RETRYABLE_STATUS or self.status is None
+
+    @property
+    def hint(self) -> str:
+        if self.status in (401, 403):
+            return (
+                "the kubeconfig's identity may not do this; check `kubectl auth can-i` and "
+                "the cluster's RBAC / aws-auth mapping, then run `orchestrator resume`"
+            )
+        if self.status is None:
+            return (
+                "the Kubernetes API could not be reached; check KUBECONFIG, the context "
+                "(kubernetes.context) and the network, then run `orchestrator resume`"
+            )
+        return "fix the cause, then run `orchestrator resume`"
+
+
+def labels_for(deployment: str) -> dict[str, str]:
+    """The labels on everything this deployment creates in Kubernetes."""
+    return {**MANAGED_BY, DEPLOYMENT_LABEL: deployment}
+
+
+def owned_by(obj: dict[str, Any] | None, deployment: str) -> bool:
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    return labels.get(DEPLOYMENT_LABEL) == deployment
+
+
+def _translate(operation: str, exc: Exception) -> KubeError:
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException):
+        reason, message = exc.reason or "", ""
+        try:
+            body = json.loads(exc.body or "{}")
+            reason, message = body.get("reason") or reason, body.get("message") or ""
+        except (TypeError, ValueError):
+            message = str(exc.body or "")
+        return KubeError(operation, exc.status, reason, message)
+    if isinstance(exc, ResourceNotFoundError):
+        return KubeError(operation, 404, "NotFound", f"the API server does not serve it ({exc})")
+    if isinstance(exc, HTTPError | ConnectionError | OSError):
+        return KubeError(operation, None, "Unreachable", str(exc))
+    raise exc
+
+
+class Kube:
+    """The cluster named by the kubeconfig (KUBECONFIG or ~/.kube/config) and context."""
+
+    def __init__(self, context: str | None = None) -> None:
+        from kubernetes import config, dynamic
+
+        try:
+            api_client = config.new_client_from_config(
+                config_file=os.environ.get("KUBECONFIG") or None, context=context
+            )
+        except (config.ConfigException, OSError, TypeError) as exc:
+            raise KubeError("load kubeconfig", None, "BadConfig", str(exc)) from None
+        self._client = dynamic.DynamicClient(api_client)
+
+    def _call(self, operation: str, work: Any, *, mutating: bool = False) -> Any:
+        def attempt() -> Any:
+            if mutating:
+                failpoints.before_write(f"kubernetes:{operation}")
+            try:
+                result = work()
+            except Exception as exc:  # noqa: BLE001 - translated or re-raised
+                raise _translate(operation, exc) from None
+            if mutating:
+                failpoints.after_write(f"kubernetes:{operation}")
+            return result
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, KubeError) and e.retryable),
+            wait=tenacity.wait_random_exponential(multiplier=0.3, max=10),
+            stop=tenacity.stop_after_attempt(6),
+            reraise=True,
+        )(attempt)
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self._call(
+            f"discover {kind}",
+            lambda: self._client.resources.get(api_version=api_version, kind=kind),
+        )
+
+    # ---- reads ------------------------------------------------------------------------------
+
+    def version(self) -> dict[str, Any]:
+        return self._call("GET /version", lambda: self._client.version["kubernetes"])
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        try:
+            resource = self._resource(api_version, kind)
+            found = self._call(
+                f"get {kind} {name}", lambda: resource.get(name=name, namespace=namespace)
+            )
+        except KubeError as exc:
+            if exc.status == 404:  # no such object, or its kind is not served (yet)
+                return None
+            raise
+        return found.to_dict()
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        resource = self._resource(api_version, kind)
+        found = self._call(
+            f"list {kind}",
+            lambda: resource.get(
+                namespace=namespace, label_selector=label_selector, field_selector=field_selector
+            ),
+        )
+        return [item.to_dict() for item in found.items]
+
+    def events_for(self, kind: str, name: str, namespace: str) -> list[dict[str, Any]]:
+        """Events about one object, oldest first."""
+        events = self.list(
+            "v1",
+            "Event",
+            namespace,
+            field_selector=(f"involvedObject.kind={kind},involvedObject.name={name}"),
+        )
+        return sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+
+    # ---- writes -----------------------------------------------------------------------------
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply as our field manager; taking over fields others changed on it."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        metadata = obj["metadata"]
+        applied = self._call(
+            f"apply {obj['kind']} {metadata['name']}",
+            lambda: resource.server_side_apply(
+                body=obj,
+                name=metadata["name"],
+                namespace=metadata.get("namespace"),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            ),
+            mutating=True,
+        )
+        return applied.to_dict()
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete an object; False if it was already gone."""
+        try:
+            resource = self._resource(api_version, kind)
+            self._call(
+                f"delete {kind} {name}",
+                lambda: resource.delete(
+                    name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+                ),
+                mutating=True,
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True

@@ -1,0 +1,177 @@
+"""The AWS Load Balancer Controller's Kubernetes objects and IAM documents, built (pure).
+
+The objects come from the template `manifests/aws-load-balancer-controller.yaml` and the
+controller's permissions from `manifests/iam-policy.json`, both package data; this module
+fills in what differs per cluster and deployment and puts the objects in apply order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+CONTROLLER_NAMESPACE = "kube-system"
+CONTROLLER_NAME = "aws-load-balancer-controller"
+SERVICE_ACCOUNT = "aws-load-balancer-controller"
+WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"
+TLS_SECRET = "aws-load-balancer-tls"
+ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+STS_AUDIENCE = "sts.amazonaws.com"
+
+TEMPLATE = "aws-load-balancer-controller.yaml"
+POLICY = "iam-policy.json"
+
+# Definitions before the objects that use them, identity before the workload that runs as
+# it, the workload before the webhooks that call it, the class last. Rollback reverses it.
+APPLY_ORDER = (
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "Secret",
+    "Service",
+    "Deployment",
+    "PodDisruptionBudget",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "IngressClassParams",
+    "IngressClass",
+)
+
+Obj = dict[str, Any]
+
+
+def controller_manifests(
+    *,
+    cluster_name: str,
+    region: str,
+    vpc_id: str,
+    role_arn: str,
+    labels: dict[str, str],
+    webhook_ca_pem: str,
+    webhook_cert_pem: str,
+    webhook_key_pem: str,
+    replicas: int = 2,
+) -> list[Obj]:
+    """Every object the controller needs, for this cluster, in the order to apply them."""
+    objects = sorted(_template(), key=lambda o: APPLY_ORDER.index(o["kind"]))
+    ca_bundle = _b64(webhook_ca_pem)
+    tls = {"ca.crt": webhook_ca_pem, "tls.crt": webhook_cert_pem, "tls.key": webhook_key_pem}
+    for obj in objects:
+        _add_labels(obj["metadata"], labels)
+        kind = obj["kind"]
+        if kind == "ServiceAccount":
+            obj["metadata"].setdefault("annotations", {})[ROLE_ANNOTATION] = role_arn
+        elif kind == "Secret":
+            obj["data"] = {key: _b64(value) for key, value in tls.items()}
+        elif kind == "Deployment":
+            _fill_deployment(obj, labels, replicas, cluster_name, region, vpc_id)
+        elif kind.endswith("WebhookConfiguration"):
+            for webhook in obj["webhooks"]:
+                webhook["clientConfig"]["caBundle"] = ca_bundle
+    return objects
+
+
+def _fill_deployment(
+    deployment: Obj, labels: dict[str, str], replicas: int, cluster: str, region: str, vpc: str
+) -> None:
+    spec = deployment["spec"]
+    spec["replicas"] = replicas
+    template_meta = spec["template"]["metadata"]
+    # The selector is immutable once created, so deployment labels stay out of it; they go
+    # on the pods, but never over the labels the selector (and the webhooks) match on.
+    selector = spec["selector"]["matchLabels"]
+    template_meta["labels"] = {**template_meta.get("labels", {}), **labels, **selector}
+    container = spec["template"]["spec"]["containers"][0]
+    container["args"] = [
+        f"--cluster-name={cluster}",
+        f"--aws-region={region}",
+        f"--aws-vpc-id={vpc}",
+        *container.get("args", []),
+    ]
+
+
+def _add_labels(metadata: Obj, labels: dict[str, str]) -> None:
+    metadata["labels"] = {**metadata.get("labels", {}), **labels}
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _template() -> list[Obj]:
+    """A fresh copy of the template's objects, so callers may change what they get."""
+    return [doc for doc in yaml.safe_load_all(_package_text(TEMPLATE)) if doc]
+
+
+@cache
+def _package_text(name: str) -> str:
+    # importlib.resources rather than a path next to __file__: works from a wheel or zip too.
+    return resources.files("states").joinpath("manifests", name).read_text(encoding="utf-8")
+
+
+# ---- reading an existing controller --------------------------------------------------------
+
+
+def cluster_name_of(deployment: Obj) -> str | None:
+    """The `--cluster-name` a controller Deployment runs with (either flag form), if any."""
+    pod_spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in pod_spec.get("containers") or []:
+        words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+        for i, word in enumerate(words):
+            if word.startswith("--cluster-name="):
+                return word.partition("=")[2]
+            if word == "--cluster-name" and i + 1 < len(words):
+                return words[i + 1]
+    return None
+
+
+# ---- IAM -------------------------------------------------------------------------------------
+
+
+def controller_policy() -> Obj:
+    """The identity policy with what the controller needs on AWS (a fresh copy)."""
+    return json.loads(_package_text(POLICY))
+
+
+def issuer_host(issuer: str) -> str:
+    """An OIDC issuer as IAM names it: no scheme, no trailing slash."""
+    return issuer.removeprefix("https://").rstrip("/")
+
+
+def oidc_provider_arn(account: str, issuer: str) -> str:
+    return f"arn:aws:iam::{account}:oidc-provider/{issuer_host(issuer)}"
+
+
+def trust_policy(
+    *,
+    oidc_provider_arn: str,
+    issuer: str,
+    namespace: str = CONTROLLER_NAMESPACE,
+    service_account: str = SERVICE_ACCOUNT,
+) -> Obj:
+    """IRSA trust: only that one ServiceAccount's tokens, minted for STS, may assume the role."""
+    host = issuer_host(issuer)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": oidc_provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{host}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                        f"{host}:aud": STS_AUDIENCE,
+                    }
+                },
+            }
+        ],
+    }

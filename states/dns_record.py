@@ -1,0 +1,40 @@
+"""dns_record: `kubeflow.<subdomain>` as an alias A record to the ALB."""
+
+from __future__ import annotations
+
+from orchestrator.phase import Phase, PhaseContext
+from states import records
+
+
+class DnsRecordPhase(Phase):
+    name = "dns_record"
+    title = "alias record kubeflow.<subdomain> -> the ALB"
+    inputs = ("route53.subDomain.name",)
+    outputs = ("name", "target")
+
+    def _wanted(self, ctx: PhaseContext) -> dict:
+        balancer = ctx.earlier("load_balancer")
+        return records.alias_record_set(
+            ctx.config.kubeflow_host, balancer["hostname"], balancer["canonical_hosted_zone_id"]
+        )
+
+    def enter(self, ctx: PhaseContext) -> None:
+        zone_id = ctx.earlier("hosted_zone")["zone_id"]
+        change = records.ensure_record(ctx, zone_id, self._wanted(ctx), "Kubeflow endpoint")
+        records.wait_in_sync(ctx, change, f"{ctx.config.kubeflow_host} alias")
+        ctx.outputs.update(
+            name=ctx.config.kubeflow_host, target=ctx.earlier("load_balancer")["hostname"]
+        )
+
+    def verify(self, ctx: PhaseContext) -> str | None:
+        if ctx.outputs["target"] != ctx.earlier("load_balancer")["hostname"]:
+            return "the load balancer changed"
+        for resource in ctx.resources(records.KIND):
+            problem = records.record_problem(ctx, resource)
+            if problem:
+                return problem
+        return None
+
+    def rollback(self, ctx: PhaseContext) -> None:
+        for resource in ctx.owned(records.KIND):
+            records.delete_record(ctx, resource)

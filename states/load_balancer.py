@@ -1,0 +1,99 @@
+"""load_balancer: wait for the controller's ALB (Ingress hostname, then ALB `active`).
+
+While waiting, the Ingress's latest Kubernetes Event is the wait's detail, so `status`
+shows why no ALB appears (e.g. the controller's FailedBuildModel message).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.errors import PhaseError
+from orchestrator.phase import Phase, PhaseContext
+from states.ingress import NAME, NAMESPACE
+
+WAIT_LIMIT = 1800
+
+
+def hostname_of(ingress: dict[str, Any] | None) -> str | None:
+    entries = (((ingress or {}).get("status") or {}).get("loadBalancer") or {}).get("ingress")
+    return (entries or [{}])[0].get("hostname")
+
+
+def latest_event(events: list[dict[str, Any]]) -> str | None:
+    """The newest event as "Type Reason: message", preferring warnings of the same age."""
+    if not events:
+        return None
+    newest = max(
+        events,
+        key=lambda e: (
+            e.get("lastTimestamp") or e.get("eventTime") or "",
+            e.get("type") == "Warning",
+        ),
+    )
+    message = " ".join((newest.get("message") or "").split())
+    return f"{newest.get('type', 'Normal')} {newest.get('reason')}: {message}"
+
+
+class LoadBalancerPhase(Phase):
+    name = "load_balancer"
+    title = "wait for the controller's ALB to be active"
+    inputs = ("kubeflow.alb.scheme",)
+    outputs = ("hostname", "load_balancer_arn", "canonical_hosted_zone_id")
+
+    def enter(self, ctx: PhaseContext) -> None:
+        balancer = ctx.wait_until(
+            f"the ALB of Ingress {NAMESPACE}/{NAME}", lambda: self._active(ctx), limit=WAIT_LIMIT
+        )
+        ctx.outputs.update(
+            hostname=balancer["DNSName"],
+            load_balancer_arn=balancer["LoadBalancerArn"],
+            load_balancer_name=balancer["LoadBalancerName"],
+            canonical_hosted_zone_id=balancer["CanonicalHostedZoneId"],
+            scheme=balancer["Scheme"],
+        )
+
+    def _active(self, ctx: PhaseContext) -> dict[str, Any] | None:
+        ingress = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
+        hostname = hostname_of(ingress)
+        if hostname is None:
+            events = ctx.kube.events_for("Ingress", NAME, NAMESPACE)
+            ctx.note(
+                latest_event(events)
+                or "no events on the Ingress yet (if this lasts, check that the AWS Load "
+                "Balancer Controller runs)"
+            )
+            return None
+        balancer = find_by_dns_name(ctx, hostname)
+        if balancer is None:
+            ctx.note(f"Ingress has hostname {hostname}, but no such load balancer exists yet")
+            return None
+        state = balancer["State"]
+        if state["Code"] == "failed":
+            raise PhaseError(
+                f"ALB {balancer['LoadBalancerName']} failed: "
+                f"{state.get('Reason', 'no reason given')}",
+                "look at the controller's logs and the Ingress events, fix the "
+                "cause, then run `orchestrator resume`",
+            )
+        if state["Code"] != "active":
+            ctx.note(f"ALB {balancer['LoadBalancerName']} is {state['Code']}")
+            return None
+        return balancer
+
+    def verify(self, ctx: PhaseContext) -> str | None:
+        ingress = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
+        if hostname_of(ingress) != ctx.outputs["hostname"]:
+            return "the Ingress points at another load balancer"
+        balancer = find_by_dns_name(ctx, ctx.outputs["hostname"])
+        if balancer is None or balancer["State"]["Code"] != "active":
+            return f"ALB {ctx.outputs['hostname']} is not active"
+        return None
+
+
+def find_by_dns_name(ctx: PhaseContext, hostname: str) -> dict[str, Any] | None:
+    wanted = hostname.rstrip(".").lower().removeprefix("dualstack.")
+    for balancer in ctx.aws.elbv2.pages("describe_load_balancers", "LoadBalancers"):
+        if balancer["DNSName"].rstrip(".").lower() == wanted:
+            return balancer
+    return None

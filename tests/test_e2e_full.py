@@ -1,0 +1,354 @@
+"""End to end, the whole job: controller, Ingress, ALB, DNS record and HTTPS endpoint,
+driven through the real CLI and checked through boto3, the Kubernetes client and kubectl."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from conftest import needs_kubectl
+from harness import (
+    SUBDOMAIN,
+    World,
+    footprint,
+    kube_client,
+    kube_get,
+    phase_status,
+    read_state,
+    wait_for,
+)
+
+from orchestrator.errors import ExitCode
+from states import phase_names
+
+CONTROLLER_SA = "system:serviceaccount:kube-system:aws-load-balancer-controller"
+HOST = f"kubeflow.{SUBDOMAIN}"
+
+
+def statuses(workdir: Path) -> dict[str, str]:
+    return {p["name"]: p["status"] for p in read_state(workdir / "state.json")["phases"]}
+
+
+def outputs(workdir: Path, phase: str) -> dict[str, Any]:
+    return next(p for p in read_state(workdir / "state.json")["phases"] if p["name"] == phase)[
+        "outputs"
+    ]
+
+
+def kubectl(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(world.directory / "kubeconfig"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def load_balancers(world: World) -> list[dict[str, Any]]:
+    return world.client("elbv2").describe_load_balancers()["LoadBalancers"]
+
+
+def subnet_tags(world: World) -> list[Any]:
+    subnets = world.client("ec2").describe_subnets(SubnetIds=world.info["seeded"]["subnet_ids"])[
+        "Subnets"
+    ]
+    return sorted((s["SubnetId"], sorted(map(str, s.get("Tags", [])))) for s in subnets)
+
+
+def seeded_snapshot(world: World) -> str:
+    """What existed before the deployment: it must be byte-for-byte the same after."""
+    client = kube_client(world)
+    gateway = kube_get(client, "v1", "Service", "istio-ingressgateway", "istio-system")
+    namespaces = [
+        kube_get(client, "v1", "Namespace", n)["metadata"]["resourceVersion"]
+        for n in ("kube-system", "istio-system", "kubeflow")
+    ]
+    return json.dumps(
+        {
+            "root": world.records(world.root_zone_id),
+            "subnet_tags": subnet_tags(world),
+            "gateway": gateway["metadata"]["resourceVersion"],
+            "namespaces": namespaces,
+            "roles": sorted(
+                r["RoleName"] for r in world.client("iam", "us-east-1").list_roles()["Roles"]
+            ),
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+def assert_serving(world: World, workdir: Path) -> None:
+    """Every phase done; the Ingress, ALB, listeners, record and trust policy as specified."""
+    assert set(statuses(workdir).values()) == {"done"}
+    shown = kubectl(world, "get", "ingress", "-n", "istio-system", "istio-ingress", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    hostname = json.loads(shown.stdout)["status"]["loadBalancer"]["ingress"][0]["hostname"]
+
+    (balancer,) = load_balancers(world)
+    assert balancer["DNSName"] == hostname
+    assert balancer["Scheme"] == "internet-facing"
+    certificate = outputs(workdir, "certificates_issued")["certificate_arn"]
+    acm = world.client("acm").describe_certificate(CertificateArn=certificate)["Certificate"]
+    assert acm["Status"] == "ISSUED"
+    elbv2 = world.client("elbv2")
+    listeners = {
+        listener["Port"]: listener
+        for listener in elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])[
+            "Listeners"
+        ]
+    }
+    assert set(listeners) == {80, 443}
+    assert listeners[443]["Protocol"] == "HTTPS"
+    assert [c["CertificateArn"] for c in listeners[443]["Certificates"]] == [certificate]
+    assert listeners[443]["SslPolicy"].startswith("ELBSecurityPolicy-TLS13-1-2")
+    redirect = listeners[80]["DefaultActions"][0]
+    assert redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+
+    zone_id = outputs(workdir, "hosted_zone")["zone_id"]
+    alias = world.record(zone_id, HOST, "A")["AliasTarget"]
+    assert alias["DNSName"].rstrip(".").lower() == hostname.lower()
+    assert alias["HostedZoneId"] == balancer["CanonicalHostedZoneId"]
+
+    role = world.client("iam", "us-east-1").get_role(
+        RoleName=outputs(workdir, "controller_iam")["role_name"]
+    )["Role"]
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    conditions = statement["Condition"]["StringEquals"]
+    assert [v for k, v in conditions.items() if k.endswith(":sub")] == [CONTROLLER_SA]
+    assert [v for k, v in conditions.items() if k.endswith(":aud")] == ["sts.amazonaws.com"]
+
+    endpoint = outputs(workdir, "endpoint")
+    assert endpoint["url"] == f"https://{HOST}/"
+    assert endpoint["http_status"] in (200, 302)
+
+
+@needs_kubectl
+def test_full_run_rollback_to_certificates_resume_and_rollback_all(
+    world: World, workdir: Path
+) -> None:
+    config = str(world.config)
+    before, tags_before = seeded_snapshot(world), subnet_tags(world)
+    done = world.cli("--config", config, "run", cwd=workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_serving(world, workdir)
+    deployment = read_state(workdir / "state.json")["deployment"]
+
+    back = world.cli("--config", config, "rollback", "--to", "certificates", cwd=workdir)
+    assert back.returncode == 0, back.stdout + back.stderr
+    certificate = outputs(workdir, "certificates")["certificate_arn"]
+    acm = world.client("acm").describe_certificate(CertificateArn=certificate)["Certificate"]
+    assert acm["Status"] == "ISSUED"
+    assert acm.get("InUseBy", []) == [], "the ALB that used it is gone"
+    assert load_balancers(world) == []
+    assert world.record(outputs(workdir, "hosted_zone")["zone_id"], HOST, "A") is None
+    client = kube_client(world)
+    assert (
+        kube_get(client, "networking.k8s.io/v1", "Ingress", "istio-ingress", "istio-system") is None
+    )
+    assert (
+        kube_get(client, "apps/v1", "Deployment", "aws-load-balancer-controller", "kube-system")
+        is None
+    )
+    left = [
+        f for f in footprint(world, deployment) if not f.startswith(("hosted zone", "certificate"))
+    ]
+    assert left == [], "IAM, controller objects, ALB and tags must be gone"
+    assert subnet_tags(world) == tags_before, "subnet tags back to what they were"
+    expected = ["done"] * 4 + ["rolled_back"] * 8
+    assert [statuses(workdir)[n] for n in phase_names()] == expected
+
+    resumed = world.cli("--config", config, "resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_serving(world, workdir)
+
+    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert footprint(world, deployment) == []
+    assert load_balancers(world) == []
+    assert world.zones() == [] and world.certificates() == []
+    assert seeded_snapshot(world) == before
+
+
+def test_untagged_subnets_are_tagged_again_on_resume(world: World, workdir: Path) -> None:
+    config = str(world.config)
+    assert (
+        world.cli("--config", config, "run", "--until", "subnet_tags", cwd=workdir).returncode == 0
+    )
+    subnets = world.info["seeded"]["subnet_ids"]
+    ec2 = world.client("ec2")
+    ec2.delete_tags(Resources=subnets, Tags=[{"Key": "kubernetes.io/role/elb"}])
+    resumed = world.cli("--config", config, "resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "subnet_tags: was done, but subnet" in resumed.stdout
+    for subnet in ec2.describe_subnets(SubnetIds=subnets)["Subnets"]:
+        tags = {t["Key"]: t["Value"] for t in subnet["Tags"]}
+        assert tags["kubernetes.io/role/elb"] == "1"
+        assert tags["kubernetes.io/cluster/kube-eks-cluster"] == "shared"
+    assert set(statuses(workdir).values()) == {"done"}
+
+
+def test_a_detached_policy_keeps_the_alb_away_and_status_says_why(
+    tmp_path: Path, workdir: Path
+) -> None:
+    w = World.up(tmp_path / "slow-alb", acm_delay=0.5, alb_delay=3.0)
+    try:
+        config = str(w.config)
+        assert (
+            w.cli(
+                "--config", config, "run", "--until", "certificates_issued", cwd=workdir
+            ).returncode
+            == 0
+        )
+        waiting = w.start("--config", config, "resume", "--max-wait", "6", cwd=workdir)
+        wait_for(
+            lambda: phase_status(workdir / "state.json", "load_balancer") == "waiting",
+            what="the ALB wait",
+        )
+        iam = w.client("iam", "us-east-1")
+        role = outputs(workdir, "controller_iam")["role_name"]
+        iam.detach_role_policy(
+            RoleName=role, PolicyArn=outputs(workdir, "controller_iam")["policy_arn"]
+        )
+
+        def shows_event() -> str | None:
+            done = w.cli("status", "--json", cwd=workdir)
+            phase = json.loads(done.stdout)["phases"][phase_names().index("load_balancer")]
+            text = phase["waiting_for"] or ""
+            return text if "elasticloadbalancing:CreateLoadBalancer" in text else None
+
+        text = wait_for(shows_event, timeout=30, what="status to show the controller's event")
+        assert "FailedDeployModel" in text and "AccessDenied" in text
+        assert waiting.wait(timeout=60) == ExitCode.WAITING
+        assert load_balancers(w) == []
+        assert statuses(workdir)["load_balancer"] == "waiting"
+
+        finished = w.cli("--config", config, "resume", cwd=workdir)  # re-attaches the policy
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+        assert "controller_iam: was done, but policy" in finished.stdout
+        assert len(load_balancers(w)) == 1
+    finally:
+        if "waiting" in locals() and waiting.poll() is None:
+            waiting.send_signal(signal.SIGKILL)
+        w.down()
+
+
+def test_a_preexisting_controller_and_oidc_provider_are_used_never_touched(
+    world: World, workdir: Path
+) -> None:
+    iam = world.client("iam", "us-east-1")
+    issuer = world.info["seeded"]["oidc_issuer"]
+    provider = iam.create_open_id_connect_provider(
+        Url=issuer,
+        ClientIDList=["sts.amazonaws.com"],
+        ThumbprintList=["9e99a48a9960b14926bb7f3b02e22da2b0ab7280"],
+    )["OpenIDConnectProviderArn"]
+    host = issuer.removeprefix("https://")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": provider},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{host}:sub": "system:serviceaccount:kube-system:lbc",
+                        f"{host}:aud": "sts.amazonaws.com",
+                    }
+                },
+            }
+        ],
+    }
+    role = iam.create_role(RoleName="team-lbc", AssumeRolePolicyDocument=json.dumps(trust))
+    policy = iam.create_policy(
+        PolicyName="team-lbc",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Resource": "*", "Action": "elasticloadbalancing:*"}
+                ],
+            }
+        ),
+    )
+    iam.attach_role_policy(RoleName="team-lbc", PolicyArn=policy["Policy"]["Arn"])
+    client = kube_client(world)
+    accounts = client.resources.get(api_version="v1", kind="ServiceAccount")
+    accounts.create(
+        namespace="kube-system",
+        body={
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": "lbc",
+                "namespace": "kube-system",
+                "annotations": {"eks.amazonaws.com/role-arn": role["Role"]["Arn"]},
+            },
+        },
+    )
+    deployments = client.resources.get(api_version="apps/v1", kind="Deployment")
+    deployments.create(
+        namespace="kube-system",
+        body={
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "aws-load-balancer-controller", "namespace": "kube-system"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "lbc"}},
+                "template": {
+                    "metadata": {"labels": {"app": "lbc"}},
+                    "spec": {
+                        "serviceAccountName": "lbc",
+                        "containers": [
+                            {
+                                "name": "controller",
+                                "image": "lbc:v2",
+                                "args": ["--cluster-name=kube-eks-cluster"],
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+    )
+    wait_for(
+        lambda: (
+            (
+                kube_get(
+                    client, "apps/v1", "Deployment", "aws-load-balancer-controller", "kube-system"
+                )
+                or {}
+            )
+            .get("status", {})
+            .get("availableReplicas")
+        ),
+        what="the team's controller to be available",
+    )
+    theirs = kube_get(
+        client, "apps/v1", "Deployment", "aws-load-balancer-controller", "kube-system"
+    )
+    provider_before = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider)
+    provider_before.pop("ResponseMetadata")
+
+    config = str(world.config)
+    done = world.cli("--config", config, "run", cwd=workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert outputs(workdir, "controller")["mode"] == "adopted"
+    assert outputs(workdir, "controller_iam")["oidc_provider_arn"] == provider
+
+    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    after = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider)
+    after.pop("ResponseMetadata")
+    assert after == provider_before
+    still = kube_get(client, "apps/v1", "Deployment", "aws-load-balancer-controller", "kube-system")
+    assert still["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
+    assert kube_get(client, "v1", "ServiceAccount", "lbc", "kube-system") is not None
+    assert load_balancers(world) == []
