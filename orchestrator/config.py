@@ -130,7 +130,10 @@ def load_config(path: str | Path) -> Config:
 
 
 def _report(path: Path, problems: list[str]) -> str:
-    head = f"{path}: invalid config ({len(problems)} problem{'s' if len(problems) > 1 else ''})"
+    """One line for one problem; a line each under a heading for several."""
+    if len(problems) == 1:
+        return f"{path}: invalid config: {problems[0]}"
+    head = f"{path}: invalid config ({len(problems)} problems)"
     return "\n".join([head, *(f"  - {p}" for p in problems)])
 
 
@@ -214,9 +217,20 @@ def _check_shape(data: dict[str, Any]) -> list[str]:
                 walk(value, dotted + ".")
 
     walk(data, "")
+    missing: dict[str, list[str]] = {}
     for key in _REQUIRED:
         if _lookup(data, key) is None and not any(p.startswith(_parent(key)) for p in problems):
-            problems.append(f"{key}: required key is missing")
+            # Name the outermost missing key once ("route53"), not each key under it.
+            parts = key.split(".")
+            absent = next(
+                ".".join(parts[:i])
+                for i in range(1, len(parts) + 1)
+                if _lookup(data, ".".join(parts[:i])) is None
+            )
+            missing.setdefault(absent, []).append(key)
+    for absent, keys in missing.items():
+        needs = "" if keys == [absent] else f" (it must hold {', '.join(keys)})"
+        problems.append(f"{absent}: required key is missing{needs}")
     return problems
 
 

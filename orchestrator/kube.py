@@ -14,7 +14,7 @@ from typing import Any
 
 import tenacity
 
-from orchestrator import failpoints
+from orchestrator import __version__, failpoints
 
 FIELD_MANAGER = "orchestrator"
 DEPLOYMENT_LABEL = "orchestrator.dev/deployment"
@@ -91,6 +91,8 @@ class Kube:
             )
         except (config.ConfigException, OSError, TypeError) as exc:
             raise KubeError("load kubeconfig", None, "BadConfig", str(exc)) from None
+        # Named in the API server's audit log as the AWS calls are in CloudTrail.
+        api_client.user_agent = f"orchestrator/{__version__} (kubernetes-client)"
         self._client = dynamic.DynamicClient(api_client)
 
     def _call(self, operation: str, work: Any, *, mutating: bool = False) -> Any:

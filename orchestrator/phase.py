@@ -85,8 +85,19 @@ class PhaseContext:
         return [{"Key": OWNER_TAG, "Value": self.deployment}]
 
     def token(self, *parts: str, length: int = 32) -> str:
-        """A retry-safe idempotency token: the same for retries, new after each rollback."""
-        seed = "|".join((self.deployment, self.record.name, str(self.record.generation), *parts))
+        """A retry-safe idempotency token, derived from the deployment: the same for every
+        retry of a create, new after each rollback and for a new state file (AWS remembers
+        tokens of deleted resources: a Route 53 CallerReference forever)."""
+        state = self._engine.state
+        seed = "|".join(
+            (
+                self.deployment,
+                state.created_at,
+                self.record.name,
+                str(self.record.generation),
+                *parts,
+            )
+        )
         return hashlib.sha256(seed.encode()).hexdigest()[:length]
 
     # ---- resources ----------------------------------------------------------------------

@@ -13,18 +13,19 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("pending", "in_progress", "waiting", "needs_action", "done", "failed", "rolled_back")
 MAX_STATE_BYTES = 8 * 1024 * 1024
 ROLLBACK_ALL = "*"  # rollback_to while a `rollback --all` runs
@@ -85,7 +86,15 @@ class DeploymentState:
         raise KeyError(name)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+        # Field by field rather than dataclasses.asdict, which deep-copies everything: the
+        # state is saved before and after every mutating call, so this is on the hot path.
+        data = {
+            **vars(self),
+            "phases": [
+                {**vars(p), "resources": [vars(r) for r in p.resources]} for p in self.phases
+            ],
+        }
+        return json.dumps(data, indent=1) + "\n"
 
 
 def new_state(deployment: str, settings: dict[str, Any], phase_names: list[str]) -> DeploymentState:
@@ -143,11 +152,25 @@ class StateStore:
             raise
         _fsync_dir(directory)
 
+    def check_directory(self) -> None:
+        """Refuse a directory others could swap the state file in (world-writable, no sticky
+        bit), or one that does not exist."""
+        directory = self.path.parent
+        try:
+            mode = directory.stat().st_mode
+        except OSError:
+            raise UsageError(f"{directory}: the state file's directory does not exist") from None
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            raise UsageError(
+                f"{directory}: the state file's directory is writable by everyone, so others "
+                "could replace the deployment's state; use a private directory (--state PATH)"
+            )
+
     @contextlib.contextmanager
     def locked(self, command: str) -> Iterator[str | None]:
         """Hold the exclusive lock for a command; yield a note if a dead holder's lock was taken."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.check_directory()
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -246,16 +269,18 @@ def parse_state(data: Any, phase_names: list[str], path: Path) -> DeploymentStat
     if not isinstance(data, dict):
         raise bad("expected a JSON object")
     schema = data.get("schema")
-    if schema != SCHEMA_VERSION:
-        if isinstance(schema, int) and schema > SCHEMA_VERSION:
-            raise bad(
-                f"schema version {schema} is newer than this orchestrator "
-                f"understands ({SCHEMA_VERSION}); upgrade orchestrator"
-            )
+    if isinstance(schema, int) and schema > SCHEMA_VERSION:
+        raise bad(
+            f"schema version {schema} is newer than this orchestrator "
+            f"understands ({SCHEMA_VERSION}); upgrade orchestrator"
+        )
+    if schema not in (*MIGRATIONS, SCHEMA_VERSION) or isinstance(schema, bool):
         raise bad(f"unknown schema version {schema!r} (expected {SCHEMA_VERSION})")
     for key, kind in (("deployment", str), ("settings", dict), ("phases", list)):
         if not isinstance(data.get(key), kind):
             raise bad(f"'{key}' is missing or not a {kind.__name__}")
+    while data["schema"] != SCHEMA_VERSION:
+        data = MIGRATIONS[data["schema"]](data, phase_names, bad)
     rollback_to = data.get("rollback_to")
     if rollback_to is not None and rollback_to not in (ROLLBACK_ALL, *phase_names):
         raise bad(f"'rollback_to' names unknown phase {rollback_to!r}")
@@ -268,11 +293,26 @@ def parse_state(data: Any, phase_names: list[str], path: Path) -> DeploymentStat
         deployment=data["deployment"],
         settings=data["settings"],
         phases=phases,
-        schema=schema,
+        schema=SCHEMA_VERSION,
         created_at=str(data.get("created_at") or now()),
         updated_at=str(data.get("updated_at") or now()),
         rollback_to=rollback_to,
     )
+
+
+def _v1_to_v2(data: dict[str, Any], phase_names: list[str], bad: Any) -> dict[str, Any]:
+    """Schema 2 added the Kubernetes and load balancer phases (controller_iam ... endpoint)
+    around the DNS and certificate ones of schema 1: they join as pending, in run order."""
+    names = [p.get("name") if isinstance(p, dict) else None for p in data["phases"]]
+    if names != [n for n in phase_names if n in names]:
+        raise bad(f"phases are {names}, expected a subset of {phase_names} in that order")
+    records = {p["name"]: p for p in data["phases"]}
+    phases = [records.get(n, {"name": n, "status": "pending"}) for n in phase_names]
+    return {**data, "schema": 2, "phases": phases}
+
+
+# Each turns a state of that schema version into the next one.
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
 
 
 def _parse_phase(raw: dict[str, Any], bad: Any) -> PhaseRecord:

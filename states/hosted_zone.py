@@ -16,8 +16,8 @@ from states.records import plain, wait_in_sync
 KIND = "route53:hosted-zone"
 
 
-def caller_reference(deployment: str, generation: int) -> str:
-    return f"orchestrator:{deployment}:hosted_zone:{generation}"
+def caller_reference(deployment: str, token: str) -> str:
+    return f"orchestrator:{deployment}:hosted_zone:{token}"
 
 
 class HostedZonePhase(Phase):
@@ -82,7 +82,7 @@ class HostedZonePhase(Phase):
     def _create(self, ctx: PhaseContext) -> dict[str, Any]:
         from orchestrator.aws import AwsError
 
-        reference = caller_reference(ctx.deployment, ctx.record.generation)
+        reference = caller_reference(ctx.deployment, ctx.token("caller-reference", length=16))
         resource = ctx.intend(
             KIND, f"pending:{reference}", f"create hosted zone {ctx.config.subdomain}"
         )

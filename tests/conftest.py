@@ -19,7 +19,7 @@ needs_kubectl = pytest.mark.skipif(
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     """A fresh sandbox world with short ACM and ALB delays."""
-    w = World.up(tmp_path / "world", acm_delay=1.0, alb_delay=1.0)
+    w = World.up(tmp_path / "world", acm_delay=0.3, alb_delay=0.3)
     try:
         yield w
     finally:
@@ -31,3 +31,16 @@ def workdir(tmp_path: Path) -> Path:
     d = tmp_path / "work"
     d.mkdir()
     return d
+
+
+# The longest tests first, so that running side by side (pytest-xdist) they do not start
+# last and leave one worker running alone at the end.
+SLOW_FIRST = ("test_crash_sweep.py", "test_not_ours.py", "test_e2e_full.py", "test_concurrency.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)

@@ -66,10 +66,12 @@ class World:
         exports, unsets = world.read_env(directory)
         env = {k: v for k, v in os.environ.items() if k not in unsets}
         env.update(exports)
-        env.setdefault("ORCHESTRATOR_POLL_MAX_INTERVAL", "2")
+        env.setdefault("ORCHESTRATOR_POLL_MAX_INTERVAL", "0.5")
         self.env = env
         self.info = json.loads((directory / "world.json").read_text())
         self.config = directory / "config.yaml"
+        self._clients: dict[tuple[str, str], Any] = {}
+        self.kube_clients: dict[str | None, Any] = {}
 
     @classmethod
     def up(cls, directory: Path, acm_delay: float = 1.0, alb_delay: float = 1.0) -> World:
@@ -97,21 +99,27 @@ class World:
     def down(self) -> None:
         world.down(self.directory)
 
-    def cli(self, *args: str, cwd: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        return cli(*args, env=self.env, cwd=cwd, **kwargs)
+    def cli(
+        self, *args: str, cwd: Path, env: dict[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return cli(*args, env=env or self.env, cwd=cwd, **kwargs)
 
     def start(self, *args: str, cwd: Path) -> subprocess.Popen[str]:
         return start(*args, env=self.env, cwd=cwd)
 
     def client(self, service: str, region: str = REGION) -> Any:
-        return boto3.client(
-            service,
-            region_name=region,
-            endpoint_url=self.info["endpoints"]["aws"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(user_agent_extra="test-harness"),
-        )
+        """A boto3 client for the world, made once (making one loads the service's model)."""
+        key = (service, region)
+        if key not in self._clients:
+            self._clients[key] = boto3.client(
+                service,
+                region_name=region,
+                endpoint_url=self.info["endpoints"]["aws"],
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                config=Config(user_agent_extra="test-harness"),
+            )
+        return self._clients[key]
 
     # ---- what the orchestrator did, per the world's CloudTrail ----------------------------------
 
@@ -124,6 +132,14 @@ class World:
 
     def writes(self) -> list[dict[str, Any]]:
         return [c for c in self.calls() if c["write"]]
+
+    def kube_calls(self) -> list[dict[str, Any]]:
+        """Requests the orchestrator made to the world's Kubernetes API servers."""
+        path = self.directory / "kube-audit.jsonl"
+        if not path.exists():
+            return []
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [e for e in entries if ORCHESTRATOR_AGENT in e.get("user_agent", "")]
 
     # ---- what exists ----------------------------------------------------------------------------
 
@@ -184,11 +200,19 @@ def phase_status(path: Path, phase: str) -> str | None:
 # ---- Kubernetes, through the official client ------------------------------------------------
 
 
-def kube_client(world_: World) -> Any:
+CONTEXTS = ("sandbox", "staging")  # the world's two clusters
+
+
+def kube_client(world_: World, context: str | None = None) -> Any:
+    """The official client's dynamic client for one of the world's clusters, made once."""
     from kubernetes import config, dynamic
 
-    api = config.new_client_from_config(config_file=str(world_.directory / "kubeconfig"))
-    return dynamic.DynamicClient(api)
+    if context not in world_.kube_clients:
+        api = config.new_client_from_config(
+            config_file=str(world_.directory / "kubeconfig"), context=context
+        )
+        world_.kube_clients[context] = dynamic.DynamicClient(api)
+    return world_.kube_clients[context]
 
 
 def kube_get(
@@ -262,9 +286,11 @@ def footprint(world_: World, deployment: str) -> list[str]:
     for group in ec2.describe_security_groups()["SecurityGroups"]:
         if tagged(group.get("Tags", [])):
             found.append(f"security group {group['GroupId']}")
-    client = kube_client(world_)
-    for api_version, kind in KINDS_WE_MAKE:
-        resource = client.resources.get(api_version=api_version, kind=kind)
-        for item in resource.get(label_selector=f"orchestrator.dev/deployment={deployment}").items:
-            found.append(f"{kind} {item.metadata.name}")
+    for context in CONTEXTS:
+        client = kube_client(world_, context)
+        for api_version, kind in KINDS_WE_MAKE:
+            resource = client.resources.get(api_version=api_version, kind=kind)
+            selector = f"orchestrator.dev/deployment={deployment}"
+            for item in resource.get(label_selector=selector).items:
+                found.append(f"{kind} {item.metadata.name}")
     return found

@@ -1,8 +1,10 @@
-"""Bad input never half-runs: each bad config exits 2 through the real CLI, naming the
-problem, before any AWS call and without writing a state file."""
+"""Bad input never half-runs: every input of the corpus under tests/bad_inputs/ exits 2
+through the real CLI with a one-line message naming the problem, before any AWS or
+Kubernetes call, and leaves the state file exactly as it was."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,17 @@ from harness import World
 
 from orchestrator.errors import ExitCode
 
-BAD = sorted((Path(__file__).parent / "bad_inputs" / "configs").glob("*.yaml"))
+CORPUS = Path(__file__).parent / "bad_inputs"
+CONFIGS = sorted((CORPUS / "configs").glob("*.yaml"))
+STATES = {
+    line.split(": ", 1)[0]: line.split(": ", 1)[1]
+    for line in (CORPUS / "states" / "EXPECT").read_text().splitlines()
+}
+COMMANDS = (["run"], ["resume"], ["rollback", "--all"])
+
+
+def test_the_corpus_has_at_least_25_inputs() -> None:
+    assert len(CONFIGS) + len(STATES) + 2 >= 25  # +2: the generated cases below
 
 
 @pytest.fixture(scope="module")
@@ -23,21 +35,38 @@ def shared_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.down()
 
 
-@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
-def test_bad_config_exits_2_before_any_aws_call(
-    shared_world: World, tmp_path: Path, path: Path
-) -> None:
-    expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
-    for command in (["run"], ["rollback", "--all"]):
-        done = shared_world.cli("--config", str(path), *command, cwd=tmp_path)
-        assert done.returncode == ExitCode.USAGE, done.stdout + done.stderr
-        assert expected in done.stderr
-        assert not (tmp_path / "state.json").exists()
-    assert shared_world.calls() == []
+def refused(world: World, cwd: Path, config: Path, expected: str) -> None:
+    """Every command exits 2 with one line naming the problem, and touches nothing."""
+    state = cwd / "state.json"
+    before = state.read_bytes() if state.exists() else None
+    for command in COMMANDS:
+        done = world.cli("--config", str(config), *command, cwd=cwd)
+        assert done.returncode == ExitCode.USAGE, (command, done.stdout + done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, f"{command}: not one line: {done.stderr}"
+        assert expected in lines[0], (command, lines[0])
+        assert (state.read_bytes() if state.exists() else None) == before
+    assert world.calls() == [], "an AWS call was made"
+    assert world.kube_calls() == [], "a Kubernetes call was made"
 
 
-def test_a_directory_as_config_exits_2(shared_world: World, tmp_path: Path) -> None:
-    done = shared_world.cli("--config", str(tmp_path), "run", cwd=tmp_path)
-    assert done.returncode == ExitCode.USAGE
-    assert "not a regular file" in done.stderr
-    assert shared_world.calls() == []
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_bad_config(shared_world: World, tmp_path: Path, path: Path) -> None:
+    expected = path.read_bytes().splitlines()[0].decode().removeprefix("# expect: ")
+    refused(shared_world, tmp_path, path, expected)
+
+
+def test_a_directory_as_config(shared_world: World, tmp_path: Path) -> None:
+    refused(shared_world, tmp_path, tmp_path, "not a regular file")
+
+
+def test_an_oversized_config(shared_world: World, tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(shared_world.config.read_text() + "# padding\n" * 10_000)
+    refused(shared_world, tmp_path, huge, "the limit is 65536")
+
+
+@pytest.mark.parametrize("name", sorted(STATES))
+def test_bad_state(shared_world: World, tmp_path: Path, name: str) -> None:
+    shutil.copy(CORPUS / "states" / name, tmp_path / "state.json")
+    refused(shared_world, tmp_path, shared_world.config, STATES[name])

@@ -31,7 +31,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def expectation(path: Path) -> str:
-    first = path.read_text().splitlines()[0]
+    first = path.read_bytes().splitlines()[0].decode()
     assert first.startswith("# expect: ")
     return first.removeprefix("# expect: ")
 

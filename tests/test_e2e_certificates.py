@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from harness import SUBDOMAIN, World, cli, phase_status, read_state, wait_for
+from test_e2e_full import assert_serving
 
 from orchestrator.errors import ExitCode
 from states import phase_names
@@ -31,6 +32,12 @@ def statuses(w: World, cwd: Path) -> dict[str, str]:
     every = {p["name"]: p["status"] for p in status_json(w, cwd)["phases"]}
     assert all(every[name] == "pending" for name in every if name not in CERT_PHASES)
     return {name: every[name] for name in CERT_PHASES}
+
+
+def waiting_phase(w: World, cwd: Path) -> dict:
+    """The one phase a stopped command left waiting."""
+    (phase,) = [p for p in status_json(w, cwd)["phases"] if p["status"] == "waiting"]
+    return phase
 
 
 def assert_deployed(w: World) -> None:
@@ -62,9 +69,8 @@ def test_quick_start_from_an_empty_directory_then_again_changes_nothing(tmp_path
     w = World(tmp_path / ".sandbox")
     try:
         assert first.returncode == 0, first.stdout + first.stderr
-        every = status_json(w, tmp_path)["phases"]
-        assert {p["status"] for p in every} == {"done"}
         assert_deployed(w)
+        assert_serving(w, tmp_path)  # the whole job: Ingress, ALB, record, endpoint
         assert stat.S_IMODE((tmp_path / "state.json").stat().st_mode) == 0o600
 
         writes = len(w.writes())
@@ -116,7 +122,7 @@ def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
 
 
 def test_kill_9_while_waiting_for_validation_then_resume(tmp_path: Path, workdir: Path) -> None:
-    w = World.up(tmp_path / "slow", acm_delay=4.0)
+    w = World.up(tmp_path / "slow", acm_delay=10.0)
     try:
         config = str(w.config)
         run = w.start("--config", config, "run", *HALF, cwd=workdir)
@@ -129,6 +135,7 @@ def test_kill_9_while_waiting_for_validation_then_resume(tmp_path: Path, workdir
 
         resumed = w.cli("--config", config, "resume", *HALF, cwd=workdir)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert f"took over the lock left by pid {run.pid}" in resumed.stderr
         assert_deployed(w)
         actions = Counter(c["action"] for c in w.writes())
         assert actions["RequestCertificate"] == 1
@@ -143,9 +150,14 @@ def test_no_wait_exits_3_waiting_and_resume_finishes(tmp_path: Path, workdir: Pa
         config = str(w.config)
         first = w.cli("--config", config, "run", "--no-wait", *HALF, cwd=workdir)
         assert first.returncode == ExitCode.WAITING, first.stdout + first.stderr
-        assert statuses(w, workdir)["certificates_issued"] == "waiting"
-        waiting = status_json(w, workdir)["phases"][len(CERT_PHASES) - 1]["waiting_for"]
-        assert "ACM to issue" in waiting
+        what = waiting_phase(w, workdir)["waiting_for"]
+        assert f"while waiting for {what.split(' (')[0]}" in first.stderr
+        # Each later wait is checked once too: resume --no-wait until nothing is left.
+        for _ in range(len(CERT_PHASES)):
+            again = w.cli("--config", config, "resume", "--no-wait", *HALF, cwd=workdir)
+            if again.returncode != ExitCode.WAITING:
+                break
+            assert waiting_phase(w, workdir)["status"] == "waiting"
         resumed = w.cli("--config", config, "resume", *HALF, cwd=workdir)
         assert resumed.returncode == 0, resumed.stderr
         assert set(statuses(w, workdir).values()) == {"done"}
@@ -159,7 +171,11 @@ def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None
         stopped = w.cli("--config", str(w.config), "run", "--max-wait", "1", *HALF, cwd=workdir)
         assert stopped.returncode == ExitCode.WAITING
         assert "run `orchestrator resume`" in stopped.stderr
-        assert statuses(w, workdir)["certificates_issued"] == "waiting"
+        assert waiting_phase(w, workdir)["name"] in ("controller", "certificates_issued")
+        later = w.cli("--config", str(w.config), "resume", "--max-wait", "3", *HALF, cwd=workdir)
+        assert later.returncode == ExitCode.WAITING, "ACM takes 30 s here"
+        assert waiting_phase(w, workdir)["name"] == "certificates_issued"
+        assert "ACM to issue" in waiting_phase(w, workdir)["waiting_for"]
     finally:
         w.down()
 

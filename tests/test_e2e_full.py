@@ -196,7 +196,7 @@ def test_untagged_subnets_are_tagged_again_on_resume(world: World, workdir: Path
 def test_a_detached_policy_keeps_the_alb_away_and_status_says_why(
     tmp_path: Path, workdir: Path
 ) -> None:
-    w = World.up(tmp_path / "slow-alb", acm_delay=0.5, alb_delay=3.0)
+    w = World.up(tmp_path / "slow-alb", acm_delay=0.5, alb_delay=6.0)
     try:
         config = str(w.config)
         assert (
@@ -205,7 +205,7 @@ def test_a_detached_policy_keeps_the_alb_away_and_status_says_why(
             ).returncode
             == 0
         )
-        waiting = w.start("--config", config, "resume", "--max-wait", "6", cwd=workdir)
+        waiting = w.start("--config", config, "resume", "--max-wait", "8", cwd=workdir)
         wait_for(
             lambda: phase_status(workdir / "state.json", "load_balancer") == "waiting",
             what="the ALB wait",

@@ -91,3 +91,40 @@ def test_the_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_pat
     with StateStore(path).locked("resume") as note:
         assert note is not None and f"pid {holder.pid}" in note
         assert json.loads(Path(str(path) + ".lock").read_text())["pid"] == os.getpid()
+
+
+def test_a_schema_1_state_is_migrated_not_rejected(tmp_path: Path) -> None:
+    from states import phase_names
+
+    old = ["preflight", "hosted_zone", "delegation", "certificates", "certificates_issued"]
+    data = json.loads(new_state("dep", {}, old).to_json())
+    data["schema"] = 1
+    data["phases"][1]["status"] = "done"
+    data["phases"][1]["outputs"] = {"zone_id": "Z1", "name_servers": ["ns"]}
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(data))
+    before = path.read_bytes()
+    state = StateStore(path).load(phase_names())
+    assert [p.name for p in state.phases] == phase_names()
+    assert state.schema == 2
+    assert state.phase("hosted_zone").outputs["zone_id"] == "Z1"
+    assert state.phase("controller_iam").status == "pending"
+    assert path.read_bytes() == before, "migrated in memory; written on the next save"
+    data["phases"].reverse()
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="in that order"):
+        StateStore(path).load(phase_names())
+
+
+def test_a_world_writable_state_directory_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with (
+        pytest.raises(UsageError, match="writable by everyone"),
+        StateStore(shared / "state.json").locked("run"),
+    ):
+        pass
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot replace our files
+    with StateStore(shared / "state.json").locked("run"):
+        pass

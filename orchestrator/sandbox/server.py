@@ -1,9 +1,11 @@
 """The sandbox world's process: `python -m orchestrator.sandbox.server --dir DIR`.
 
-Serves a moto server (AWS), a DNS server and the Kubernetes API emulator on free
-loopback ports, and the ALBs' HTTPS endpoint on a loopback address of its own; seeds the
-estate, runs the simulators (ACM, Deployments, the load balancer controller), writes
-`env`, `config.yaml` and finally `world.json`, then runs until SIGTERM.
+Serves a moto server (AWS), a DNS server and, per EKS cluster, a Kubernetes API emulator
+on free loopback ports, and the ALBs' HTTPS endpoint on a loopback address of its own;
+seeds the estate, runs the simulators (ACM; per cluster, Deployments and the load
+balancer controller), writes `env`, `kubeconfig` (a context per cluster), a deployment
+config per cluster and finally `world.json`, then runs until SIGTERM. Every HTTP request
+the AWS and Kubernetes servers receive goes to `cloudtrail.jsonl` and `kube-audit.jsonl`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,48 @@ import shlex
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.sandbox.seed import PRODUCTION, STAGING, ClusterEstate
+
+if TYPE_CHECKING:
+    from orchestrator.sandbox.kubeaudit import KubeAuditLog
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@dataclass(frozen=True)
+class ClusterSite:
+    """One EKS cluster of the world, and where what it is made of is published.
+
+    The primary cluster (`key` None) is the one world.json's top-level `seeded` keys, the
+    `kubernetes` endpoint, `config.yaml` and the kubeconfig's current context are about;
+    another is published under its key (`seeded[key]`, `kubernetes_<key>`, `config-<key>.yaml`),
+    and its config names its context."""
+
+    estate: ClusterEstate
+    context: str
+    key: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return "kubernetes" if self.key is None else f"kubernetes_{self.key}"
+
+    @property
+    def config_name(self) -> str:
+        return "config.yaml" if self.key is None else f"config-{self.key}.yaml"
+
+    @property
+    def config_context(self) -> str | None:
+        return None if self.key is None else self.context
+
+
+# The primary cluster first: its context is the kubeconfig's current one.
+SITES = (ClusterSite(PRODUCTION, "sandbox"), ClusterSite(STAGING, "staging", key="staging"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,18 +106,27 @@ class World:
         )
         from orchestrator.sandbox.dnsserver import DnsServer
         from orchestrator.sandbox.dnsview import DnsView
+        from orchestrator.sandbox.kubeapi import write_kubeconfig_contexts
+        from orchestrator.sandbox.kubeaudit import KubeAuditLog
         from orchestrator.sandbox.route53 import make_route53_strict
-        from orchestrator.sandbox.seed import deployment_config, seed
+        from orchestrator.sandbox.seed import (
+            deployment_config,
+            seed,
+            use_distinct_cluster_identities,
+        )
 
         disable_moto_auto_issue()
         use_distinct_validation_records()
         make_route53_strict()
+        use_distinct_cluster_identities()
         aws_url = self._start_moto()
         clients = {
             name: self._client(name, aws_url)
             for name in ("ec2", "eks", "iam", "route53", "acm", "elbv2")
         }
-        seeded = seed(clients, REGION)
+        seeded = dict(
+            zip(SITES, seed(clients, REGION, tuple(s.estate for s in SITES)), strict=True)
+        )
 
         alb = self._start_alb_endpoint(clients)
         view = DnsView(clients["route53"], alias_address=alb.alias_address)
@@ -94,17 +141,24 @@ class World:
         acm.start()
         self._stoppers.append(acm.stop)
 
-        kube_url = self._start_kube()
-        self._start_controllers(clients, seeded["cluster"])
+        audit = KubeAuditLog(self.directory / "kube-audit.jsonl")
+        kube_urls = {site: self._start_cluster(site, clients, audit) for site in SITES}
+        write_kubeconfig_contexts(
+            self.directory / "kubeconfig",
+            {site.context: url for site, url in kube_urls.items()},
+            current=SITES[0].context,
+        )
         self.endpoints = {
             "aws": aws_url,
             "dns": f"127.0.0.1:{dns.port}",
-            "kubernetes": kube_url,
+            **{site.endpoint: url for site, url in kube_urls.items()},
             "alb": alb.address,
             "alb_https": f"{alb.address}:{alb.https_port}",
             "alb_http": f"{alb.address}:{alb.http_port}",
         }
-        self._write("config.yaml", deployment_config(seeded))
+        for site, facts in seeded.items():
+            config = deployment_config(facts, site.estate.subdomain, site.config_context)
+            self._write(site.config_name, config)
         self._write("env", self._env())
         self._write(
             "world.json",
@@ -112,7 +166,7 @@ class World:
                 {
                     "pid": os.getpid(),
                     "endpoints": self.endpoints,
-                    "seeded": seeded,
+                    "seeded": _published(seeded),
                     "account": ACCOUNT,
                     "acm_delay": self.acm_delay,
                     "alb_delay": self.alb_delay,
@@ -139,16 +193,30 @@ class World:
         self._stoppers.append(server.shutdown)
         return f"http://127.0.0.1:{server.server_port}"
 
-    def _start_kube(self) -> str:
-        from orchestrator.sandbox.kubeapi import KubeApiServer, write_kubeconfig
+    def _start_cluster(
+        self, site: ClusterSite, clients: dict[str, Any], audit: KubeAuditLog
+    ) -> str:
+        """One cluster's API server, seeded, and what runs in it: Deployments roll out and
+        the load balancer controller acts, on its own objects and for its own EKS name."""
+        from orchestrator.sandbox.albcontroller import AlbControllerSimulator
+        from orchestrator.sandbox.deployments import DeploymentRollouts
+        from orchestrator.sandbox.kubeapi import KubeApiServer
         from orchestrator.sandbox.kubeseed import seed_cluster
 
-        self.kube = KubeApiServer()
-        self.kube.start()
-        self._stoppers.append(self.kube.stop)
-        seed_cluster(self.kube.store)
-        write_kubeconfig(self.directory / "kubeconfig", self.kube.url, context="sandbox")
-        return self.kube.url
+        name = site.estate.name
+        kube = KubeApiServer(audit=audit.recorder(name))
+        kube.start()
+        self._stoppers.append(kube.stop)
+        seed_cluster(kube.store)
+        rollouts = DeploymentRollouts(kube.store)
+        rollouts.start()
+        self._stoppers.append(rollouts.stop)
+        controller = AlbControllerSimulator(
+            kube.store, clients, name, REGION, ACCOUNT, self.alb_delay
+        )
+        controller.start()
+        self._stoppers.append(controller.stop)
+        return kube.url
 
     def _start_alb_endpoint(self, clients: dict[str, Any]) -> Any:
         """The address the world's ALBs answer on, with certificates from the sandbox CA."""
@@ -160,20 +228,6 @@ class World:
         endpoint.start()
         self._stoppers.append(endpoint.stop)
         return endpoint
-
-    def _start_controllers(self, clients: dict[str, Any], cluster: str) -> None:
-        """What runs in the cluster: Deployments roll out, the ALB controller acts."""
-        from orchestrator.sandbox.albcontroller import AlbControllerSimulator
-        from orchestrator.sandbox.deployments import DeploymentRollouts
-
-        rollouts = DeploymentRollouts(self.kube.store)
-        rollouts.start()
-        self._stoppers.append(rollouts.stop)
-        controller = AlbControllerSimulator(
-            self.kube.store, clients, cluster, REGION, ACCOUNT, self.alb_delay
-        )
-        controller.start()
-        self._stoppers.append(controller.stop)
 
     def _client(self, service: str, url: str, region: str = REGION) -> Any:
         import boto3
@@ -212,6 +266,13 @@ class World:
         tmp = path.with_name(f".{name}.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
+
+
+def _published(seeded: dict[ClusterSite, dict[str, Any]]) -> dict[str, Any]:
+    """world.json's `seeded`: the primary cluster's facts, and each other's under its key."""
+    primary = next(facts for site, facts in seeded.items() if site.key is None)
+    others = {site.key: facts for site, facts in seeded.items() if site.key is not None}
+    return {**primary, **others}
 
 
 if __name__ == "__main__":

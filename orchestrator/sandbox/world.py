@@ -1,8 +1,10 @@
 """Start, find and stop the sandbox world, a detached process serving on loopback ports.
 
 Its directory holds `pid`, `world.json` (endpoints; written last, so its presence means
-ready), `env` (the settings to use it), `config.yaml` (the seeded deployment), the log
-and `cloudtrail.jsonl` (every AWS request the world received, for tests and curiosity).
+ready), `env` (the settings to use it), `kubeconfig` (contexts `sandbox` and `staging`),
+`config.yaml` and `config-staging.yaml` (the seeded deployments, one per cluster), the log,
+`cloudtrail.jsonl` and `kube-audit.jsonl` (every AWS and Kubernetes API request the world
+received, for tests and curiosity).
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ it is created.
     write_kubeconfig(path, server.url)
     ...
     server.stop()
+
+`KubeApiServer(audit=callback)` calls `callback` with a summary of each HTTP request it
+serves (time, method, path with query, user agent, status), for an audit log.
 """
 
 from .errors import (
@@ -29,7 +32,7 @@ from .errors import (
     NotFound,
     UnsupportedMediaType,
 )
-from .kubeconfig import write_kubeconfig
+from .kubeconfig import write_kubeconfig, write_kubeconfig_contexts
 from .resources import ResourceType
 from .server import KubeApiServer
 from .store import ObjectStore
@@ -49,4 +52,5 @@ __all__ = [
     "ResourceType",
     "UnsupportedMediaType",
     "write_kubeconfig",
+    "write_kubeconfig_contexts",
 ]

@@ -1,0 +1,69 @@
+"""Concurrent use: two deployments (two clusters, two subdomains, two state files) run and
+roll back at the same time against one world without interfering; on one state file a
+second command is refused at once, naming the holder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harness import World, footprint, phase_status, read_state, wait_for
+
+from orchestrator.errors import ExitCode
+
+
+def both(world: World, workdir: Path, *args: str) -> list[tuple[int, str]]:
+    """Run the same command for both deployments at once; their exit codes and output."""
+    runs = [
+        world.start("--config", str(world.directory / config), "--state", state, *args, cwd=workdir)
+        for config, state in (("config.yaml", "prod.json"), ("config-staging.yaml", "staging.json"))
+    ]
+    results = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        results.append((run.returncode, out + err))
+    return results
+
+
+def test_two_deployments_run_and_roll_back_at_once(world: World, workdir: Path) -> None:
+    for code, output in both(world, workdir, "run"):
+        assert code == 0, output
+    prod, staging = read_state(workdir / "prod.json"), read_state(workdir / "staging.json")
+    assert prod["deployment"] != staging["deployment"]
+    for state in (prod, staging):
+        assert {p["status"] for p in state["phases"]} == {"done"}
+    hostnames = {
+        next(p for p in s["phases"] if p["name"] == "load_balancer")["outputs"]["hostname"]
+        for s in (prod, staging)
+    }
+    assert len(hostnames) == 2, "each deployment has its own ALB"
+    zones = [z["Name"] for z in world.client("route53").list_hosted_zones()["HostedZones"]]
+    assert sorted(zones) == ["example.com.", "platform.example.com.", "staging.example.com."]
+
+    for code, output in both(world, workdir, "rollback", "--all"):
+        assert code == 0, output
+    assert footprint(world, prod["deployment"]) == []
+    assert footprint(world, staging["deployment"]) == []
+    assert world.client("elbv2").describe_load_balancers()["LoadBalancers"] == []
+
+
+def test_a_second_command_on_the_same_state_is_refused_at_once(
+    tmp_path: Path, workdir: Path
+) -> None:
+    w = World.up(tmp_path / "slow", acm_delay=60.0)
+    try:
+        config = str(w.config)
+        run = w.start("--config", config, "run", cwd=workdir)
+        wait_for(
+            lambda: phase_status(workdir / "state.json", "certificates_issued") == "waiting",
+            what="the run to wait for ACM",
+        )
+        started = time.monotonic()
+        second = w.cli("--config", config, "rollback", "--all", cwd=workdir)
+        assert time.monotonic() - started < 5, "refused at once, not after waiting for the lock"
+        assert second.returncode == ExitCode.USAGE
+        assert f"locked by pid {run.pid}" in second.stderr and "`run`" in second.stderr
+        run.terminate()  # a CI time-out's SIGTERM: state saved, exit 130
+        assert run.wait(timeout=30) == ExitCode.INTERRUPTED
+    finally:
+        w.down()

@@ -1,0 +1,186 @@
+"""Crash at every mutating call, then resume: never a duplicate, never a leak.
+
+A failpoint (ORCHESTRATOR_FAILPOINT=before:N / after:N) kills the CLI with os._exit
+right before or right after its Nth mutating call to AWS or Kubernetes, with no
+clean-up and no state save. For every N of a full run, and of a `rollback --all`, the
+sweep crashes there, resumes, and compares what exists with what a clean run makes.
+The "after" points are swept in full; "before" is sampled (every fifth point), to
+keep CI fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import SUBDOMAIN, World, footprint, read_state
+
+from orchestrator.failpoints import EXIT_CODE
+
+HOST = f"kubeflow.{SUBDOMAIN}"
+BEFORE_SAMPLE = 5
+CHUNKS = 6  # the points are shared by six tests, which pytest-xdist runs side by side
+
+
+def inventory(world: World, deployment: str) -> Counter[str]:
+    """What exists of the deployment, by kind and stable name (not random ids), counting
+    duplicates whether or not they carry our tag."""
+    found = Counter(
+        entry.split(" arn:")[0].split(" sg-")[0]
+        if entry.startswith(("elbv2", "security group"))
+        else entry
+        for entry in footprint(world, deployment)
+    )
+    for entry in list(found):
+        if entry.startswith("OIDC provider "):  # its ARN names the world's own issuer
+            found["OIDC provider"] += found.pop(entry)
+        elif entry.startswith("elbv2 "):
+            kind = "load balancer" if ":loadbalancer/" in entry else "target group"
+            found[kind] += found.pop(entry)
+        elif entry.startswith("security group "):
+            found["security group"] += found.pop(entry)
+    found["zones named the subdomain"] = len(world.zones())
+    found["certificates for the subdomain"] = len(world.certificates())
+    found["load balancers"] = len(world.client("elbv2").describe_load_balancers()["LoadBalancers"])
+    issuer = world.info["seeded"]["oidc_issuer"].removeprefix("https://")
+    iam = world.client("iam", "us-east-1")
+    found["OIDC providers for the cluster"] = sum(
+        p["Arn"].endswith(issuer)
+        for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    )
+    root = world.records(world.root_zone_id)
+    found["NS delegations"] = sum(r["Type"] == "NS" and r["Name"] == SUBDOMAIN + "." for r in root)
+    for zone in world.zones():
+        for record in world.records(zone["Id"].split("/")[-1]):
+            if record["Type"] in ("CNAME", "A"):
+                found[f"{record['Type']} records in the zone"] += 1
+    return +found
+
+
+def estate(world: World) -> str:
+    """What existed before any deployment, which every rollback must leave as it was."""
+    subnets = world.client("ec2").describe_subnets(SubnetIds=world.info["seeded"]["subnet_ids"])[
+        "Subnets"
+    ]
+    return json.dumps(
+        {
+            "root": world.records(world.root_zone_id),
+            "subnets": sorted(
+                (s["SubnetId"], sorted(map(str, s.get("Tags", [])))) for s in subnets
+            ),
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+class Sweeper:
+    """One worker: a world, and the clean run's inventory to compare against."""
+
+    def __init__(self, directory: Path) -> None:
+        self.world = World.up(directory / "world", acm_delay=0.1, alb_delay=0.1)
+        self.world.env["ORCHESTRATOR_POLL_MAX_INTERVAL"] = "0.2"
+        self.directory = directory
+        self.config = str(self.world.config)
+        self.estate = estate(self.world)
+        self.runs = 0
+
+    def cli(self, *args: str, failpoint: str | None = None, log: Path | None = None) -> Any:
+        env = dict(self.world.env)
+        if failpoint:
+            env["ORCHESTRATOR_FAILPOINT"] = failpoint
+        if log:
+            env["ORCHESTRATOR_FAILPOINT_LOG"] = str(log)
+        self.runs += 1
+        return self.world.cli("--config", self.config, *args, cwd=self.workdir, env=env)
+
+    def fresh_workdir(self, name: str) -> None:
+        self.workdir = self.directory / name
+        self.workdir.mkdir()
+
+    def clean(self) -> tuple[int, int, Counter[str]]:
+        """A clean run and rollback: how many mutating calls each makes, what a run leaves."""
+        self.fresh_workdir("clean")
+        forward, backward = self.directory / "forward.log", self.directory / "backward.log"
+        assert self.cli("run", log=forward).returncode == 0
+        deployment = read_state(self.workdir / "state.json")["deployment"]
+        made = inventory(self.world, deployment)
+        assert self.cli("rollback", "--all", log=backward).returncode == 0
+        assert footprint(self.world, deployment) == []
+        return len(forward.read_text().splitlines()), len(backward.read_text().splitlines()), made
+
+    def crash_point(
+        self, mode: str, n: int, forward: int, backward: int, expected: Counter[str]
+    ) -> list[str]:
+        """Crash the run and then the rollback at point n; return what went wrong."""
+        self.fresh_workdir(f"{mode}-{n}")
+        problems = []
+        if n <= forward:
+            crashed = self.cli("run", failpoint=f"{mode}:{n}")
+            if crashed.returncode != EXIT_CODE:
+                return [f"run {mode}:{n} did not crash: {crashed.returncode} {crashed.stderr}"]
+        resumed = self.cli("resume" if n <= forward else "run")
+        if resumed.returncode != 0:
+            return [f"resume after run {mode}:{n}: {resumed.returncode} {resumed.stderr}"]
+        state = read_state(self.workdir / "state.json")
+        if {p["status"] for p in state["phases"]} != {"done"}:
+            problems.append(f"run {mode}:{n}: not every phase done")
+        made = inventory(self.world, state["deployment"])
+        if made != expected:
+            problems.append(
+                f"run {mode}:{n}: {dict(made - expected)} extra, {dict(expected - made)} missing"
+            )
+        if n <= backward:
+            crashed = self.cli("rollback", "--all", failpoint=f"{mode}:{n}")
+            if crashed.returncode != EXIT_CODE:
+                problems.append(f"rollback {mode}:{n} did not crash: {crashed.returncode}")
+            finished = self.cli("resume")  # finishes the interrupted rollback
+        else:
+            finished = self.cli("rollback", "--all")
+        if finished.returncode != 0:
+            return [*problems, f"rollback {mode}:{n}: {finished.returncode} {finished.stderr}"]
+        left = footprint(self.world, state["deployment"])
+        if left or estate(self.world) != self.estate:
+            problems.append(f"rollback {mode}:{n} left {left or 'the estate changed'}")
+        return problems
+
+
+def sweep_points(forward: int, backward: int) -> list[tuple[str, int]]:
+    last = max(forward, backward)
+    points = [("after", n) for n in range(1, last + 1)]
+    return points + [("before", n) for n in range(1, last + 1, BEFORE_SAMPLE)]
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_crash_at_every_mutating_call_then_resume(tmp_path: Path, chunk: int) -> None:
+    """This chunk's share of the crash points, on a world of its own."""
+    sweeper = Sweeper(tmp_path)
+    try:
+        forward, backward, expected = sweeper.clean()
+        assert forward >= 20 and backward >= 20, (forward, backward)
+        points = sweep_points(forward, backward)[chunk::CHUNKS]
+        problems = [
+            problem
+            for mode, n in points
+            for problem in sweeper.crash_point(mode, n, forward, backward, expected)
+        ]
+        swept = Counter(mode for mode, _ in points)
+        print(
+            f"\ncrash sweep chunk {chunk}: {forward} mutating calls in a run, {backward} in a "
+            f"rollback; swept after {swept['after']}, before {swept['before']}; "
+            f"CLI runs {sweeper.runs}; problems {len(problems)}"
+        )
+        assert problems == [], "\n".join(problems)
+    finally:
+        sweeper.world.down()
+
+
+def test_failpoints_cost_nothing_when_unset() -> None:
+    assert "ORCHESTRATOR_FAILPOINT" not in os.environ
+    from orchestrator import failpoints
+
+    assert failpoints._active is False
