@@ -9,11 +9,11 @@ exact value ACM asked for, and then only after `delay` more seconds.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from typing import Any
 
 from orchestrator.sandbox.dnsview import DnsView, resolve
+from orchestrator.sandbox.reconciler import Reconciler
 
 
 def use_distinct_validation_records() -> None:
@@ -46,7 +46,9 @@ def disable_moto_auto_issue() -> None:
     moto.settings.ACM_VALIDATION_WAIT = 10**9
 
 
-class AcmSimulator:
+class AcmSimulator(Reconciler):
+    name = "acm simulator"
+
     def __init__(
         self,
         view: DnsView,
@@ -61,20 +63,6 @@ class AcmSimulator:
         self.delay = delay
         self.interval = interval
         self._validated_at: dict[str, float] = {}
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self._loop, daemon=True, name="acm-simulator").start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception as exc:  # noqa: BLE001 - keep simulating; say why once per tick
-                print(f"acm simulator: {exc}", flush=True)
 
     def tick(self) -> None:
         zones = None

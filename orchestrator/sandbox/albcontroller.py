@@ -33,6 +33,7 @@ from orchestrator.sandbox.albprovision import AlbProvisioner, Plan, Stack
 from orchestrator.sandbox.deployments import is_available, service_account_of
 from orchestrator.sandbox.irsa import ControllerIdentity
 from orchestrator.sandbox.kubeapi import ObjectStore
+from orchestrator.sandbox.reconciler import Reconciler
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # an Ingress's namespace and name
@@ -46,7 +47,9 @@ EVENT_SOURCE = "ingress"  # the real controller's event recorder component
 CLEANUP_AFTER = 0.5  # how long the controller's finalizer takes to act on a deletion
 
 
-class AlbControllerSimulator:
+class AlbControllerSimulator(Reconciler):
+    name = "alb controller"
+
     """Reconciles `alb` Ingresses into ALBs in moto every `interval` seconds (see module doc)."""
 
     def __init__(
@@ -73,20 +76,6 @@ class AlbControllerSimulator:
         self._ready_since: dict[Key, float] = {}
         self._gone_since: dict[Key, float] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self._loop, daemon=True, name="alb-controller").start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception as exc:  # noqa: BLE001 - keep reconciling; say why
-                print(f"alb controller: {exc!r}", flush=True)
 
     def tick(self) -> None:
         """One reconcile pass over every `alb` Ingress, and the stacks of those gone."""

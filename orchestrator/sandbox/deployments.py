@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.sandbox.kubeapi import ObjectStore
+from orchestrator.sandbox.reconciler import Reconciler
 
 Obj = dict[str, Any]
 # The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
@@ -144,7 +145,9 @@ def _conditions(status: Obj) -> set[tuple[Any, ...]]:
     }
 
 
-class DeploymentRollouts:
+class DeploymentRollouts(Reconciler):
+    name = "deployments"
+
     """Makes Deployments available `settle` seconds after each spec change (polling)."""
 
     def __init__(self, store: ObjectStore, settle: float = 0.5, interval: float = 0.1) -> None:
@@ -153,20 +156,6 @@ class DeploymentRollouts:
         self.interval = interval
         self._pending_since: dict[tuple[str, str, int], float] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self._loop, daemon=True, name="deployments").start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception as exc:  # noqa: BLE001 - keep reconciling; say why
-                print(f"deployments: {exc!r}", flush=True)
 
     def tick(self) -> None:
         """One pass over every Deployment."""
