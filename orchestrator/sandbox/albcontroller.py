@@ -261,7 +261,10 @@ def _tags(resource: Obj) -> dict[str, str]:
 
 
 def _cluster_name_arg(deployment: Obj) -> str | None:
-    """The `--cluster-name` the controller's containers are started with, if any."""
+    """The `--cluster-name` the controller's containers are started with, if any.
+
+    The simulator stands for the real controller, an outside program, so it reads its own
+    flags rather than borrow the orchestrator's parser (states.controller_manifests)."""
     spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
     for container in spec.get("containers") or []:
         words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
