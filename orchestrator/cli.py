@@ -184,8 +184,21 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
         world.apply_env(sandbox_dir)
         if args.config is None:
             args.config = str(sandbox_dir / "config.yaml")
-    config = load_config(args.config or DEFAULT_CONFIG)
+    try:
+        config = load_config(args.config or DEFAULT_CONFIG)
+    except UsageError as error:
+        raise UsageError(f"{error}{_sandbox_hint(args)}") from None
     return config, all_phases(), StateStore(args.state)
+
+
+def _sandbox_hint(args: argparse.Namespace) -> str:
+    """After `run --sandbox`, a bare `resume` finds no config.yaml: point at the world."""
+    if args.config is not None or getattr(args, "sandbox", True):
+        return ""
+    world_config = Path(args.sandbox_dir) / "config.yaml"
+    if Path(DEFAULT_CONFIG).exists() or not world_config.exists():
+        return ""
+    return f"; a sandbox world is in {args.sandbox_dir}: add --sandbox to use it"
 
 
 def _engine(

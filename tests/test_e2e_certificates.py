@@ -82,6 +82,14 @@ def test_quick_start_from_an_empty_directory_then_again_changes_nothing(tmp_path
         assert [z["Id"] for z in w.zones()] == zone_ids
         assert [c["CertificateArn"] for c in w.certificates()] == certificates
         assert "still true" in again.stdout
+
+        # A user who forgets --sandbox on resume is told how to reach the world.
+        bare = cli("resume", env=env, cwd=tmp_path)
+        assert bare.returncode == 2
+        assert "add --sandbox" in bare.stderr
+        resumed = cli("resume", "--sandbox", env=env, cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        assert len(w.writes()) == writes
     finally:
         w.down()
 
