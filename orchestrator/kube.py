@@ -24,7 +24,8 @@ _RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 class KubeError(Exception):
     def __init__(self, operation: str, status: int | None, reason: str, message: str) -> None:
-        super().__init__(f"Kubernetes {operation}: {status or ''} {reason}: {message}".strip())
+        code = f"{status} {reason}" if status else reason
+        super().__init__(f"Kubernetes {operation}: {code}: {message}")
         self.operation = operation
         self.status = status
         self.reason = reason

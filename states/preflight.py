@@ -68,9 +68,10 @@ class PreflightPhase(Phase):
                 f"EKS cluster {name!r} is {cluster.get('status')}, not ACTIVE",
                 "wait until the cluster is ACTIVE, then run `orchestrator resume`",
             )
-        if not cluster.get("resourcesVpcConfig", {}).get("subnetIds"):
+        vpc = cluster.get("resourcesVpcConfig", {})
+        if not vpc.get("subnetIds") or not vpc.get("vpcId"):
             raise PhaseError(
-                f"EKS cluster {name!r} reports no subnets",
+                f"EKS cluster {name!r} reports no VPC or no subnets",
                 "check the cluster's networking configuration",
             )
         if not cluster.get("identity", {}).get("oidc", {}).get("issuer"):

@@ -24,7 +24,8 @@ from harness import (
 from orchestrator.errors import ExitCode
 from states import phase_names
 
-CONTROLLER_SA = "system:serviceaccount:kube-system:aws-load-balancer-controller"
+CONTROLLER = "aws-load-balancer-controller"
+CONTROLLER_SA = f"system:serviceaccount:kube-system:{CONTROLLER}"
 HOST = f"kubeflow.{SUBDOMAIN}"
 
 
@@ -122,6 +123,10 @@ def assert_serving(world: World, workdir: Path) -> None:
     conditions = statement["Condition"]["StringEquals"]
     assert [v for k, v in conditions.items() if k.endswith(":sub")] == [CONTROLLER_SA]
     assert [v for k, v in conditions.items() if k.endswith(":aud")] == ["sts.amazonaws.com"]
+
+    controller = kubectl(world, "get", "deployment", "-n", "kube-system", CONTROLLER, "-o", "json")
+    args = json.loads(controller.stdout)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--aws-vpc-id={world.info['seeded']['vpc_id']}" in args
 
     endpoint = outputs(workdir, "endpoint")
     assert endpoint["url"] == f"https://{HOST}/"
@@ -352,3 +357,19 @@ def test_a_preexisting_controller_and_oidc_provider_are_used_never_touched(
     assert still["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
     assert kube_get(client, "v1", "ServiceAccount", "lbc", "kube-system") is not None
     assert load_balancers(world) == []
+
+
+def test_an_unusable_kubeconfig_fails_preflight_saying_what_to_fix(
+    world: World, workdir: Path
+) -> None:
+    config = str(world.config)
+    missing = dict(world.env, KUBECONFIG=str(workdir / "no-such-kubeconfig"))
+    failed = world.cli("--config", config, "run", cwd=workdir, env=missing)
+    assert failed.returncode == ExitCode.PHASE_FAILED, failed.stderr
+    assert "phase preflight failed: Kubernetes load kubeconfig: BadConfig:" in failed.stderr
+    assert "check KUBECONFIG" in failed.stderr
+    assert phase_status(workdir / "state.json", "preflight") == "failed"
+    assert world.writes() == [], "preflight is read-only"
+
+    resumed = world.cli("--config", config, "resume", "--until", "preflight", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr

@@ -52,10 +52,13 @@ EKS_SERVICE_TRUST = {
 
 
 def use_distinct_cluster_identities() -> None:
-    """Give each EKS cluster an OIDC issuer and API endpoint of its own, as EKS does.
+    """Give each EKS cluster an OIDC issuer and API endpoint of its own, as EKS does, and
+    report its VPC.
 
     moto draws one random issuer and endpoint when it is imported and gives them to every
-    cluster; EKS names both after an id unique to the cluster."""
+    cluster; EKS names both after an id unique to the cluster. EKS also reports the VPC of
+    the cluster's subnets as `vpcId`, which moto leaves out."""
+    from moto.ec2.models import ec2_backends
     from moto.eks.models import Cluster
 
     original = Cluster.__init__
@@ -70,6 +73,11 @@ def use_distinct_cluster_identities() -> None:
             "oidc": {"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{cluster_id}"}
         }
         self.endpoint = f"https://{cluster_id}.gr7.{region}.eks.amazonaws.com"
+        subnets = self.resources_vpc_config.get("subnetIds") or []
+        if subnets and "vpcId" not in self.resources_vpc_config:
+            ec2 = ec2_backends[self.arn.split(":")[4]][region]
+            vpc_id = ec2.get_subnet(subnets[0]).vpc_id
+            self.resources_vpc_config = {**self.resources_vpc_config, "vpcId": vpc_id}
 
     __init__.sandbox_patched = True  # type: ignore[attr-defined]
     Cluster.__init__ = __init__
