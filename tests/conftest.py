@@ -19,11 +19,8 @@ needs_kubectl = pytest.mark.skipif(
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     """A fresh sandbox world with short ACM and ALB delays."""
-    w = World.up(tmp_path / "world", acm_delay=0.3, alb_delay=0.3)
-    try:
+    with World.up(tmp_path / "world", acm_delay=0.3, alb_delay=0.3) as w:
         yield w
-    finally:
-        w.down()
 
 
 @pytest.fixture

@@ -99,6 +99,12 @@ class World:
     def down(self) -> None:
         world.down(self.directory)
 
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
     def cli(
         self, *args: str, cwd: Path, env: dict[str, str] | None = None, **kwargs: Any
     ) -> subprocess.CompletedProcess[str]:

@@ -28,11 +28,8 @@ def test_the_corpus_has_at_least_25_inputs() -> None:
 
 @pytest.fixture(scope="module")
 def shared_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World.up(tmp_path_factory.mktemp("bad-input") / "world")
-    try:
+    with World.up(tmp_path_factory.mktemp("bad-input") / "world") as w:
         yield w
-    finally:
-        w.down()
 
 
 def refused(world: World, cwd: Path, config: Path, expected: str) -> None:

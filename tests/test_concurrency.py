@@ -50,8 +50,7 @@ def test_two_deployments_run_and_roll_back_at_once(world: World, workdir: Path) 
 def test_a_second_command_on_the_same_state_is_refused_at_once(
     tmp_path: Path, workdir: Path
 ) -> None:
-    w = World.up(tmp_path / "slow", acm_delay=60.0)
-    try:
+    with World.up(tmp_path / "slow", acm_delay=60.0) as w:
         config = str(w.config)
         run = w.start("--config", config, "run", cwd=workdir)
         wait_for(
@@ -65,5 +64,3 @@ def test_a_second_command_on_the_same_state_is_refused_at_once(
         assert f"locked by pid {run.pid}" in second.stderr and "`run`" in second.stderr
         run.terminate()  # a CI time-out's SIGTERM: state saved, exit 130
         assert run.wait(timeout=30) == ExitCode.INTERRUPTED
-    finally:
-        w.down()

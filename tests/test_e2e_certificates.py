@@ -66,8 +66,7 @@ def assert_deployed(w: World) -> None:
 def test_quick_start_from_an_empty_directory_then_again_changes_nothing(tmp_path: Path) -> None:
     env = dict(os.environ, ORCHESTRATOR_POLL_MAX_INTERVAL="2")
     first = cli("run", "--sandbox", env=env, cwd=tmp_path)
-    w = World(tmp_path / ".sandbox")
-    try:
+    with World(tmp_path / ".sandbox") as w:
         assert first.returncode == 0, first.stdout + first.stderr
         assert_deployed(w)
         assert_serving(w, tmp_path)  # the whole job: Ingress, ALB, record, endpoint
@@ -90,8 +89,6 @@ def test_quick_start_from_an_empty_directory_then_again_changes_nothing(tmp_path
         resumed = cli("resume", "--sandbox", env=env, cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stderr
         assert len(w.writes()) == writes
-    finally:
-        w.down()
 
 
 def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
@@ -130,8 +127,7 @@ def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
 
 
 def test_kill_9_while_waiting_for_validation_then_resume(tmp_path: Path, workdir: Path) -> None:
-    w = World.up(tmp_path / "slow", acm_delay=10.0)
-    try:
+    with World.up(tmp_path / "slow", acm_delay=10.0) as w:
         config = str(w.config)
         run = w.start("--config", config, "run", *HALF, cwd=workdir)
         wait_for(
@@ -148,13 +144,10 @@ def test_kill_9_while_waiting_for_validation_then_resume(tmp_path: Path, workdir
         actions = Counter(c["action"] for c in w.writes())
         assert actions["RequestCertificate"] == 1
         assert actions["POST /2013-04-01/hostedzone"] == 1
-    finally:
-        w.down()
 
 
 def test_no_wait_exits_3_waiting_and_resume_finishes(tmp_path: Path, workdir: Path) -> None:
-    w = World.up(tmp_path / "slow", acm_delay=6.0)
-    try:
+    with World.up(tmp_path / "slow", acm_delay=6.0) as w:
         config = str(w.config)
         first = w.cli("--config", config, "run", "--no-wait", *HALF, cwd=workdir)
         assert first.returncode == ExitCode.WAITING, first.stdout + first.stderr
@@ -169,13 +162,10 @@ def test_no_wait_exits_3_waiting_and_resume_finishes(tmp_path: Path, workdir: Pa
         resumed = w.cli("--config", config, "resume", *HALF, cwd=workdir)
         assert resumed.returncode == 0, resumed.stderr
         assert set(statuses(w, workdir).values()) == {"done"}
-    finally:
-        w.down()
 
 
 def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None:
-    w = World.up(tmp_path / "slow", acm_delay=30.0)
-    try:
+    with World.up(tmp_path / "slow", acm_delay=30.0) as w:
         stopped = w.cli("--config", str(w.config), "run", "--max-wait", "1", *HALF, cwd=workdir)
         assert stopped.returncode == ExitCode.WAITING
         assert "run `orchestrator resume`" in stopped.stderr
@@ -184,8 +174,6 @@ def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None
         assert later.returncode == ExitCode.WAITING, "ACM takes 30 s here"
         assert waiting_phase(w, workdir)["name"] == "certificates_issued"
         assert "ACM to issue" in waiting_phase(w, workdir)["waiting_for"]
-    finally:
-        w.down()
 
 
 def test_until_stops_after_the_named_phase(world: World, workdir: Path) -> None:
@@ -279,8 +267,7 @@ def test_manual_delegation_confirmed_by_a_human(world: World, workdir: Path) -> 
 def test_a_second_concurrent_command_exits_2_and_ctrl_c_saves_state(
     tmp_path: Path, workdir: Path
 ) -> None:
-    w = World.up(tmp_path / "slow", acm_delay=60.0)
-    try:
+    with World.up(tmp_path / "slow", acm_delay=60.0) as w:
         config = str(w.config)
         run = w.start("--config", config, "run", *HALF, cwd=workdir)
         wait_for(
@@ -300,8 +287,6 @@ def test_a_second_concurrent_command_exits_2_and_ctrl_c_saves_state(
         assert statuses(w, workdir)["certificates_issued"] == "waiting"
         later = w.cli("--config", config, "resume", "--no-wait", *HALF, cwd=workdir)
         assert later.returncode == ExitCode.WAITING, later.stderr
-    finally:
-        w.down()
 
 
 def test_corrupted_state_exits_2_and_is_left_untouched(world: World, workdir: Path) -> None:

@@ -45,11 +45,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World.up(tmp_path_factory.mktemp("clusters") / "world", acm_delay=0.3, alb_delay=0.3)
-    try:
+    with World.up(tmp_path_factory.mktemp("clusters") / "world", acm_delay=0.3, alb_delay=0.3) as w:
         yield w
-    finally:
-        w.down()
 
 
 @pytest.fixture(scope="module")

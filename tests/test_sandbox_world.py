@@ -97,11 +97,8 @@ def test_sandbox_ca_is_made_once_per_directory_and_issues_server_leaves(tmp_path
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World.up(tmp_path_factory.mktemp("sandbox") / "world", acm_delay=0.5, alb_delay=0.5)
-    try:
+    with World.up(tmp_path_factory.mktemp("sandbox") / "world", acm_delay=0.5, alb_delay=0.5) as w:
         yield w
-    finally:
-        w.down()
 
 
 @pytest.fixture(scope="module")
