@@ -45,10 +45,10 @@ def pems() -> tuple[str, str, str]:
     return webhook_certificates()
 
 
-@pytest.fixture(scope="module")
-def objects(pems: tuple[str, str, str]) -> list[Obj]:
+def build(pems: tuple[str, str, str], **overrides: Any) -> list[Obj]:
+    """The manifests for the usual test cluster, with `overrides` to the builder's args."""
     ca, cert, key = pems
-    return controller_manifests(
+    args: dict[str, Any] = dict(
         cluster_name="kube-eks-cluster",
         region="us-west-2",
         vpc_id="vpc-0abc",
@@ -58,6 +58,12 @@ def objects(pems: tuple[str, str, str]) -> list[Obj]:
         webhook_cert_pem=cert,
         webhook_key_pem=key,
     )
+    return controller_manifests(**(args | overrides))
+
+
+@pytest.fixture(scope="module")
+def objects(pems: tuple[str, str, str]) -> list[Obj]:
+    return build(pems)
 
 
 def one(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
@@ -140,17 +146,7 @@ def test_deployment_labels_go_on_the_pods_but_not_in_the_selector(objects: list[
 
 
 def test_labels_never_override_what_the_selector_matches(pems: tuple[str, str, str]) -> None:
-    ca, cert, key = pems
-    objects = controller_manifests(
-        cluster_name="c",
-        region="eu-west-1",
-        vpc_id="vpc-1",
-        role_arn=ROLE_ARN,
-        labels={"app.kubernetes.io/name": "something-else"},
-        webhook_ca_pem=ca,
-        webhook_cert_pem=cert,
-        webhook_key_pem=key,
-    )
+    objects = build(pems, labels={"app.kubernetes.io/name": "something-else"})
     spec = one(objects, "Deployment")["spec"]
     assert spec["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == CONTROLLER_NAME
 
@@ -194,18 +190,7 @@ def test_the_deployment_runs_the_controller_safely(
     volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
     assert volume["secret"]["secretName"] == "aws-load-balancer-tls"
 
-    ca, cert, key = pems
-    three = controller_manifests(
-        cluster_name="c",
-        region="r",
-        vpc_id="v",
-        role_arn=ROLE_ARN,
-        labels={},
-        webhook_ca_pem=ca,
-        webhook_cert_pem=cert,
-        webhook_key_pem=key,
-        replicas=3,
-    )
+    three = build(pems, replicas=3)
     assert one(three, "Deployment")["spec"]["replicas"] == 3
 
 
@@ -222,20 +207,9 @@ def test_the_webhook_service_reaches_the_webhook_port(objects: list[Obj]) -> Non
 
 
 def test_builds_are_independent_copies(pems: tuple[str, str, str]) -> None:
-    ca, cert, key = pems
-    args = dict(
-        cluster_name="c",
-        region="r",
-        vpc_id="v",
-        role_arn=ROLE_ARN,
-        labels={},
-        webhook_ca_pem=ca,
-        webhook_cert_pem=cert,
-        webhook_key_pem=key,
-    )
-    first = controller_manifests(**args)
+    first = build(pems)
     first[0]["metadata"]["name"] = "changed"
-    assert controller_manifests(**args)[0]["metadata"]["name"] != "changed"
+    assert build(pems)[0]["metadata"]["name"] != "changed"
 
 
 # ---- webhook TLS --------------------------------------------------------------------------------
