@@ -15,9 +15,11 @@ import threading
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+
+from orchestrator import pki
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 LEAF_VALIDITY = datetime.timedelta(days=7)
@@ -60,7 +62,7 @@ class SandboxCA:
         return key, cert
 
     def _create(self) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = pki.new_key()
         tag = hashlib.sha256(str(self.directory).encode()).hexdigest()[:8]
         name = x509.Name(
             [
@@ -69,82 +71,24 @@ class SandboxCA:
             ]
         )
         now = datetime.datetime.now(datetime.UTC)
-        public = key.public_key()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW)
-            .not_valid_after(now + CA_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_usage(cert_sign=True), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        _write_private(self.key_path, _key_pem(key))
-        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        cert = pki.ca_certificate(key, name, now - CLOCK_SKEW, now + CA_VALIDITY)
+        _write_private(self.key_path, pki.key_pem(key).encode())
+        self.cert_path.write_text(pki.cert_pem(cert))
         return key, cert
 
     # ---- leaves -------------------------------------------------------------------------------
 
     def _issue(self, names: tuple[str, ...]) -> Path:
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = pki.new_key()
         now = datetime.datetime.now(datetime.UTC)
-        ca_ski = self._cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_leaf_subject(names))
-            .issuer_name(self._cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW)
-            .not_valid_after(now + LEAF_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_usage(cert_sign=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False
-            )
-            .sign(self._key, hashes.SHA256())
+        cert = pki.serving_certificate(
+            key, list(names), self._cert, self._key, now - CLOCK_SKEW, now + LEAF_VALIDITY
         )
         self._leaf_dir.mkdir(mode=0o700, exist_ok=True)
         digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
         path = self._leaf_dir / f"leaf-{digest}.pem"
-        _write_private(path, _key_pem(key) + cert.public_bytes(serialization.Encoding.PEM))
+        _write_private(path, (pki.key_pem(key) + pki.cert_pem(cert)).encode())
         return path
-
-
-def _leaf_subject(names: tuple[str, ...]) -> x509.Name:
-    # Clients match names against the SANs; the CN is for people, and may be at most 64.
-    if len(names[0]) > 64:
-        return x509.Name([])
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-
-
-def _usage(cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
 
 
 def _write_private(path: Path, data: bytes) -> None:
