@@ -60,6 +60,8 @@ class ResourceStore:
         namespace_grace_seconds: float = 0.5,
         log: Callable[[str], None] | None = None,
     ) -> None:
+        """`namespace_grace_seconds`: how long a deleted Namespace stays Terminating before it
+        and its objects go (0: at once)."""
         self._grace = namespace_grace_seconds
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)

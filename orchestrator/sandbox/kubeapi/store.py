@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from . import admission, events
@@ -25,18 +24,9 @@ class ObjectStore(ResourceStore):
     A namespace of None means "default" for namespaced kinds (and all namespaces in `list`).
     """
 
-    def __init__(
-        self,
-        *,
-        history_size: int = 10_000,
-        namespace_grace_seconds: float = 0.5,
-        log: Callable[[str], None] | None = None,
-    ) -> None:
-        """`namespace_grace_seconds`: how long a deleted Namespace stays Terminating before it
-        and its objects go (0: at once)."""
-        super().__init__(
-            history_size=history_size, namespace_grace_seconds=namespace_grace_seconds, log=log
-        )
+    def __init__(self, **options: Any) -> None:
+        """`options`: those of ResourceStore. Starts with a cluster's initial namespaces."""
+        super().__init__(**options)
         for name in INITIAL_NAMESPACES:
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
