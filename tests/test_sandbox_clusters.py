@@ -21,6 +21,7 @@ import yaml
 from conftest import needs_kubectl
 from harness import World, wait_for
 from kubernetes import client, config
+from test_sandbox_world import ingress
 
 from orchestrator.config import load_config
 from orchestrator.sandbox import kubeaudit
@@ -273,7 +274,10 @@ def test_each_clusters_controller_makes_its_alb_and_the_front_end_serves_both(
     for cluster in clusters:
         kube = core(sandbox, cluster.context)
         networking = client.NetworkingV1Api(kube.api_client)
-        networking.create_namespaced_ingress("istio-system", ingress(certificates[cluster.name]))
+        gateway = ingress(
+            "istio-ingress", "istio-system", "istio-ingressgateway", certificates[cluster.name]
+        )
+        networking.create_namespaced_ingress("istio-system", gateway)
 
     for cluster in clusters:
         networking = client.NetworkingV1Api(core(sandbox, cluster.context).api_client)
@@ -435,20 +439,4 @@ def deployment(name: str, account: str, *args: str) -> dict[str, Any]:
                 "spec": {"serviceAccountName": account, "containers": [container]},
             },
         },
-    }
-
-
-def ingress(certificate: str) -> dict[str, Any]:
-    prefix = "alb.ingress.kubernetes.io/"
-    annotations = {
-        prefix + "scheme": "internet-facing",
-        prefix + "target-type": "ip",
-        prefix + "certificate-arn": certificate,
-        prefix + "listen-ports": json.dumps([{"HTTP": 80}, {"HTTPS": 443}]),
-    }
-    backend = {"service": {"name": "istio-ingressgateway", "port": {"number": 80}}}
-    path = {"path": "/", "pathType": "Prefix", "backend": backend}
-    return {
-        "metadata": {"name": "istio-ingress", "annotations": annotations},
-        "spec": {"ingressClassName": "alb", "rules": [{"http": {"paths": [path]}}]},
     }
