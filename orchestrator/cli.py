@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ExitCode, NeedsAction, StillWaiting, UsageError
+from orchestrator.sandbox.options import SECOND_TEAM_HELP
+from orchestrator.sandbox.options import SETTINGS as SANDBOX_SETTINGS
 from orchestrator.store import ROLLBACK_ALL
 
 DEFAULT_CONFIG = "config.yaml"
@@ -139,20 +141,16 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_SANDBOX_DIR,
         help=f"the world's directory (default {DEFAULT_SANDBOX_DIR})",
     )
-    sandbox.add_argument(
-        "--acm-delay",
-        type=_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="seconds ACM takes to issue once validation is possible",
-    )
-    sandbox.add_argument(
-        "--alb-delay",
-        type=_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="seconds the load balancer controller takes to provision an ALB",
-    )
+    for setting in SANDBOX_SETTINGS:
+        sandbox.add_argument(
+            setting.flag,
+            dest=setting.name,
+            type=_seconds,
+            default=setting.default,
+            metavar="SECONDS",
+            help=f"{setting.help} (default {setting.default:g})",
+        )
+    sandbox.add_argument("--second-team", action="store_true", help=SECOND_TEAM_HELP)
     sandbox.set_defaults(handler=_sandbox)
     return parser
 
@@ -362,7 +360,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 
     directory = Path(args.dir)
     if args.action == "up":
-        info = world.up(directory, acm_delay=args.acm_delay, alb_delay=args.alb_delay)
+        settings = {s.name: getattr(args, s.name) for s in SANDBOX_SETTINGS}
+        info = world.up(directory, settings, second_team=args.second_team)
         print(world.describe(directory, info))
         print(
             f"use it: source {directory / 'env'}; "

@@ -13,8 +13,10 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from footprint import footprint as shared_footprint
+from footprint import kept_ids
 
-from orchestrator.sandbox import cloudtrail, world
+from orchestrator.sandbox import cloudtrail, options, world
 
 REGION = "us-west-2"
 SUBDOMAIN = "platform.example.com"
@@ -74,7 +76,28 @@ class World:
         self.kube_clients: dict[str | None, Any] = {}
 
     @classmethod
-    def up(cls, directory: Path, acm_delay: float = 1.0, alb_delay: float = 1.0) -> World:
+    def up(
+        cls,
+        directory: Path,
+        acm_delay: float = 1.0,
+        alb_delay: float = 1.0,
+        second_team: bool = False,
+        **settings: float,
+    ) -> World:
+        """Start a world with short delays; `settings`: other options.SETTINGS by name.
+
+        Tokens live 380 s, so the official client refreshes them 20 s after each, as it does
+        an EKS token 9 minutes in: long runs exercise that."""
+        values = {
+            "acm_delay": acm_delay,
+            "alb_delay": alb_delay,
+            "dns_delay": 0.3,
+            "target_delay": 0.5,
+            "drain_delay": 0.5,
+            "crd_delay": 0.3,
+            "token_ttl": 380.0,
+            **settings,
+        }
         done = subprocess.run(
             [
                 sys.executable,
@@ -84,10 +107,7 @@ class World:
                 "up",
                 "--dir",
                 str(directory),
-                "--acm-delay",
-                str(acm_delay),
-                "--alb-delay",
-                str(alb_delay),
+                *options.as_arguments(values, second_team),
             ],
             capture_output=True,
             text=True,
@@ -233,70 +253,40 @@ def kube_get(
         return None
 
 
-KINDS_WE_MAKE = [
-    ("v1", "ServiceAccount"),
-    ("v1", "Service"),
-    ("v1", "Secret"),
-    ("apps/v1", "Deployment"),
-    ("networking.k8s.io/v1", "Ingress"),
-    ("networking.k8s.io/v1", "IngressClass"),
-    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
-    ("rbac.authorization.k8s.io/v1", "Role"),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
-    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
-    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
-]
+def footprint(world_: World, deployment: str, kept: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Everything in AWS and Kubernetes that carries this deployment's id, but what a
+    rollback left in place on purpose (`kept`: ids from the state file, see kept_ids)."""
+
+    def client(service: str, region: str = REGION) -> Any:
+        return world_.client(service, region)
+
+    kubes = [kube_client(world_, context) for context in CONTEXTS]
+    return shared_footprint(client, kubes, deployment, kept=kept)
 
 
-def footprint(world_: World, deployment: str) -> list[str]:
-    """Everything in AWS and Kubernetes that carries this deployment's id."""
-    found: list[str] = []
-    owner = ("orchestrator:deployment", deployment)
+def left_behind(world_: World, state_path: Path) -> list[str]:
+    """What a rolled-back deployment left, but what its state says it kept on purpose."""
+    state = read_state(state_path)
+    return footprint(world_, state["deployment"], kept_ids(state))
 
-    def tagged(tags: list[dict[str, str]]) -> bool:
-        return any((t.get("Key"), t.get("Value")) == owner for t in tags)
 
-    route53 = world_.client("route53")
-    for zone in route53.list_hosted_zones()["HostedZones"]:
-        zone_id = zone["Id"].split("/")[-1]
-        tags = route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zone_id)
-        if tagged(tags["ResourceTagSet"].get("Tags", [])):
-            found.append(f"hosted zone {zone['Name']}")
-    acm = world_.client("acm")
-    for cert in acm.list_certificates()["CertificateSummaryList"]:
-        if tagged(
-            acm.list_tags_for_certificate(CertificateArn=cert["CertificateArn"]).get("Tags", [])
-        ):
-            found.append(f"certificate {cert['DomainName']}")
-    iam = world_.client("iam", "us-east-1")
-    for role in iam.list_roles()["Roles"]:
-        if tagged(iam.list_role_tags(RoleName=role["RoleName"])["Tags"]):
-            found.append(f"role {role['RoleName']}")
-    for policy in iam.list_policies(Scope="Local")["Policies"]:
-        if tagged(iam.list_policy_tags(PolicyArn=policy["Arn"])["Tags"]):
-            found.append(f"policy {policy['PolicyName']}")
-    for provider in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
-        tags = iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=provider["Arn"])
-        if tagged(tags["Tags"]):
-            found.append(f"OIDC provider {provider['Arn']}")
-    elbv2 = world_.client("elbv2")
-    arns = [lb["LoadBalancerArn"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]]
-    arns += [tg["TargetGroupArn"] for tg in elbv2.describe_target_groups()["TargetGroups"]]
-    for arn in arns:
-        for description in elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]:
-            if tagged(description.get("Tags", [])):
-                found.append(f"elbv2 {arn}")
-    ec2 = world_.client("ec2")
-    for group in ec2.describe_security_groups()["SecurityGroups"]:
-        if tagged(group.get("Tags", [])):
-            found.append(f"security group {group['GroupId']}")
-    for context in CONTEXTS:
-        client = kube_client(world_, context)
-        for api_version, kind in KINDS_WE_MAKE:
-            resource = client.resources.get(api_version=api_version, kind=kind)
-            selector = f"orchestrator.dev/deployment={deployment}"
-            for item in resource.get(label_selector=selector).items:
-                found.append(f"{kind} {item.metadata.name}")
-    return found
+def binding_crd() -> dict[str, Any]:
+    """The TargetGroupBinding CRD the controller's manifests ship (its gist): a controller
+    installed by hand (helm, kubectl) comes with it."""
+    version = {
+        "name": "v1beta1",
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "schema": {
+            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    }
+    names = {"kind": "TargetGroupBinding", "plural": "targetgroupbindings"}
+    spec = {"group": "elbv2.k8s.aws", "scope": "Namespaced", "names": names, "versions": [version]}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "targetgroupbindings.elbv2.k8s.aws"},
+        "spec": spec,
+    }

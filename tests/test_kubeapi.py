@@ -368,9 +368,10 @@ def test_custom_resource_definition_and_objects(
     custom = client.CustomObjectsApi(api_client)
     crd = ext.create_custom_resource_definition(WIDGET_CRD)
     conditions = {c.type: c.status for c in crd.status.conditions}
-    assert conditions == {"Established": "True", "NamesAccepted": "True"}
+    assert conditions == {"Established": "False", "NamesAccepted": "True"}
     assert crd.status.accepted_names.singular == "widget"
     try:
+        wait_for(lambda: established(ext, "widgets.example.com"))
         widget = {
             "apiVersion": "example.com/v1",
             "kind": "Widget",
@@ -394,6 +395,11 @@ def test_custom_resource_definition_and_objects(
     with pytest.raises(ApiException) as caught:
         custom.list_namespaced_custom_object("example.com", "v1", namespace, "widgets")
     assert caught.value.status == 404
+
+
+def established(ext: client.ApiextensionsV1Api, name: str) -> bool:
+    crd = ext.read_custom_resource_definition(name)
+    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
 
 
 def test_watch_sees_added_modified_deleted(core: client.CoreV1Api, namespace: str) -> None:

@@ -19,7 +19,7 @@ import dns.resolver
 import pytest
 import yaml
 from conftest import needs_kubectl
-from harness import World, wait_for
+from harness import World, binding_crd, wait_for
 from kubernetes import client, config
 from test_sandbox_world import ingress
 
@@ -238,7 +238,10 @@ def test_audit_log_records_requests_with_cluster_agent_status_and_write(sandbox:
     ]
     times = [e["time"] for e in entries]
     assert times == sorted(times) and abs(times[-1] - time.time()) < 60
-    assert set(entries[0]) == {"time", "cluster", "method", "path", "user_agent", "status", "write"}
+    keys = {"time", "cluster", "method", "path", "user_agent", "status", "write", "user"}
+    assert set(entries[0]) == keys
+    # Every request authenticated with the cluster's short-lived token, as on EKS.
+    assert {e["user"] for e in entries} == {"kubernetes-admin"}
 
 
 def test_audit_log_leaves_out_the_worlds_own_simulators(sandbox: World) -> None:
@@ -348,13 +351,14 @@ def prepare_alb(w: World, cluster: Cluster) -> str:
     )["Policy"]
     iam.attach_role_policy(RoleName=role["RoleName"], PolicyArn=policy["Arn"])
     w.client("ec2").create_tags(
-        Resources=cluster.seeded["subnet_ids"],
+        Resources=cluster.seeded["public_subnet_ids"],
         Tags=[
             {"Key": "kubernetes.io/role/elb", "Value": "1"},
             {"Key": f"kubernetes.io/cluster/{cluster.name}", "Value": "shared"},
         ],
     )
     kube = core(w, cluster.context)
+    client.ApiextensionsV1Api(kube.api_client).create_custom_resource_definition(binding_crd())
     annotations = {"eks.amazonaws.com/role-arn": role["Arn"]}
     kube.create_namespaced_service_account(
         "kube-system", {"metadata": {"name": CONTROLLER, "annotations": annotations}}

@@ -17,7 +17,7 @@ import dns.resolver
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from harness import World, wait_for
+from harness import World, binding_crd, wait_for
 
 from orchestrator.sandbox.albmodel import ModelError, parse_listen_ports, resource_name
 from orchestrator.sandbox.irsa import policy_decision, trust_allows
@@ -354,6 +354,7 @@ class Estate:
         self.provider_arn = ""
 
     def install_controller(self, cluster: str) -> None:
+        create(self.kube, binding_crd())  # shipped with the controller's manifests
         create(self.kube, service_account(CONTROLLER, "kube-system"))
         create(self.kube, deployment(CONTROLLER, "kube-system", CONTROLLER, cluster))
 
@@ -363,13 +364,6 @@ class Estate:
 
     def serve_this_cluster(self) -> None:
         merge_patch(self.kube, deployment(CONTROLLER, "kube-system", CONTROLLER, CLUSTER))
-
-    def tag_subnets(self) -> None:
-        tags = [("kubernetes.io/role/elb", "1"), (f"kubernetes.io/cluster/{CLUSTER}", "shared")]
-        self.w.client("ec2").create_tags(
-            Resources=self.w.info["seeded"]["subnet_ids"],
-            Tags=[{"Key": k, "Value": v} for k, v in tags],
-        )
 
     def annotate_with_untrusting_role(self) -> None:
         trust = {
@@ -422,13 +416,9 @@ def test_alb_controller_preconditions_alb_endpoint_and_deletion(sandbox: World, 
     estate.serve_this_cluster()
 
     # Each unmet precondition is a Warning Event on the Ingress (and no ALB); then it is met.
+    # (Subnets are no precondition here: untagged, the seeded VPC's public subnets are found
+    # by their route tables; discovery is proven in test_sandbox_alb.)
     steps = [
-        (
-            "FailedBuildModel",
-            "Failed build model due to couldn't auto-discover subnets: unable to resolve at "
-            "least one subnet (0 match VPC and tags: [kubernetes.io/role/elb])",
-            estate.tag_subnets,
-        ),
         (
             "FailedDeployModel",
             "Failed deploy model due to NoCredentialProviders: no valid providers in chain",
@@ -478,15 +468,32 @@ def test_alb_controller_preconditions_alb_endpoint_and_deletion(sandbox: World, 
     check_tls_endpoint(w, zone_id, balancer)
     second = check_second_ingress_and_new_certificate(w, kube, zone_id, certificate)
 
-    # Deleting the Ingresses deletes their ALBs, target groups and security groups.
+    # Deleting the Ingresses deletes their ALBs, target groups and security groups; each
+    # Ingress stays (Terminating, the controller's finalizer) until all of that is gone.
+    ingresses = resource(kube, "networking.k8s.io/v1", "Ingress")
     for namespace, name in (INGRESS, ("kubeflow", "dashboard")):
-        resource(kube, "networking.k8s.io/v1", "Ingress").delete(name=name, namespace=namespace)
-    wait_for(lambda: not load_balancers(w), timeout=DEADLINE, what="the ALBs to go")
+        ingresses.delete(name=name, namespace=namespace)
     elbv2, ec2 = w.client("elbv2"), w.client("ec2")
-    assert not elbv2.describe_target_groups()["TargetGroups"]
-    ours = [{"Name": "tag:elbv2.k8s.aws/cluster", "Values": [CLUSTER]}]
-    assert not ec2.describe_security_groups(Filters=ours)["SecurityGroups"]
+    wait_for(
+        lambda: not load_balancers(w) and not elbv2.describe_target_groups()["TargetGroups"],
+        timeout=DEADLINE,
+        what="the ALBs and target groups to go",
+    )
     assert in_use_by(w, certificate) == [] and in_use_by(w, second) == []
+    ours = [{"Name": "tag:elbv2.k8s.aws/cluster", "Values": [CLUSTER]}]
+    wait_for(
+        lambda: not ec2.describe_security_groups(Filters=ours)["SecurityGroups"],
+        timeout=DEADLINE,
+        what="the security groups to go once the ALBs' interfaces drain",
+    )
+    wait_for(
+        lambda: (
+            not ingresses.get(namespace=INGRESS[0]).items
+            and not ingresses.get(namespace="kubeflow").items
+        ),
+        timeout=DEADLINE,
+        what="the Ingresses to go once their finalizer is removed",
+    )
 
 
 def expect_warning(w: World, kube: Any, reason: str, text: str) -> None:
@@ -498,6 +505,14 @@ def expect_warning(w: World, kube: Any, reason: str, text: str) -> None:
 def check_alb(w: World, kube: Any, balancer: dict[str, Any], certificate: str) -> None:
     elbv2, arn = w.client("elbv2"), balancer["LoadBalancerArn"]
     assert (balancer["Scheme"], balancer["Type"]) == ("internet-facing", "application")
+
+    # The hostname is published once the whole stack is deployed (listeners come after the ALB).
+    def hostname() -> str | None:
+        live = get(kube, "networking.k8s.io/v1", "Ingress", INGRESS[1], INGRESS[0])
+        entries = ((live.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        return entries[0]["hostname"] if entries else None
+
+    assert wait_for(hostname, timeout=DEADLINE, what="the hostname") == balancer["DNSName"]
     assert balancer["LoadBalancerName"].startswith("k8s-istiosys-istioing-")
 
     def state() -> str:
@@ -528,23 +543,21 @@ def check_alb(w: World, kube: Any, balancer: dict[str, Any], certificate: str) -
     assert (tags["team"], tags["orchestrator:deployment"]) == ("platform", "test")
     groups = elbv2.describe_target_groups(TargetGroupArns=[forward["TargetGroupArn"]])
     group = groups["TargetGroups"][0]
-    assert (group["TargetType"], group["Protocol"], group["Port"]) == ("ip", "HTTP", 80)
+    # For ip targets, the port the pods listen on: the Service's targetPort.
+    assert (group["TargetType"], group["Protocol"], group["Port"]) == ("ip", "HTTP", 8080)
     assert (group["HealthCheckPath"], group["HealthCheckPort"]) == ("/healthz/ready", "15021")
     assert tags_of(w, group["TargetGroupArn"])["ingress.k8s.aws/stack"] == "/".join(INGRESS)
     attributes = elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
     drop = {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"}
     assert drop in attributes
     security = w.client("ec2").describe_security_groups(GroupIds=balancer["SecurityGroups"])
-    group = security["SecurityGroups"][0]
-    assert {t["Key"]: t["Value"] for t in group["Tags"]}["elbv2.k8s.aws/cluster"] == CLUSTER
-    assert {p["FromPort"] for p in group["IpPermissions"]} == {80, 443}
+    groups = {g["GroupName"].split("-")[1]: g for g in security["SecurityGroups"]}
+    assert set(groups) == {"istiosys", "traffic"}  # the stack's frontend and the shared backend
+    frontend = {t["Key"]: t["Value"] for t in groups["istiosys"]["Tags"]}
+    assert frontend["elbv2.k8s.aws/cluster"] == CLUSTER
+    assert frontend["ingress.k8s.aws/resource"] == "ManagedLBSecurityGroup"
+    assert {p["FromPort"] for p in groups["istiosys"]["IpPermissions"]} == {80, 443}
 
-    def hostname() -> str | None:
-        live = get(kube, "networking.k8s.io/v1", "Ingress", INGRESS[1], INGRESS[0])
-        entries = ((live.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        return entries[0]["hostname"] if entries else None
-
-    assert wait_for(hostname, timeout=DEADLINE, what="the hostname") == balancer["DNSName"]
     assert in_use_by(w, certificate) == [arn]
     success = wait_for(event(kube, "SuccessfullyReconciled"), timeout=DEADLINE, what="success")
     assert (success["type"], success["message"]) == ("Normal", "Successfully reconciled")
@@ -562,18 +575,37 @@ def check_tls_endpoint(w: World, zone_id: str, balancer: dict[str, Any]) -> None
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers, resolver.port = [server], int(port or 53)
     address = w.info["endpoints"]["alb"]
-    assert [r.address for r in resolver.resolve(HOST, "A")] == [address]
+
+    def resolves() -> list[str] | None:
+        # Route 53 serves the record once the change is INSYNC, a moment after the write.
+        try:
+            return [r.address for r in resolver.resolve(HOST, "A")]
+        except dns.resolver.NXDOMAIN:
+            return None
+
+    assert wait_for(resolves, timeout=15, what="the alias to resolve") == [address]
 
     assert w.env["SSL_CERT_FILE"] == str(w.directory / "ca.pem")
     context = ssl.create_default_context(cafile=str(w.directory / "ca.pem"))
-    with (
-        socket.create_connection((address, 443), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname=HOST) as tls,
-    ):
-        tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
-        answer = tls.makefile("rb").read().decode()
-    assert answer.startswith("HTTP/1.1 302 Found\r\n")
-    assert "\r\nLocation: /dex/auth?client_id=kubeflow-oidc-authservice&" in answer
+
+    def answer() -> str:
+        with (
+            socket.create_connection((address, 443), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=HOST) as tls,
+        ):
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            return tls.makefile("rb").read().decode()
+
+    def kubeflow_answers() -> str | None:
+        # The ALB's own 503 until a target is healthy (new targets are `initial` a while).
+        text = answer()
+        if text.startswith("HTTP/1.1 503 Service Temporarily Unavailable\r\n"):
+            return None
+        return text
+
+    answered = wait_for(kubeflow_answers, timeout=DEADLINE, what="a healthy target")
+    assert answered.startswith("HTTP/1.1 302 Found\r\n")
+    assert "\r\nLocation: /dex/auth?client_id=kubeflow-oidc-authservice&" in answered
 
     with (
         socket.create_connection((address, 443), timeout=5) as raw,

@@ -17,7 +17,15 @@ from orchestrator.sandbox.reconciler import Reconciler
 
 
 def use_distinct_validation_records() -> None:
-    """Give each certificate its own validation record, as ACM does (moto shares one)."""
+    """Give each domain its own validation record, as ACM does (moto gives every domain the
+    same one).
+
+    ACM's record belongs to the account and the domain, not to the certificate. The ACM
+    User Guide ("DNS validation") says each CNAME is made for your domain and your account,
+    and that while it stays in place further certificates for that name, in any Region,
+    need no new validation; its table of example records shows ACM drops the wildcard
+    label, giving `*.example.com` the very record of `example.com` (also in the ACM FAQ).
+    So two teams' certificates for `*.example.com` share one record in the root zone."""
     from moto.acm.models import CertBundle
 
     original = CertBundle.describe
@@ -26,18 +34,23 @@ def use_distinct_validation_records() -> None:
 
     def describe(self: Any) -> dict[str, Any]:
         result = original(self)
+        account = self.arn.split(":")[4]
         for option in result["Certificate"].get("DomainValidationOptions", []):
             record = option.get("ResourceRecord")
             if record is None:
                 continue
-            base = option["DomainName"].removeprefix("*.")
-            token = hashlib.sha256(f"{self.arn}|{base}".encode()).hexdigest()
-            record["Name"] = f"_{token[:32]}.{base}."
-            record["Value"] = f"_{token[32:64]}.sandbox.acm-validations.aws."
+            base = option["DomainName"].removeprefix("*.").rstrip(".").lower()
+            record["Name"], record["Value"] = validation_record(account, base)
         return result
 
     describe.sandbox_patched = True  # type: ignore[attr-defined]
     CertBundle.describe = describe
+
+
+def validation_record(account: str, domain: str) -> tuple[str, str]:
+    """The CNAME name and value ACM asks `account` to publish to validate `domain`."""
+    token = hashlib.sha256(f"{account}|{domain}".encode()).hexdigest()
+    return f"_{token[:32]}.{domain}.", f"_{token[32:64]}.sandbox.acm-validations.aws."
 
 
 def disable_moto_auto_issue() -> None:

@@ -1,15 +1,26 @@
-"""A simulated AWS Load Balancer Controller: ALBs for `alb` Ingresses, with its preconditions.
+"""A simulated AWS Load Balancer Controller: ALBs for `alb` Ingresses, as the real one makes
+and deletes them.
 
 It acts only while the Deployment `kube-system/aws-load-balancer-controller` is available
-and serves this cluster, as only then does a controller run. For each Ingress of class
-`alb` it builds a model (backend Services, certificates, subnets found by their tags) and
-deploys it with the controller's IRSA credentials: the role must be assumable through the
-cluster's OIDC provider and allow CreateLoadBalancer, and every certificate must be
-ISSUED. A failure becomes a Warning Event on the Ingress, worded like the real
-controller's, and is retried on the next pass. Once everything has held for `delay`
-seconds, the ALB is made (albprovision) and its DNS name published in the Ingress status.
-Later changes to the Ingress are applied to the ALB; when the Ingress goes, so does all
-that was made for it.
+and serves this cluster (`--cluster-name`), as only then does a controller run; when it
+stops, everything stops where it is, half-deleted stacks and Terminating Ingresses included.
+
+For each `alb` Ingress it first adds the finalizer `ingress.k8s.aws/resources`, before any
+AWS call. Then it builds a model (backend Services, certificates, subnets found as the real
+controller finds them in its VPC, `--aws-vpc-id` or the cluster's: see subnets.py) and
+checks what deploying it takes: the controller's IRSA credentials (the role must be
+assumable through the cluster's OIDC provider and allow CreateLoadBalancer) and every
+certificate ISSUED. A failure becomes a Warning Event on the Ingress worded like the real
+controller's (FailedBuildModel / FailedDeployModel) and is retried on the next pass. Once
+everything has held for `delay` seconds, the stack is deployed (albprovision: security
+groups, target group, ALB, listeners, TargetGroupBinding) and the ALB's DNS name published
+in the Ingress status. Later changes to the Ingress are deployed in place.
+
+When the Ingress is being deleted (or is gone, or no longer `alb`), it tears the stack down
+in the real order, retrying while EC2 refuses to delete the security groups; deletes the
+cluster's shared backend security group once no other Ingress needs it; and only then
+removes its finalizer, which lets the Ingress go. It also runs the controller's
+TargetGroupBinding reconciler (targets.py), which registers made-up pod addresses.
 """
 
 from __future__ import annotations
@@ -24,33 +35,37 @@ from botocore.exceptions import ClientError
 from orchestrator.sandbox.albmodel import (
     IngressModel,
     ModelError,
+    ServiceTarget,
     hostname_of,
     is_alb,
     read_model,
-    service_port,
+    service_target,
 )
-from orchestrator.sandbox.albprovision import AlbProvisioner, Plan, Stack
+from orchestrator.sandbox.albprovision import AlbProvisioner, Deployed, Plan
 from orchestrator.sandbox.deployments import is_available, service_account_of
 from orchestrator.sandbox.irsa import ControllerIdentity
 from orchestrator.sandbox.kubeapi import ObjectStore
 from orchestrator.sandbox.reconciler import Reconciler
+from orchestrator.sandbox.subnets import discover
+from orchestrator.sandbox.targets import TargetBinder
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # an Ingress's namespace and name
+Desired = tuple[IngressModel, ServiceTarget | None]  # what a deploy is made from
 
 CONTROLLER_NAMESPACE = "kube-system"
 CONTROLLER_NAME = "aws-load-balancer-controller"
 INGRESS = ("networking.k8s.io/v1", "Ingress")
+FINALIZER = "ingress.k8s.aws/resources"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 CREATE_ACTION = "elasticloadbalancing:CreateLoadBalancer"
 EVENT_SOURCE = "ingress"  # the real controller's event recorder component
-CLEANUP_AFTER = 0.5  # how long the controller's finalizer takes to act on a deletion
 
 
 class AlbControllerSimulator(Reconciler):
-    name = "alb controller"
-
     """Reconciles `alb` Ingresses into ALBs in moto every `interval` seconds (see module doc)."""
+
+    name = "alb controller"
 
     def __init__(
         self,
@@ -61,8 +76,10 @@ class AlbControllerSimulator(Reconciler):
         account: str,
         delay: float,
         interval: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`clients`: boto3 clients for ec2, eks, iam, elbv2 and acm (the world's own)."""
+        """`clients`: boto3 clients for ec2, eks, iam, elbv2 and acm (the world's own).
+        `delay`: how long every precondition must hold before a new ALB is made."""
         self.store = store
         self.ec2, self.eks, self.acm = clients["ec2"], clients["eks"], clients["acm"]
         self.cluster = cluster
@@ -70,81 +87,99 @@ class AlbControllerSimulator(Reconciler):
         self.account = account
         self.delay = delay
         self.interval = interval
+        self.clock = clock
         self.identity = ControllerIdentity(clients["iam"], self.eks, cluster, account)
-        self.provisioner = AlbProvisioner(self.ec2, clients["elbv2"], cluster, region, account)
-        self._stacks: dict[Key, Stack] = {}
+        self.binder = TargetBinder(store, self.ec2, clients["elbv2"])
+        self.provisioner = AlbProvisioner(
+            self.ec2, clients["elbv2"], store, self.binder, cluster, region, account
+        )
+        self._deployed: dict[Key, tuple[Desired, Deployed]] = {}
+        self._known: set[Key] = set()  # Ingresses whose stacks may exist in AWS
         self._ready_since: dict[Key, float] = {}
-        self._gone_since: dict[Key, float] = {}
+        self._errors: dict[Key, str] = {}
         self._lock = threading.Lock()
 
     def tick(self) -> None:
-        """One reconcile pass over every `alb` Ingress, and the stacks of those gone."""
+        """One reconcile pass over every Ingress, and the stacks of those gone."""
         with self._lock:
             controller = self._running_controller()
             if controller is None:
                 self._ready_since.clear()
                 return  # no controller runs: nothing happens, not even Events
-            ingresses = {_key(i): i for i in self.store.list(*INGRESS) if is_alb(i)}
+            ingresses = {_key(i): i for i in self.store.list(*INGRESS)}
             for key, ingress in ingresses.items():
-                self._gone_since.pop(key, None)
-                self._isolated(key, self._reconcile, key, ingress, controller)
-            for key in [k for k in self._stacks if k not in ingresses]:
-                self._isolated(key, self._clean_up, key)
+                if is_alb(ingress) and not _deleting(ingress):
+                    self._isolated(key, self._reconcile, key, ingress, controller)
+                elif FINALIZER in _finalizers(ingress) or key in self._known:
+                    self._isolated(key, self._finalize, key, ingress, controller)
+            for key in sorted(self._known - set(ingresses)):
+                self._isolated(key, self._finalize, key, None, controller)
             self._ready_since = {k: v for k, v in self._ready_since.items() if k in ingresses}
+            self._isolated(("", "targetgroupbindings"), self.binder.tick)
 
-    @staticmethod
-    def _isolated(key: Key, work: Callable[..., None], *args: Any) -> None:
-        """Run one Ingress's work; its failure (say, AWS unreachable) must not stop the rest."""
+    def _isolated(self, key: Key, work: Callable[..., None], *args: Any) -> None:
+        """Run one Ingress's work; its failure (say, AWS unreachable, or a security group
+        still in use) must not stop the rest. Each new failure is said once."""
         try:
             work(*args)
         except Exception as exc:  # noqa: BLE001 - retried on the next pass
-            print(f"alb controller: {'/'.join(key)}: {exc!r}", flush=True)
+            message = str(exc) if isinstance(exc, ModelError) else repr(exc)
+            if self._errors.get(key) != message:
+                print(f"alb controller: {'/'.join(key)}: {message}", flush=True)
+            self._errors[key] = message
+        else:
+            self._errors.pop(key, None)
 
     def _running_controller(self) -> Obj | None:
         deployment = self.store.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
         if deployment is None or not is_available(deployment):
             return None
-        cluster = _cluster_name_arg(deployment)
+        cluster = container_flag(deployment, "--cluster-name")
         if cluster is not None and cluster != self.cluster:
             return None  # it serves another cluster: this one's Ingresses are not its business
         return deployment
 
-    # ---- one Ingress -------------------------------------------------------------------------
+    # ---- an active Ingress ----------------------------------------------------------------
 
     def _reconcile(self, key: Key, ingress: Obj, controller: Obj) -> None:
-        stack = self._stacks.get(key)
+        meta = ingress["metadata"]
+        if FINALIZER not in _finalizers(ingress):
+            self.store.add_finalizer(*INGRESS, meta["name"], meta.get("namespace"), FINALIZER)
+        self._known.add(key)
         try:
             model = read_model(ingress)
-            if stack is not None and stack.model == model:
-                self._settle(stack, ingress)
+            desired = (model, self._target(model))
+            deployed = self._deployed.get(key)
+            if deployed is not None and deployed[0] == desired:
+                self._settle(deployed[1], ingress)
                 return
-            plan = self._check(model, controller)
-            if stack is not None:
-                self._stacks[key] = self.provisioner.update(stack, model, plan)
-                self._report_success(self._stacks[key], ingress)
+            plan = self._check(model, desired[1], controller)
+            if deployed is None and not self._held(key):
                 return
-            since = self._ready_since.setdefault(key, time.monotonic())
-            if time.monotonic() - since >= self.delay:
-                self._stacks[key] = self.provisioner.provision(model, plan)
-                self._ready_since.pop(key, None)
-                self._report_success(self._stacks[key], ingress)
+            result = self.provisioner.deploy(model, plan)
         except ModelError as error:
             self._ready_since.pop(key, None)
             self.store.record_event(
                 ingress, error.reason, error.message, type="Warning", component=EVENT_SOURCE
             )
-
-    def _settle(self, stack: Stack, ingress: Obj) -> None:
-        """Bring a new ALB to `active`, and keep the Ingress status naming it."""
-        self.provisioner.activate(stack)
-        if hostname_of(ingress) != stack.dns_name:
-            self._publish(ingress, stack.dns_name)
-
-    def _report_success(self, stack: Stack, ingress: Obj) -> None:
-        self._publish(ingress, stack.dns_name)
+            return
+        self._deployed[key] = (desired, result)
+        self._ready_since.pop(key, None)
+        self._publish(ingress, result.dns_name)
         self.store.record_event(
             ingress, "SuccessfullyReconciled", "Successfully reconciled", component=EVENT_SOURCE
         )
+
+    def _held(self, key: Key) -> bool:
+        """Whether everything has held for `delay` seconds (a new ALB takes that long)."""
+        since = self._ready_since.setdefault(key, self.clock())
+        return self.clock() - since >= self.delay
+
+    def _settle(self, deployed: Deployed, ingress: Obj) -> None:
+        """Bring a new ALB to `active`, and keep the Ingress status naming it."""
+        self.provisioner.activate(deployed.balancer_arn)
+        if hostname_of(ingress) != deployed.dns_name:
+            self._publish(ingress, deployed.dns_name)
 
     def _publish(self, ingress: Obj, hostname: str | None) -> None:
         meta = ingress["metadata"]
@@ -153,68 +188,68 @@ class AlbControllerSimulator(Reconciler):
             *INGRESS, meta["name"], meta.get("namespace"), {"loadBalancer": {"ingress": entries}}
         )
 
-    # ---- preconditions -------------------------------------------------------------------------
+    # ---- building the model and checking the preconditions ---------------------------------
 
-    def _check(self, model: IngressModel, controller: Obj) -> Plan:
-        """Build the model, then check what deploying it takes; ModelError at the first miss."""
-        port = self._backend_port(model)
-        if model.has_https and not model.certificates:
-            host = model.hosts[0] if model.hosts else ""
-            raise ModelError(
-                "build", f"ingress: {model.stack}: no certificate found for host: {host}"
-            )
-        vpc_id, subnets = self._discover_subnets(model.scheme)
-        role = self.identity.assume(
-            CONTROLLER_NAMESPACE, service_account_of(controller), self._role_arn(controller)
-        )
-        balancer = (
-            f"arn:aws:elasticloadbalancing:{self.region}:{self.account}:loadbalancer/app/"
-            f"{model.balancer_name(self.cluster)}/*"
-        )
-        self.identity.require(role, CREATE_ACTION, balancer)
-        if len(subnets) < 2:
-            raise ModelError(
-                "deploy",
-                "ValidationError: At least two subnets in two different Availability Zones "
-                "must be specified",
-            )
-        self._check_certificates(model)
-        return Plan(vpc_id, tuple(s["SubnetId"] for s in subnets), port)
-
-    def _backend_port(self, model: IngressModel) -> int | None:
-        """The primary backend's Service port number; every backend Service must exist."""
-        numbers = []
+    def _target(self, model: IngressModel) -> ServiceTarget | None:
+        """Every backend's Service and port must exist; the primary backend's target."""
+        targets = []
         for backend in model.backends:
             service = self.store.get("v1", "Service", backend.service, model.namespace)
             if service is None:
                 raise ModelError(
                     "build", f'ingress: {model.stack}: services "{backend.service}" not found'
                 )
-            numbers.append(service_port(service, backend, model))
-        return numbers[0] if numbers else None
-
-    def _discover_subnets(self, scheme: str) -> tuple[str, list[Obj]]:
-        """The cluster's subnets tagged for the scheme and the cluster, one per zone."""
-        internal = scheme == "internal"
-        role_tag = "kubernetes.io/role/internal-elb" if internal else "kubernetes.io/role/elb"
-        cluster_tag = f"kubernetes.io/cluster/{self.cluster}"
-        ids = self.eks.describe_cluster(name=self.cluster)["cluster"]["resourcesVpcConfig"][
-            "subnetIds"
-        ]
-        subnets = self.ec2.describe_subnets(SubnetIds=ids)["Subnets"] if ids else []
-        tagged = [s for s in subnets if _tags(s).get(role_tag) in ("", "1")]
-        matched = [s for s in tagged if _tags(s).get(cluster_tag) in ("shared", "owned")]
-        if not matched:
-            wanted = [role_tag] if not tagged else [role_tag, cluster_tag]
+            targets.append(service_target(service, backend, model))
+        if targets and targets[0].group_port(model.target_type) is None:
             raise ModelError(
                 "build",
-                "couldn't auto-discover subnets: unable to resolve at least one subnet "
-                f"(0 match VPC and tags: [{' '.join(wanted)}])",
+                "TargetGroup port is empty. When using Instance targets, your service be must "
+                "of type 'NodePort' or 'LoadBalancer'",
             )
-        by_zone: dict[str, Obj] = {}
-        for subnet in sorted(matched, key=lambda s: s["SubnetId"]):
-            by_zone.setdefault(subnet["AvailabilityZone"], subnet)
-        return matched[0]["VpcId"], list(by_zone.values())
+        return targets[0] if targets else None
+
+    def _check(self, model: IngressModel, target: ServiceTarget | None, controller: Obj) -> Plan:
+        """What deploying takes, checked in turn; ModelError at the first miss."""
+        if model.has_https and not model.certificates:
+            host = model.hosts[0] if model.hosts else ""
+            raise ModelError(
+                "build", f"ingress: {model.stack}: no certificate found for host: {host}"
+            )
+        vpc_id = self._vpc_id(controller)
+        subnets = self._subnets(model, vpc_id)
+        role = self._credentials(controller)
+        balancer = (
+            f"arn:aws:elasticloadbalancing:{self.region}:{self.account}:loadbalancer/app/"
+            f"{model.balancer_name(self.cluster)}/*"
+        )
+        self.identity.require(role, CREATE_ACTION, balancer)
+        self._check_certificates(model)
+        return Plan(vpc_id, subnets, target)
+
+    def _subnets(self, model: IngressModel, vpc_id: str) -> tuple[str, ...]:
+        """An existing ALB of the same scheme keeps its subnets; a new one discovers them."""
+        for balancer in self.provisioner.balancers(model.stack):
+            if balancer["Scheme"] == model.scheme:
+                return tuple(zone["SubnetId"] for zone in balancer.get("AvailabilityZones", []))
+        chosen = discover(self.ec2, vpc_id, self.cluster, model.scheme)
+        return tuple(s["SubnetId"] for s in chosen)
+
+    def _vpc_id(self, controller: Obj) -> str:
+        """`--aws-vpc-id`, else the VPC the controller runs in: its cluster's."""
+        flagged = container_flag(controller, "--aws-vpc-id")
+        if flagged:
+            return flagged
+        config = self.eks.describe_cluster(name=self.cluster)["cluster"]["resourcesVpcConfig"]
+        if config.get("vpcId"):
+            return config["vpcId"]
+        subnet = self.ec2.describe_subnets(SubnetIds=config["subnetIds"][:1])["Subnets"][0]
+        return subnet["VpcId"]
+
+    def _credentials(self, controller: Obj) -> str:
+        """The role the controller's pods get credentials for (ModelError if none)."""
+        return self.identity.assume(
+            CONTROLLER_NAMESPACE, service_account_of(controller), self._role_arn(controller)
+        )
 
     def _role_arn(self, controller: Obj) -> str | None:
         name = service_account_of(controller)
@@ -238,17 +273,33 @@ class AlbControllerSimulator(Reconciler):
 
     # ---- deletion ------------------------------------------------------------------------------
 
-    def _clean_up(self, key: Key) -> None:
-        """The Ingress is gone (or no longer `alb`): delete its stack once the finalizer runs."""
-        since = self._gone_since.setdefault(key, time.monotonic())
-        if time.monotonic() - since < CLEANUP_AFTER:
+    def _finalize(self, key: Key, ingress: Obj | None, controller: Obj) -> None:
+        """The Ingress is being deleted, is gone, or is no longer `alb`: tear its stack down,
+        then the backend security group if no one else needs it, then let the Ingress go.
+        Any step that fails (ModelError) stops here, to be retried on the next pass."""
+        self._credentials(controller)  # deleting takes the controller's AWS identity too
+        self.provisioner.tear_down(*key)
+        if not self._backend_group_needed(key):
+            self.provisioner.release_backend_group()
+        self._deployed.pop(key, None)
+        self._known.discard(key)
+        if ingress is None:
             return
-        self.provisioner.tear_down(self._stacks[key])  # if it fails, the next pass retries
-        del self._stacks[key]
-        self._gone_since.pop(key, None)
-        ingress = self.store.get(*INGRESS, key[1], key[0])
-        if ingress is not None and hostname_of(ingress):
+        meta = ingress["metadata"]
+        if FINALIZER in _finalizers(ingress):
+            self.store.remove_finalizer(*INGRESS, meta["name"], meta.get("namespace"), FINALIZER)
+        if not _deleting(ingress) and hostname_of(ingress):
             self._publish(ingress, None)
+
+    def _backend_group_needed(self, leaving: Key) -> bool:
+        """Whether another Ingress of the cluster that the controller manages stays."""
+        return any(
+            _key(i) != leaving
+            and is_alb(i)
+            and not _deleting(i)
+            and (FINALIZER in _finalizers(i) or _key(i) in self._known)
+            for i in self.store.list(*INGRESS)
+        )
 
 
 def _key(ingress: Obj) -> Key:
@@ -256,12 +307,17 @@ def _key(ingress: Obj) -> Key:
     return meta.get("namespace") or "default", meta["name"]
 
 
-def _tags(resource: Obj) -> dict[str, str]:
-    return {t["Key"]: t.get("Value", "") for t in resource.get("Tags", [])}
+def _finalizers(ingress: Obj) -> list[str]:
+    return (ingress.get("metadata") or {}).get("finalizers") or []
 
 
-def _cluster_name_arg(deployment: Obj) -> str | None:
-    """The `--cluster-name` the controller's containers are started with, if any.
+def _deleting(ingress: Obj) -> bool:
+    return bool((ingress.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def container_flag(deployment: Obj, flag: str) -> str | None:
+    """The value of a flag (`--name=value` or `--name value`) the Deployment's containers
+    are started with, if any.
 
     The simulator stands for the real controller, an outside program, so it reads its own
     flags rather than borrow the orchestrator's parser (states.controller_manifests)."""
@@ -269,8 +325,8 @@ def _cluster_name_arg(deployment: Obj) -> str | None:
     for container in spec.get("containers") or []:
         words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
         for i, word in enumerate(words):
-            if word.startswith("--cluster-name="):
+            if word.startswith(f"{flag}="):
                 return word.partition("=")[2]
-            if word == "--cluster-name" and i + 1 < len(words):
+            if word == flag and i + 1 < len(words):
                 return words[i + 1]
     return None

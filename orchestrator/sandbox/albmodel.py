@@ -73,20 +73,42 @@ class IngressModel:
         """The certificates the listeners use (none without an HTTPS listener)."""
         return self.certificates if self.has_https else ()
 
-    @property
-    def routing(self) -> tuple[Any, ...]:
-        """What the target group and listeners are made of, certificates aside."""
-        return (
-            self.listen_ports,
-            self.ssl_redirect,
-            self.target_type,
-            self.backends[:1],
-            self.healthcheck_path,
-            self.healthcheck_port,
-        )
-
     def balancer_name(self, cluster: str) -> str:
         return resource_name(self.namespace, self.name, cluster, self.stack, self.scheme)
+
+    def security_group_name(self, cluster: str) -> str:
+        """The name of the stack's managed (frontend) security group."""
+        return resource_name(self.namespace, self.name, cluster, self.stack)
+
+
+@dataclass(frozen=True)
+class ServiceTarget:
+    """An Ingress backend resolved against its Service: what its target group is made of."""
+
+    service: str
+    namespace: str
+    uid: str
+    port: int | str  # as the Ingress names it (the TargetGroupBinding's serviceRef.port)
+    target_port: int | str  # the Service's targetPort: a number, or a container port's name
+    node_port: int | None
+
+    def group_port(self, target_type: str) -> int | None:
+        """The target group's port as the controller sets it: the node port for instance
+        targets; for ip targets the target port, or 1 if it is named (not in the data path)."""
+        if target_type == "instance":
+            return self.node_port
+        return self.target_port if isinstance(self.target_port, int) else 1
+
+    def group_name(self, cluster: str, model: IngressModel) -> str:
+        """The target group's name, which is also its TargetGroupBinding's."""
+        port = self.group_port(model.target_type)
+        identity = (cluster, model.stack, model.namespace, model.name, self.uid, str(self.port))
+        identity += (str(port), model.target_type, "HTTP", "HTTP1")
+        return resource_name(self.namespace, self.service, *identity)
+
+    def resource_id(self, model: IngressModel) -> str:
+        """The target group's `ingress.k8s.aws/resource` tag."""
+        return f"{model.stack}-{self.service}:{self.port}"
 
 
 def is_alb(ingress: Obj) -> bool:
@@ -182,11 +204,21 @@ def backends_of(ingress: Obj) -> tuple[Backend, ...]:
     return tuple(dict.fromkeys(backends))
 
 
-def service_port(service: Obj, backend: Backend, model: IngressModel) -> int:
-    """The number of the Service port a backend names (by number or by name)."""
+def service_target(service: Obj, backend: Backend, model: IngressModel) -> ServiceTarget:
+    """The Service port a backend names (by number or by name), and where it leads."""
+    meta = service.get("metadata") or {}
     for port in (service.get("spec") or {}).get("ports") or []:
         if backend.port in (port.get("port"), port.get("name")):
-            return int(port["port"])
+            # Kubernetes defaults a Service port's targetPort to the port itself.
+            target = port.get("targetPort", port["port"])
+            return ServiceTarget(
+                service=backend.service,
+                namespace=model.namespace,
+                uid=meta.get("uid", ""),
+                port=backend.port,
+                target_port=int(target) if str(target).isdigit() else str(target),
+                node_port=int(port["nodePort"]) if port.get("nodePort") else None,
+            )
     raise ModelError(
         "build",
         f"ingress: {model.stack}: unable to find port {backend.port} on service "
@@ -195,9 +227,16 @@ def service_port(service: Obj, backend: Backend, model: IngressModel) -> int:
 
 
 def resource_name(namespace: str, name: str, *identity: str) -> str:
-    """A name like the controller's: `k8s-<ns:8>-<name:8>-<10 hex>`, 32 characters at most."""
-    digest = hashlib.sha256("\0".join(identity).encode()).hexdigest()[:10]
+    """A name as the controller makes one: `k8s-<ns:8>-<name:8>-<10 hex>`, the hex from the
+    SHA-256 of the identity's parts written one after another."""
+    digest = hashlib.sha256("".join(identity).encode()).hexdigest()[:10]
     return f"k8s-{_alnum(namespace)[:8]}-{_alnum(name)[:8]}-{digest}"
+
+
+def backend_group_name(cluster: str) -> str:
+    """The name of the cluster's shared backend security group."""
+    digest = hashlib.sha256(cluster.encode()).hexdigest()[:10]
+    return f"k8s-traffic-{_alnum(cluster)[:232]}-{digest}"
 
 
 def _alnum(text: str) -> str:

@@ -22,6 +22,8 @@ import dns.rrset
 
 from orchestrator.sandbox.dnsview import DnsView
 
+POLL_INTERVAL = 0.05
+
 
 def answer(view: DnsView, wire: bytes) -> bytes:
     """The response to one query in wire format."""
@@ -91,7 +93,10 @@ class DnsServer:
         else:
             raise OSError("no free port for the DNS server")
         for server in self._servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            # A short poll interval: stop() waits for it, twice (socketserver's is 0.5 s).
+            threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, daemon=True
+            ).start()
 
     def stop(self) -> None:
         for server in self._servers:

@@ -1,5 +1,6 @@
 """The world's DNS, as the internet would see it: answers come from the public Route 53
-hosted zones, following delegation from the top zones down.
+hosted zones as their name servers serve them (a change only once it is INSYNC, when the
+view is given route53.published_zones), following delegation from the top zones down.
 
 A zone is reachable only if it is a top zone (no other zone above it) or its parent
 zone holds an NS record for it naming its name servers. So a subdomain zone nobody
@@ -49,13 +50,25 @@ def values(rrset: dict[str, Any]) -> list[str]:
 
 
 class DnsView:
-    """Resolution over a snapshot of the hosted zones, read through the Route 53 API."""
+    """Resolution over a snapshot of the hosted zones.
 
-    def __init__(self, route53: Any, alias_address: Callable[[str], list[str]] | None = None):
+    The zones come from `served` if given: what Route 53's name servers serve, where a
+    change shows only once it is INSYNC (route53.published_zones). Otherwise they are read
+    through the Route 53 API, where every change shows at once."""
+
+    def __init__(
+        self,
+        route53: Any,
+        alias_address: Callable[[str], list[str]] | None = None,
+        served: Callable[[], list[Zone]] | None = None,
+    ):
         self.route53 = route53
         self.alias_address = alias_address or (lambda _target: [])
+        self.served = served
 
     def zones(self) -> list[Zone]:
+        if self.served is not None:
+            return self.served()
         zones = []
         for summary in self._pages("list_hosted_zones", "HostedZones"):
             if summary.get("Config", {}).get("PrivateZone"):

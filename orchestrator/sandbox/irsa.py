@@ -127,6 +127,11 @@ class ControllerIdentity:
                 "InvalidIdentityToken: No OpenIDConnect provider found in your account for "
                 + issuer
             )
+        # The pod's token is minted for sts.amazonaws.com: STS checks that the provider
+        # lists that audience among its client ids.
+        provider = self.iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+        if AUDIENCE not in provider.get("ClientIDList", []):
+            raise _web_identity_error("InvalidIdentityToken: Incorrect token audience")
         role = self._role(role_arn)
         subject = f"system:serviceaccount:{namespace}:{service_account}"
         trust = document(role["AssumeRolePolicyDocument"]) if role else {}

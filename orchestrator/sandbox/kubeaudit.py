@@ -55,6 +55,7 @@ def entry(cluster: str, request: dict[str, Any]) -> dict[str, Any]:
         "user_agent": request.get("user_agent", ""),
         "status": request["status"],
         "write": method in WRITE_METHODS,
+        "user": request.get("user"),
     }
 
 

@@ -1,29 +1,211 @@
-"""Route 53's strictness for the sandbox, where moto is lenient.
+"""Route 53's strictness and timing for the sandbox, where moto is lenient.
 
 - A CallerReference can be used once: a second CreateHostedZone with it fails with
   HostedZoneAlreadyExists (moto would create a duplicate zone).
 - Each zone gets name servers of its own (moto gives every zone the same four), so a
   delegation names one zone, and a zone re-created after a rollback is unreachable
   until the delegation is updated, as on the real internet.
+- Changes take time to reach the name servers. CreateHostedZone, ChangeResourceRecordSets
+  and DeleteHostedZone each return a change of its own that GetChange reports PENDING for
+  `dns_delay` seconds, then INSYNC (on AWS, usually within 60 seconds); an unknown change
+  id is NoSuchChange (moto answers INSYNC for any id). The API shows the new state at once
+  (ListResourceRecordSets), but the name servers, and so the world's DNS
+  (`published_zones`), answer as before a change until it is INSYNC: the old records, or
+  nothing for new ones, and a zone whose creation is not INSYNC does not resolve at all.
+  Changes become INSYNC in the order they were made.
 """
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.sandbox.dnsview import Zone, plain
+
 _TLDS = ("com", "net", "org", "co.uk")
+PENDING, INSYNC = "PENDING", "INSYNC"
 
 
-def make_route53_strict() -> None:
+@dataclass
+class Timing:
+    """How long a change takes to be INSYNC, by which clock (set by make_route53_strict)."""
+
+    delay: float = 0.0
+    clock: Callable[[], float] = time.monotonic
+
+
+TIMING = Timing()
+_CHANGES_LOCK = threading.Lock()  # a change and the zone state it leaves are recorded together
+
+
+def make_route53_strict(
+    dns_delay: float = 0.0, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Patch moto's Route 53 (once) and set how long changes take to be INSYNC.
+
+    `dns_delay` 0 makes every change INSYNC at once, as moto has it. `clock` (seconds,
+    monotonic) is there for tests to drive time; calling again changes both settings."""
+    TIMING.delay = dns_delay
+    TIMING.clock = clock
+    _use_caller_references_once_and_distinct_name_servers()
+    _make_changes_take_time()
+
+
+def published_zones(account: str) -> list[Zone]:
+    """The account's public zones as Route 53's name servers serve them now: a zone with
+    changes still PENDING as its last INSYNC change left it (absent if there is none)."""
+    from moto.route53.models import route53_backends
+
+    backend = route53_backends[account]["aws"]
+    now = TIMING.clock()
+    served = {zone_id: _served_form(zone) for zone_id, zone in list(backend.zones.items())}
+    for zone_id, history in _log(backend).by_zone().items():
+        if all(change.due <= now for change in history):
+            continue  # everything has propagated: the zone is served as the API shows it
+        done = [change for change in history if change.due <= now]
+        served[zone_id] = done[-1].zone if done else None
+    return [zone for zone in served.values() if zone is not None]
+
+
+# ---- changes and their propagation -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One accepted change, and the zone as it left it (None: deleted, or private)."""
+
+    id: str
+    zone_id: str
+    submitted_at: datetime.datetime
+    due: float  # on TIMING.clock, when it is INSYNC
+    zone: Zone | None
+
+    def info(self, now: float) -> dict[str, Any]:
+        """Its ChangeInfo as the API returns it."""
+        return {
+            "Id": f"/change/{self.id}",
+            "Status": INSYNC if now >= self.due else PENDING,
+            "SubmittedAt": self.submitted_at,
+        }
+
+
+@dataclass
+class ChangeLog:
+    """The changes made to one account's hosted zones, in the order they were made."""
+
+    changes: dict[str, Change] = field(default_factory=dict)
+    last_due: float = float("-inf")
+
+    def record(self, zone_id: str, zone: Zone | None) -> Change:
+        # Route 53 propagates changes in order: none is INSYNC before an earlier one.
+        self.last_due = max(TIMING.clock() + TIMING.delay, self.last_due)
+        change = Change(
+            id="C" + uuid.uuid4().hex[:20].upper(),
+            zone_id=zone_id,
+            submitted_at=datetime.datetime.now(datetime.UTC),
+            due=self.last_due,
+            zone=zone,
+        )
+        self.changes[change.id] = change
+        return change
+
+    def by_zone(self) -> dict[str, list[Change]]:
+        history: dict[str, list[Change]] = {}
+        for change in list(self.changes.values()):
+            history.setdefault(change.zone_id, []).append(change)
+        return history
+
+
+def _log(backend: Any) -> ChangeLog:
+    """The backend's change log; it lives in the backend so that a moto reset clears it."""
+    return backend.__dict__.setdefault("sandbox_change_log", ChangeLog())
+
+
+def _served_form(zone: Any) -> Zone | None:
+    """A moto zone's records as the world's DNS reads them (API-shaped record sets)."""
+    if zone is None or zone.private_zone:
+        return None
+    served = Zone(zone.resource_id, plain(zone.name))
+    for rrset in list(zone.rrsets):
+        served.records[(plain(rrset.name), rrset.type)] = _record_set(rrset)
+    return served
+
+
+def _record_set(rrset: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {"Name": rrset.name, "Type": rrset.type}
+    if rrset.ttl is not None:
+        found["TTL"] = int(rrset.ttl)
+    if rrset.records:
+        found["ResourceRecords"] = [
+            {"Value": r["Value"] if isinstance(r, dict) else r} for r in rrset.records
+        ]
+    if rrset.alias_target:
+        found["AliasTarget"] = dict(rrset.alias_target)
+    return found
+
+
+def _zone_now(backend: Any, zone_id: str) -> Zone | None:
+    return _served_form(backend.zones.get(zone_id.split("/")[-1]))
+
+
+def _make_changes_take_time() -> None:
+    from moto.core.responses import ActionResult
+    from moto.route53.exceptions import Route53ClientError
+    from moto.route53.responses import Route53
+
+    if getattr(Route53.get_change, "sandbox_patched", False):
+        return
+
+    def returning_change(
+        original: Callable[[Any], Any], zone_id_of: Callable[[Any, Any], str]
+    ) -> Callable[[Any], Any]:
+        def method(self: Any) -> Any:
+            with _CHANGES_LOCK:
+                result = original(self)
+                zone_id = zone_id_of(self, result).split("/")[-1]
+                change = _log(self.backend).record(zone_id, _zone_now(self.backend, zone_id))
+            result.result["ChangeInfo"] = change.info(TIMING.clock())
+            return result
+
+        return method
+
+    def get_change(self: Any) -> Any:
+        change = _log(self.backend).changes.get(self._get_param("Id").split("/")[-1])
+        if change is None:
+            raise Route53ClientError(
+                "NoSuchChange", "A change with the specified change ID does not exist."
+            )
+        return ActionResult({"ChangeInfo": change.info(TIMING.clock())})
+
+    Route53.create_hosted_zone = returning_change(
+        Route53.create_hosted_zone, lambda _self, result: result.result["HostedZone"].id
+    )
+    Route53.change_resource_record_sets = returning_change(
+        Route53.change_resource_record_sets, lambda self, _: self._get_param("HostedZoneId")
+    )
+    Route53.delete_hosted_zone = returning_change(
+        Route53.delete_hosted_zone, lambda self, _: self._get_param("Id")
+    )
+    get_change.sandbox_patched = True  # type: ignore[attr-defined]
+    Route53.get_change = get_change
+
+
+# ---- caller references and name servers ------------------------------------------------------
+
+
+def _use_caller_references_once_and_distinct_name_servers() -> None:
     from moto.route53.exceptions import Route53ClientError
     from moto.route53.models import Route53Backend
 
     original = Route53Backend.create_hosted_zone
     if getattr(original, "sandbox_patched", False):
         return
-    used: set[str] = set()
     counter = itertools.count(1)
     lock = threading.Lock()
 
@@ -35,6 +217,8 @@ def make_route53_strict() -> None:
         *args: Any,
         **kwargs: Any,
     ) -> Any:
+        # Caller references are the account's; kept in the backend so a moto reset clears them.
+        used: set[str] = self.__dict__.setdefault("sandbox_caller_references", set())
         with lock:
             if caller_reference is not None and caller_reference in used:
                 raise Route53ClientError(

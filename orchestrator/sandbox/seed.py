@@ -1,22 +1,27 @@
 """What the sandbox world holds before any deployment: the team's existing estate.
 
-Two EKS clusters, production and staging, each ACTIVE in a VPC of its own with three
-subnets in three zones, and a public root zone with a few records that have nothing to do
-with Kubeflow (and must survive everything the orchestrator does).
+Two EKS clusters, production and staging, each ACTIVE in a VPC of its own built as eksctl
+builds one (network.py: three zones, a public and a private subnet in each, an internet
+gateway, a NAT gateway); a public root zone with a few records that have nothing to do with
+Kubeflow (and must survive everything the orchestrator does); and another team in the same
+account, the data team, whose IRSA role trusts the production cluster's OIDC provider.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import base64
 import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.sandbox.network import build_eks_vpc
+
 CLUSTER = "kube-eks-cluster"
 ROOT_DOMAIN = "example.com"
 SUBDOMAIN = "platform.example.com"
 KUBERNETES_VERSION = "1.31"
+TEAM = "platform"  # the `team` tag on the platform team's subnets
 
 
 @dataclass(frozen=True)
@@ -24,12 +29,15 @@ class ClusterEstate:
     """One of the team's clusters, and the subdomain its Kubeflow is to be served under."""
 
     name: str
-    cidr: str  # its VPC's block; the subnets are its first three /18s
+    cidr: str  # its VPC's block; the six subnets are its first six /19s, as eksctl cuts it
     subdomain: str
+    lists_public_subnets: bool = True  # whether EKS lists the public subnets as the cluster's
 
 
 PRODUCTION = ClusterEstate(CLUSTER, "10.0.0.0/16", SUBDOMAIN)
-STAGING = ClusterEstate("kube-eks-staging", "10.1.0.0/16", "staging.example.com")
+STAGING = ClusterEstate(
+    "kube-eks-staging", "10.1.0.0/16", "staging.example.com", lists_public_subnets=False
+)
 
 UNRELATED_RECORDS = [
     ("www.example.com.", "A", ["192.0.2.10"]),
@@ -46,6 +54,21 @@ EKS_SERVICE_TRUST = {
             "Effect": "Allow",
             "Principal": {"Service": "eks.amazonaws.com"},
             "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+# The data team: its service account in the production cluster reads the team's buckets.
+DATA_TEAM_ROLE = "data-team-s3-reader"
+DATA_TEAM_NAMESPACE = "team-data"
+DATA_TEAM_SERVICE_ACCOUNT = "s3-reader"
+DATA_TEAM_S3_READ = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::data-team-*", "arn:aws:s3:::data-team-*/*"],
         }
     ],
 }
@@ -83,27 +106,45 @@ def use_distinct_cluster_identities() -> None:
     Cluster.__init__ = __init__
 
 
+def publish_cluster_endpoint(
+    account: str, region: str, cluster: str, endpoint: str, ca_pem: str
+) -> None:
+    """Make EKS report the cluster's API server as its kubeconfig names it: `endpoint` (the
+    emulator's https URL) and `certificateAuthority.data` (base64 of the CA's PEM), as
+    `aws eks update-kubeconfig` would copy them."""
+    from moto.eks.models import eks_backends
+
+    found = eks_backends[account][region].describe_cluster(name=cluster)
+    found.endpoint = endpoint
+    found.certificate_authority = {"data": base64.b64encode(ca_pem.encode()).decode()}
+
+
 def seed(
     clients: dict[str, Any], region: str, estates: tuple[ClusterEstate, ...] = (PRODUCTION,)
 ) -> list[dict[str, Any]]:
-    """Create the estate; per cluster, the ids a deployment config and tests need."""
+    """Create the estate; per cluster, the ids a deployment config and tests need.
+
+    Besides its cluster's own facts (seed_eks_cluster), every entry holds the account's:
+    the root zone's id and the data team's role (seed_data_team_role), which trusts the
+    first estate's cluster."""
     clusters = [seed_eks_cluster(clients, region, estate) for estate in estates]
     zone_id = seed_root_zone(clients["route53"])
-    return [{**cluster, "root_zone_id": zone_id} for cluster in clusters]
+    primary = clusters[0]
+    data_team = seed_data_team_role(clients["iam"], primary["cluster_arn"], primary["oidc_issuer"])
+    return [{**cluster, "root_zone_id": zone_id, **data_team} for cluster in clusters]
 
 
 def seed_eks_cluster(clients: dict[str, Any], region: str, estate: ClusterEstate) -> dict[str, Any]:
-    """A VPC, three subnets in three zones (tagged by their team) and an EKS cluster in them."""
-    ec2, eks, iam = clients["ec2"], clients["eks"], clients["iam"]
-    vpc_id = ec2.create_vpc(CidrBlock=estate.cidr)["Vpc"]["VpcId"]
-    blocks = ipaddress.ip_network(estate.cidr).subnets(new_prefix=18)
-    subnet_ids = []
-    for zone, block in zip("abc", blocks, strict=False):
-        subnet = ec2.create_subnet(
-            VpcId=vpc_id, CidrBlock=str(block), AvailabilityZone=f"{region}{zone}"
-        )["Subnet"]
-        subnet_ids.append(subnet["SubnetId"])
-    ec2.create_tags(Resources=subnet_ids, Tags=[{"Key": "team", "Value": "platform"}])
+    """A VPC laid out as eksctl lays it out (network.py) and an EKS cluster in it.
+
+    `subnet_ids` is what EKS lists for the cluster: all six subnets for production, only
+    the private ones for staging (as many real clusters are made), so public subnets may
+    have to be found in the VPC rather than among the cluster's."""
+    eks, iam = clients["eks"], clients["iam"]
+    network = build_eks_vpc(clients["ec2"], region, estate.name, estate.cidr, TEAM)
+    subnet_ids = list(network.private_subnet_ids)
+    if estate.lists_public_subnets:
+        subnet_ids = list(network.public_subnet_ids) + subnet_ids
     role_arn = iam.create_role(
         RoleName=f"{estate.name}-cluster-role",
         AssumeRolePolicyDocument=json.dumps(EKS_SERVICE_TRUST),
@@ -116,12 +157,53 @@ def seed_eks_cluster(clients: dict[str, Any], region: str, estate: ClusterEstate
     )["cluster"]
     return {
         "region": region,
-        "vpc_id": vpc_id,
+        **network.facts(),
         "subnet_ids": subnet_ids,
         "cluster": estate.name,
         "cluster_arn": cluster["arn"],
         "oidc_issuer": cluster["identity"]["oidc"]["issuer"],
     }
+
+
+def seed_data_team_role(iam: Any, cluster_arn: str, oidc_issuer: str) -> dict[str, str]:
+    """The data team's IRSA role for its service account in the cluster: trusted by the
+    cluster's OIDC provider, allowed to read the team's buckets, tagged `team=data`.
+
+    The provider does not exist yet (IAM accepts a trust policy naming one that does not):
+    the orchestrator creates it, and must then leave it in place while this role trusts it."""
+    account = cluster_arn.split(":")[4]
+    provider = oidc_issuer.removeprefix("https://")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{provider}"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{provider}:sub": (
+                            f"system:serviceaccount:{DATA_TEAM_NAMESPACE}:"
+                            f"{DATA_TEAM_SERVICE_ACCOUNT}"
+                        ),
+                        f"{provider}:aud": "sts.amazonaws.com",
+                    }
+                },
+            }
+        ],
+    }
+    role = iam.create_role(
+        RoleName=DATA_TEAM_ROLE,
+        AssumeRolePolicyDocument=json.dumps(trust),
+        Description="Lets the data team's s3-reader service account read the team's buckets",
+        Tags=[{"Key": "team", "Value": "data"}],
+    )["Role"]
+    iam.put_role_policy(
+        RoleName=DATA_TEAM_ROLE,
+        PolicyName="s3-read",
+        PolicyDocument=json.dumps(DATA_TEAM_S3_READ),
+    )
+    return {"data_team_role_name": role["RoleName"], "data_team_role_arn": role["Arn"]}
 
 
 def seed_root_zone(route53: Any) -> str:

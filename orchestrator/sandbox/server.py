@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.sandbox import options
 from orchestrator.sandbox.seed import PRODUCTION, STAGING, ClusterEstate
 
 if TYPE_CHECKING:
+    from orchestrator.sandbox.kubeapi import ClusterAccess
     from orchestrator.sandbox.kubeaudit import KubeAuditLog
+    from orchestrator.sandbox.kubetoken import ClusterTokens
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
@@ -65,8 +68,9 @@ SITES = (ClusterSite(PRODUCTION, "sandbox"), ClusterSite(STAGING, "staging", key
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="orchestrator.sandbox.server")
     parser.add_argument("--dir", required=True)
-    parser.add_argument("--acm-delay", type=float, default=5.0)
-    parser.add_argument("--alb-delay", type=float, default=5.0)
+    for setting in options.SETTINGS:
+        parser.add_argument(setting.flag, dest=setting.name, type=float, default=setting.default)
+    parser.add_argument("--second-team", action="store_true")
     args = parser.parse_args(argv)
     directory = Path(args.dir).resolve()
 
@@ -78,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    world = World(directory, acm_delay=args.acm_delay, alb_delay=args.alb_delay)
+    settings = {setting.name: getattr(args, setting.name) for setting in options.SETTINGS}
+    world = World(directory, settings, second_team=args.second_team)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -91,10 +96,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 class World:
-    def __init__(self, directory: Path, acm_delay: float, alb_delay: float) -> None:
+    def __init__(
+        self, directory: Path, settings: dict[str, float], second_team: bool = False
+    ) -> None:
         self.directory = directory
-        self.acm_delay = acm_delay
-        self.alb_delay = alb_delay
+        self.settings = {**options.defaults(), **settings}
+        self.second_team = second_team
         self.endpoints: dict[str, str] = {}
         self._stoppers: list[Any] = []
 
@@ -106,9 +113,12 @@ class World:
         )
         from orchestrator.sandbox.dnsserver import DnsServer
         from orchestrator.sandbox.dnsview import DnsView
+        from orchestrator.sandbox.elbphysics import make_elb_physical
         from orchestrator.sandbox.kubeapi import write_kubeconfig_contexts
         from orchestrator.sandbox.kubeaudit import KubeAuditLog
-        from orchestrator.sandbox.route53 import make_route53_strict
+        from orchestrator.sandbox.kubetoken import ClusterTokens
+        from orchestrator.sandbox.network import make_ec2_strict
+        from orchestrator.sandbox.route53 import make_route53_strict, published_zones
         from orchestrator.sandbox.seed import (
             deployment_config,
             seed,
@@ -117,7 +127,12 @@ class World:
 
         disable_moto_auto_issue()
         use_distinct_validation_records()
-        make_route53_strict()
+        make_route53_strict()  # no propagation delay while seeding: the estate is old
+        make_ec2_strict()
+        make_elb_physical(
+            sg_drain_seconds=self.settings["drain_delay"],
+            target_health_seconds=self.settings["target_delay"],
+        )
         use_distinct_cluster_identities()
         aws_url = self._start_moto()
         clients = {
@@ -127,9 +142,14 @@ class World:
         seeded = dict(
             zip(SITES, seed(clients, REGION, tuple(s.estate for s in SITES)), strict=True)
         )
+        make_route53_strict(dns_delay=self.settings["dns_delay"])
 
         alb = self._start_alb_endpoint(clients)
-        view = DnsView(clients["route53"], alias_address=alb.alias_address)
+        view = DnsView(
+            clients["route53"],
+            alias_address=alb.alias_address,
+            served=lambda: published_zones(ACCOUNT),
+        )
         dns = DnsServer(view)
         dns.start()
         self._stoppers.append(dns.stop)
@@ -137,21 +157,24 @@ class World:
             REGION: clients["acm"],
             "us-east-1": self._client("acm", aws_url, "us-east-1"),
         }
-        acm = AcmSimulator(view, acm_regions, ACCOUNT, self.acm_delay)
+        acm = AcmSimulator(view, acm_regions, ACCOUNT, self.settings["acm_delay"])
         acm.start()
         self._stoppers.append(acm.stop)
 
         audit = KubeAuditLog(self.directory / "kube-audit.jsonl")
-        kube_urls = {site: self._start_cluster(site, clients, audit) for site in SITES}
+        tokens = ClusterTokens.in_directory(self.directory, ttl=self.settings["token_ttl"])
+        access = {
+            site: self._start_cluster(site, clients, audit, tokens, seeded[site]) for site in SITES
+        }
         write_kubeconfig_contexts(
             self.directory / "kubeconfig",
-            {site.context: url for site, url in kube_urls.items()},
+            {site.context: cluster for site, cluster in access.items()},
             current=SITES[0].context,
         )
         self.endpoints = {
             "aws": aws_url,
             "dns": f"127.0.0.1:{dns.port}",
-            **{site.endpoint: url for site, url in kube_urls.items()},
+            **{site.endpoint: cluster.url for site, cluster in access.items()},
             "alb": alb.address,
             "alb_https": f"{alb.address}:{alb.https_port}",
             "alb_http": f"{alb.address}:{alb.http_port}",
@@ -168,8 +191,8 @@ class World:
                     "endpoints": self.endpoints,
                     "seeded": _published(seeded),
                     "account": ACCOUNT,
-                    "acm_delay": self.acm_delay,
-                    "alb_delay": self.alb_delay,
+                    "settings": self.settings,
+                    "second_team": self.second_team,
                 },
                 indent=2,
             ),
@@ -194,29 +217,47 @@ class World:
         return f"http://127.0.0.1:{server.server_port}"
 
     def _start_cluster(
-        self, site: ClusterSite, clients: dict[str, Any], audit: KubeAuditLog
-    ) -> str:
-        """One cluster's API server, seeded, and what runs in it: Deployments roll out and
-        the load balancer controller acts, on its own objects and for its own EKS name."""
+        self,
+        site: ClusterSite,
+        clients: dict[str, Any],
+        audit: KubeAuditLog,
+        tokens: ClusterTokens,
+        facts: dict[str, Any],
+    ) -> ClusterAccess:
+        """One cluster's API server, as EKS serves it (HTTPS under a CA of the cluster's own,
+        short-lived tokens from an exec plugin, its URL and CA published by EKS), seeded,
+        and what runs in it: Deployments roll out and the load balancer controller acts, on
+        its own objects and for its own EKS name."""
         from orchestrator.sandbox.albcontroller import AlbControllerSimulator
         from orchestrator.sandbox.deployments import DeploymentRollouts
-        from orchestrator.sandbox.kubeapi import KubeApiServer
-        from orchestrator.sandbox.kubeseed import seed_cluster
+        from orchestrator.sandbox.kubeapi import ClusterAccess, ClusterTls, KubeApiServer
+        from orchestrator.sandbox.kubeseed import seed_cluster, seed_data_team
+        from orchestrator.sandbox.kubetoken import exec_args
+        from orchestrator.sandbox.seed import publish_cluster_endpoint
 
         name = site.estate.name
-        kube = KubeApiServer(audit=audit.recorder(name))
+        tls = ClusterTls.issue()
+        kube = KubeApiServer(
+            audit=audit.recorder(name),
+            tls=tls.server_context(),
+            authenticator=tokens.authenticator(name),
+            crd_establish_seconds=self.settings["crd_delay"],
+        )
         kube.start()
         self._stoppers.append(kube.stop)
         seed_cluster(kube.store)
+        if self.second_team and site.key is None:
+            seed_data_team(kube.store, facts["data_team_role_arn"])
+        publish_cluster_endpoint(ACCOUNT, REGION, name, kube.url, tls.ca_pem)
         rollouts = DeploymentRollouts(kube.store)
         rollouts.start()
         self._stoppers.append(rollouts.stop)
         controller = AlbControllerSimulator(
-            kube.store, clients, name, REGION, ACCOUNT, self.alb_delay
+            kube.store, clients, name, REGION, ACCOUNT, self.settings["alb_delay"]
         )
         controller.start()
         self._stoppers.append(controller.stop)
-        return kube.url
+        return ClusterAccess(kube.url, ca_pem=tls.ca_pem, exec_args=exec_args(self.directory, name))
 
     def _start_alb_endpoint(self, clients: dict[str, Any]) -> Any:
         """The address the world's ALBs answer on, with certificates from the sandbox CA."""
@@ -224,7 +265,7 @@ class World:
         from orchestrator.sandbox.tlsendpoint import AlbEndpoint
 
         self.ca = SandboxCA(self.directory)
-        endpoint = AlbEndpoint(self.ca, clients["elbv2"], clients["acm"])
+        endpoint = AlbEndpoint(self.ca, clients["elbv2"], clients["acm"], clients["ec2"])
         endpoint.start()
         self._stoppers.append(endpoint.stop)
         return endpoint

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UsageError
+from orchestrator.sandbox import options
 
 START_TIMEOUT = 90.0
 
@@ -49,8 +50,11 @@ def _is_world_process(pid: int) -> bool:
     return b"orchestrator.sandbox.server" in cmdline
 
 
-def up(directory: Path, acm_delay: float = 5.0, alb_delay: float = 5.0) -> dict[str, Any]:
-    """Start the world in `directory` unless it is already running there."""
+def up(
+    directory: Path, settings: dict[str, float] | None = None, second_team: bool = False
+) -> dict[str, Any]:
+    """Start the world in `directory` unless it is already running there. `settings`: the
+    delays of options.SETTINGS (by name) that differ from their defaults."""
     info = running(directory)
     if info is not None:
         return info
@@ -64,10 +68,7 @@ def up(directory: Path, acm_delay: float = 5.0, alb_delay: float = 5.0) -> dict[
             "orchestrator.sandbox.server",
             "--dir",
             str(directory),
-            "--acm-delay",
-            str(acm_delay),
-            "--alb-delay",
-            str(alb_delay),
+            *options.as_arguments(settings or {}, second_team),
         ],
         stdin=subprocess.DEVNULL,
         stdout=log,

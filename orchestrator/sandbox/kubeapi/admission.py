@@ -1,7 +1,7 @@
 """What the API server does to an object before storing it: validation and defaulting.
 
-Kept to the few rules clients notice: names, Service cluster IPs, Namespace phase,
-Deployment replicas, Pod phase, and the status of CustomResourceDefinitions.
+Kept to the few rules clients notice: names, Service cluster IPs, Namespace phase and
+finalizer, Deployment replicas, Pod phase, and the status of CustomResourceDefinitions.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from .conditions import INSTALLING, NAMES_ACCEPTED, condition
 from .errors import BadRequest, invalid
 from .resources import ResourceType
 
@@ -98,10 +99,19 @@ def default(
         handler(obj, old, allocate_ip)
 
 
-def _default_namespace(obj: dict[str, Any], old: Any, _ip: Callable[[], str]) -> None:
+def _default_namespace(
+    obj: dict[str, Any], old: dict[str, Any] | None, _ip: Callable[[], str]
+) -> None:
     name = obj["metadata"]["name"]
     obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
-    obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+    # The namespace controller's finalizer: set on create; only that controller removes it.
+    spec = obj.setdefault("spec", {})
+    if old is None:
+        spec["finalizers"] = ["kubernetes"]
+    elif "finalizers" in (old.get("spec") or {}):
+        spec["finalizers"] = list(old["spec"]["finalizers"])
+    else:
+        spec.pop("finalizers", None)
     obj.setdefault("status", {}).setdefault("phase", "Active")
 
 
@@ -189,7 +199,7 @@ def validate_crd(crd: dict[str, Any]) -> None:
 
 
 def crd_status(crd: dict[str, Any], old_status: dict[str, Any]) -> dict[str, Any]:
-    """Established and NamesAccepted at once: there is no controller to wait for."""
+    """The names are accepted at once; a new CRD is Installing until it is established."""
     spec = crd["spec"]
     names = dict(spec.get("names") or {})
     names.setdefault("singular", names.get("kind", "").lower())
@@ -198,24 +208,9 @@ def crd_status(crd: dict[str, Any], old_status: dict[str, Any]) -> dict[str, Any
     storage = [v.get("name") for v in versions if v.get("storage")] or [versions[0].get("name")]
     stored = list(old_status.get("storedVersions") or [])
     stored += [v for v in storage if v not in stored]
-    conditions = old_status.get("conditions") or _crd_conditions(now())
-    return {"conditions": conditions, "acceptedNames": names, "storedVersions": stored}
-
-
-def _crd_conditions(timestamp: str) -> list[dict[str, str]]:
-    return [
-        {
-            "type": "NamesAccepted",
-            "status": "True",
-            "lastTransitionTime": timestamp,
-            "reason": "NoConflicts",
-            "message": "no conflicts found",
-        },
-        {
-            "type": "Established",
-            "status": "True",
-            "lastTransitionTime": timestamp,
-            "reason": "InitialNamesAccepted",
-            "message": "the initial names have been accepted",
-        },
+    stamp = now()
+    conditions = old_status.get("conditions") or [
+        condition(NAMES_ACCEPTED, stamp),
+        condition(INSTALLING, stamp),
     ]
+    return {"conditions": conditions, "acceptedNames": names, "storedVersions": stored}

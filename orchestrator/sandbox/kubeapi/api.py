@@ -307,18 +307,21 @@ class Router:
         if target.subresource:
             raise not_allowed()
         options = _json_body(req) if req.body.strip() else {}
-        gone = self.store.delete_resource(
+        obj, gone = self.store.delete_resource(
             target.rt,
             target.namespace,
             target.name or "",
             preconditions=options.get("preconditions") or {},
             dry_run=_dry_run(req) or "All" in (options.get("dryRun") or []),
         )
+        if not gone:
+            # Marked for deletion (finalizers, a Terminating namespace): the object itself.
+            return _ok(obj)
         details = {
             "name": target.name,
             "group": target.rt.group,
             "kind": target.rt.plural,
-            "uid": gone["metadata"].get("uid"),
+            "uid": obj["metadata"].get("uid"),
         }
         return _ok(
             {

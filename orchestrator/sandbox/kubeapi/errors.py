@@ -48,6 +48,13 @@ class BadRequest(ApiError):
     reason = "BadRequest"
 
 
+class Unauthorized(ApiError):
+    """No credentials, or credentials the server does not accept (an expired token, say)."""
+
+    code = 401
+    reason = "Unauthorized"
+
+
 class Forbidden(ApiError):
     code = 403
     reason = "Forbidden"
@@ -141,6 +148,40 @@ def invalid(
         kind=kind,
         causes=[{"reason": cause_reason, "message": what, "field": field}],
     )
+
+
+def field_errors(kind: str, group: str, name: str, errors: list[tuple[str, str, str]]) -> Invalid:
+    """An Invalid for several field errors: (field, cause reason, "Type: detail") each."""
+    listed = ", ".join(f"{field}: {what}" for field, _, what in errors)
+    shown = f"[{listed}]" if len(errors) > 1 else listed
+    return Invalid(
+        f'{qualified(kind, group)} "{name}" is invalid: {shown}',
+        name=name,
+        group=group,
+        kind=kind,
+        causes=[
+            {"reason": reason, "message": what, "field": field} for field, reason, what in errors
+        ],
+    )
+
+
+def no_new_finalizers(kind: str, group: str, name: str, added: list[str]) -> Invalid:
+    """apimachinery's ValidateNoNewFinalizers, listing the new ones as Go's %#v would."""
+    listed = ", ".join(f'"{f}"' for f in sorted(set(added)))
+    detail = (
+        "Forbidden: no new finalizers can be added if the object is being deleted, found new "
+        f"finalizers []string{{{listed}}}"
+    )
+    return field_errors(kind, group, name, [("metadata.finalizers", "FieldValueForbidden", detail)])
+
+
+def immutable(kind: str, group: str, name: str, field: str, value: Any) -> Invalid:
+    detail = f'Invalid value: "{value}": field is immutable'
+    return field_errors(kind, group, name, [(field, "FieldValueInvalid", detail)])
+
+
+def unauthorized() -> Unauthorized:
+    return Unauthorized("Unauthorized")
 
 
 def not_allowed() -> MethodNotAllowed:

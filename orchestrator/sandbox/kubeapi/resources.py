@@ -68,6 +68,10 @@ NAME_RULES = {
 # kubectl's `get all` expands the "all" category from discovery.
 ALL_CATEGORY = {("", "pods"), ("", "services"), ("apps", "deployments"), ("apps", "replicasets")}
 
+# Storage keys of the two kinds whose lifecycle the emulator's controllers drive.
+NAMESPACES = ("", "namespaces")
+CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
+
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 STATUS_VERBS = ["get", "patch", "update"]
 
@@ -168,6 +172,11 @@ class Registry:
     def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
         with self._lock:
             return self._types.get((group, version, plural))
+
+    def by_storage_key(self, key: tuple[str, str]) -> ResourceType | None:
+        """A served version of the resource stored under `key` (group, plural), if any."""
+        with self._lock:
+            return next((rt for rt in self._types.values() if rt.storage_key == key), None)
 
     def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
         group, _, version = api_version.rpartition("/")

@@ -1,4 +1,5 @@
-"""The HTTP side: a threaded plain-HTTP server speaking the Kubernetes REST conventions."""
+"""The HTTP side: a threaded HTTP or HTTPS server speaking the Kubernetes REST conventions,
+with bearer-token authentication when given an authenticator (EKS has no anonymous access)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import json
 import select
 import socket
+import ssl
 import threading
 import time
 import traceback
@@ -15,8 +17,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .api import Request, Response, Router, WatchPlan
-from .errors import ApiError, Gone
+from .controllers import CRD_ESTABLISH_SECONDS
+from .errors import ApiError, Gone, unauthorized
 from .store import ObjectStore
+
+HANDSHAKE_SECONDS = 10.0  # a client that has not finished its TLS handshake by then is dropped
+
+Authenticator = Callable[[str], str | None]
 
 
 class _Server(ThreadingHTTPServer):
@@ -28,6 +35,29 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Serve one connection; this runs in the connection's own thread, so the TLS
+        handshake does too, and a slow or broken client holds up nobody else."""
+        tls = self.api.tls
+        if tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_SECONDS)
+        try:
+            connection = tls.wrap_socket(request, server_side=True)
+        except OSError as exc:  # ssl.SSLError included: a failed handshake
+            if self.api.log:
+                self.api.log(f"{client_address[0]} TLS handshake failed: {exc}")
+            return
+        try:
+            super().finish_request(connection, client_address)
+        finally:
+            connection.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.api.log:
+            self.api.log(f"{client_address[0]} connection failed: {traceback.format_exc()}")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -72,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         api = self.server.api
+        user, denied = self._authenticate()
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         request = Request(
@@ -84,14 +115,14 @@ class _Handler(BaseHTTPRequestHandler):
             host=self.headers.get("Host", ""),
         )
         try:
-            result = api.router.handle(request)
+            result = denied or api.router.handle(request)
         except Exception:  # answer like the real server instead of dropping the connection
             if api.log:
                 api.log(traceback.format_exc())
             result = Response(500, ApiError("internal error in the sandbox API server").status())
         # Audited before the answer goes out, so a client that has its answer finds it
         # recorded; a watch counts as served once its stream starts.
-        self._audit(200 if isinstance(result, WatchPlan) else result.code)
+        self._audit(200 if isinstance(result, WatchPlan) else result.code, user)
         try:
             if isinstance(result, WatchPlan):
                 self._stream(result)
@@ -100,7 +131,18 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def _audit(self, status: int) -> None:
+    def _authenticate(self) -> tuple[str | None, Response | None]:
+        """(who is asking, or a 401 to answer instead), as an EKS API server decides it."""
+        authenticator = self.server.api.authenticator
+        if authenticator is None:
+            return None, None
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        user = authenticator(token.strip()) if scheme.lower() == "bearer" else None
+        if user is None:
+            return None, Response(401, unauthorized().status())
+        return user, None
+
+    def _audit(self, status: int, user: str | None) -> None:
         api = self.server.api
         if api.audit is None:
             return
@@ -110,6 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "user_agent": self.headers.get("User-Agent", ""),
             "status": status,
+            "user": user,
         }
         try:
             api.audit(entry)
@@ -175,17 +218,26 @@ class _Handler(BaseHTTPRequestHandler):
         """A watching client sends nothing, so a readable socket means it hung up."""
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
+            if not readable:
+                return False
+            if isinstance(self.connection, ssl.SSLSocket):
+                return True  # TLS cannot peek; what arrives is its close_notify or its FIN
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
             return True
 
 
 class KubeApiServer:
-    """An in-memory Kubernetes API server on plain HTTP, for kubectl and client libraries.
+    """An in-memory Kubernetes API server for kubectl and client libraries.
 
-    `store` is the shared ObjectStore; simulators in the same process use it directly.
-    `audit`, if given, is called with a summary of each request served (time, method,
-    path with query, user agent, HTTP status), just before the response is sent.
+    `store` is the shared ObjectStore; simulators in the same process use it directly
+    (`crd_establish_seconds` configures the store made when none is given). `tls`: serve
+    HTTPS with this server-side context (see tls.ClusterTls) instead of plain HTTP.
+    `authenticator`: every request must then carry `Authorization: Bearer <token>` for which
+    it returns a user name, or gets 401 Unauthorized, on every path (EKS has anonymous
+    access off). `audit`, if given, is called with a summary of each request served (time,
+    method, path with query, user agent, HTTP status, user or None), just before the
+    response is sent.
     """
 
     def __init__(
@@ -196,10 +248,15 @@ class KubeApiServer:
         store: ObjectStore | None = None,
         log: Callable[[str], None] | None = None,
         audit: Callable[[dict[str, Any]], None] | None = None,
+        tls: ssl.SSLContext | None = None,
+        authenticator: Authenticator | None = None,
+        crd_establish_seconds: float = CRD_ESTABLISH_SECONDS,
     ) -> None:
         self.log = log
         self.audit = audit
-        self.store = store or ObjectStore(log=log)
+        self.tls = tls
+        self.authenticator = authenticator
+        self.store = store or ObjectStore(log=log, crd_establish_seconds=crd_establish_seconds)
         self.router = Router(self.store)
         self.stopping = False
         self._address = (host, port)
@@ -241,7 +298,7 @@ class KubeApiServer:
         if self._httpd is None:
             raise RuntimeError("the API server is not running; call start() first")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     def __enter__(self) -> KubeApiServer:
         self.start()

@@ -2,6 +2,9 @@
 
 One re-entrant lock guards everything. Stored dicts are never mutated once stored (every
 write stores a fresh dict), so the watch history can share them; callers get deep copies.
+Deletion follows the finalizer rules (finalizers.py). What the cluster's controllers do
+lives in a subclass (controllers.py), which these hooks call: `_default`, `_admit_create`,
+`_delete_object`, `_after_commit` and `_after_remove`, all with the lock held.
 """
 
 from __future__ import annotations
@@ -17,16 +20,14 @@ from typing import Any
 from . import admission
 from .apply import SYSTEM_METADATA, server_side_apply, strip_system_metadata
 from .errors import BadRequest, Conflict, Forbidden, Gone, already_exists, not_found, stale
+from .finalizers import being_deleted, check_update, drop_empty, held, marked_for_deletion
 from .history import Change, History, as_seen_by
-from .resources import Registry, ResourceType, crd_types
+from .resources import NAMESPACES, Registry, ResourceType
 from .selectors import FieldRequirement, Requirement, fields_match, labels_match
 
 Obj = dict[str, Any]
 Callback = Callable[[str, Obj], None]
 StorageKey = tuple[str, str]
-
-NAMESPACES: StorageKey = ("", "namespaces")
-CRDS: StorageKey = ("apiextensions.k8s.io", "customresourcedefinitions")
 
 
 def notifying(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,19 +51,16 @@ class ResourceStore:
     """Objects addressed by ResourceType, namespace and name; what the HTTP layer calls.
 
     Writes follow the API server: new resourceVersion per change (none when nothing changed),
-    generation bumps on spec changes, status only through the status subresource.
+    generation bumps on spec changes, status only through the status subresource, and an
+    object with finalizers is only marked by DELETE, going once a write clears them.
     """
 
     def __init__(
         self,
         *,
         history_size: int = 10_000,
-        namespace_grace_seconds: float = 0.5,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        """`namespace_grace_seconds`: how long a deleted Namespace stays Terminating before it
-        and its objects go (0: at once)."""
-        self._grace = namespace_grace_seconds
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self.registry = Registry()
@@ -192,13 +190,15 @@ class ResourceStore:
         *,
         preconditions: Obj | None = None,
         dry_run: bool = False,
-    ) -> Obj:
+    ) -> tuple[Obj, bool]:
+        """Delete or, if something holds it, mark the object: (the object, whether it is gone).
+
+        A marked object (a deletionTimestamp) stays until its finalizers are removed.
+        """
         with self._lock:
             live = self._live(rt, namespace, name)
             _check_preconditions(rt, live, preconditions or {})
-            if dry_run:
-                return self._out(rt, live)
-            return self._out(rt, self._delete_locked(rt.storage_key, namespace or "", name))
+            return self._delete_object(rt, live, dry_run=dry_run)
 
     @notifying
     def delete_collection(
@@ -212,7 +212,9 @@ class ResourceStore:
             items, _ = self.list_resource(rt, namespace, labels, fields)
             for item in items:
                 meta = item["metadata"]
-                self._delete_locked(rt.storage_key, meta.get("namespace", ""), meta["name"])
+                live = self._stored(rt.storage_key, meta.get("namespace"), meta["name"])
+                if live is not None:  # deleting one may have taken others with it
+                    self._delete_object(rt, live)
             return items
 
     def watch_resource(
@@ -279,8 +281,11 @@ class ResourceStore:
         result["apiVersion"], result["kind"] = rt.api_version, rt.kind
         return result
 
+    def _stored(self, key: StorageKey, namespace: str | None, name: str) -> Obj | None:
+        return self._objects.get(key, {}).get((namespace or "", name))
+
     def _live(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
-        obj = self._objects.get(rt.storage_key, {}).get((namespace or "", name))
+        obj = self._stored(rt.storage_key, namespace, name)
         if obj is None:
             raise not_found(rt.plural, rt.group, name)
         return obj
@@ -336,15 +341,16 @@ class ResourceStore:
             raise BadRequest("metadata must be an object")
         namespace = self._scope(rt, namespace, metadata)
         name = admission.assign_name(rt, metadata)
+        drop_empty(metadata)
         if not keep_status and rt.has_status:
             obj.pop("status", None)
-        self._require_namespace(rt, namespace, name)
+        self._admit_create(rt, namespace, name)
         if (namespace or "", name) in self._objects.get(rt.storage_key, {}):
             raise already_exists(rt.plural, rt.group, name)
         metadata.update(uid=str(uuid.uuid4()), creationTimestamp=admission.now(), generation=1)
         if managed:
             metadata["managedFields"] = managed
-        admission.default(rt, obj, None, self._allocate_ip)
+        self._default(rt, obj, None)
         return self._commit(rt, namespace, obj, None, dry_run)
 
     def _applied_config(
@@ -397,19 +403,26 @@ class ResourceStore:
             result = copy.deepcopy(live)
             _set_or_drop(result, "status", candidate.get("status"))
         else:
+            check_update(rt, live, candidate)
             result = candidate
             if rt.has_status:
                 _set_or_drop(result, "status", copy.deepcopy(live.get("status")))
         result["apiVersion"], result["kind"] = rt.api_version, rt.kind
         meta = result.setdefault("metadata", {})
         meta.update(name=live_meta["name"])
+        drop_empty(meta)
         for key in SYSTEM_METADATA:
             _set_or_drop(meta, key, copy.deepcopy(live_meta.get(key)))
         if managed is not None:
             meta["managedFields"] = managed
-        admission.default(rt, result, live, self._allocate_ip)
+        self._default(rt, result, live)
         if _spec_part(result) != _spec_part(live):
             meta["generation"] = int(live_meta.get("generation") or 0) + 1
+        if being_deleted(result) and not held(rt, result):
+            # Its last finalizer went: the object goes, and the writer gets what it wrote.
+            if not dry_run:
+                self._remove(rt.storage_key, namespace or "", live_meta["name"])
+            return self._out(rt, result)
         return self._commit(rt, namespace, result, live, dry_run)
 
     def _commit(
@@ -430,20 +443,8 @@ class ResourceStore:
         key = (namespace or "", obj["metadata"]["name"])
         self._objects.setdefault(rt.storage_key, {})[key] = obj
         self._record("ADDED" if old is None else "MODIFIED", rt.storage_key, key[0], obj, old)
-        if rt.storage_key == CRDS:
-            self._register_crd(obj, old)
+        self._after_commit(rt, obj, old)
         return self._out(rt, obj)
-
-    def _delete_locked(self, key: StorageKey, namespace: str, name: str) -> Obj:
-        if key == NAMESPACES and self._grace > 0:
-            return self._terminate_namespace(name)
-        gone = self._remove(key, namespace, name)
-        # No controllers run here, so what they would clean up goes at once.
-        if key == NAMESPACES:
-            self._purge_namespace(name)
-        elif key == CRDS:
-            self._unregister_crd(gone)
-        return gone
 
     def _remove(self, key: StorageKey, namespace: str, name: str) -> Obj:
         stored = self._objects.get(key, {}).pop((namespace, name))
@@ -451,53 +452,37 @@ class ResourceStore:
         gone = copy.deepcopy(stored)
         gone["metadata"]["resourceVersion"] = str(self._rv)
         self._record("DELETED", key, namespace, gone, stored)
+        self._after_remove(key, namespace, gone)
         return gone
 
-    def _terminate_namespace(self, name: str) -> Obj:
-        """Mark the namespace Terminating and finalize it shortly, as the namespace controller
-        would; meanwhile its objects can still be deleted one by one (`kubectl delete -f`)."""
-        live = self._objects[NAMESPACES][("", name)]
-        if live["metadata"].get("deletionTimestamp"):
-            return copy.deepcopy(live)
-        terminating = copy.deepcopy(live)
-        terminating["metadata"]["deletionTimestamp"] = admission.now()
-        terminating.setdefault("status", {})["phase"] = "Terminating"
-        rt = self.registry.lookup("", "v1", "namespaces")
-        assert rt is not None  # a built-in
-        result = self._commit(rt, None, terminating, live)
-        timer = threading.Timer(self._grace, self._finalize_namespace, args=(name,))
-        timer.daemon = True
-        timer.start()
-        return result
+    def _delete_object(
+        self, rt: ResourceType, live: Obj, *, dry_run: bool = False
+    ) -> tuple[Obj, bool]:
+        """DELETE of a stored object: marked while something holds it, else removed."""
+        meta = live["metadata"]
+        if held(rt, live):
+            marked = marked_for_deletion(live, admission.now())
+            return self._commit(rt, meta.get("namespace"), marked, live, dry_run), False
+        if dry_run:
+            return self._out(rt, live), True
+        gone = self._remove(rt.storage_key, meta.get("namespace", ""), meta["name"])
+        return self._out(rt, gone), True
 
-    @notifying
-    def _finalize_namespace(self, name: str) -> None:
-        with self._lock:
-            live = self._objects.get(NAMESPACES, {}).get(("", name))
-            if live is not None and live["metadata"].get("deletionTimestamp"):
-                self._purge_namespace(name)
-                self._remove(NAMESPACES, "", name)
+    # --- hooks for the cluster's controllers (controllers.py) -------------------------------
 
-    def _purge_namespace(self, name: str) -> None:
-        for key, bucket in list(self._objects.items()):
-            for namespace, obj_name in [k for k in bucket if k[0] == name]:
-                self._remove(key, namespace, obj_name)
+    def _default(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+        """Fill in server-side defaults before a write is stored."""
+        admission.default(rt, obj, old, self._allocate_ip)
 
-    def _register_crd(self, crd: Obj, old: Obj | None) -> None:
-        spec = crd.get("spec") or {}
-        plural = (spec.get("names") or {}).get("plural", "")
-        if old is not None:
-            self._unregister_crd(old, keep_objects=True)
-        self.registry.replace_group_resource(spec.get("group", ""), plural, crd_types(crd))
+    def _admit_create(self, rt: ResourceType, namespace: str | None, name: str) -> None:
+        """Refuse a create the cluster would not admit."""
+        self._require_namespace(rt, namespace, name)
 
-    def _unregister_crd(self, crd: Obj, *, keep_objects: bool = False) -> None:
-        spec = crd.get("spec") or {}
-        key = (spec.get("group", ""), (spec.get("names") or {}).get("plural", ""))
-        self.registry.replace_group_resource(*key, [])
-        if not keep_objects:
-            for namespace, name in list(self._objects.get(key, {})):
-                self._remove(key, namespace, name)
-            self._objects.pop(key, None)
+    def _after_commit(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+        """React to an object stored (created or changed)."""
+
+    def _after_remove(self, key: StorageKey, namespace: str, obj: Obj) -> None:
+        """React to an object gone from storage."""
 
     def _record(
         self, kind: str, key: StorageKey, namespace: str, obj: Obj, prev: Obj | None

@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import admission, events
+from .controllers import ControlledStore
 from .errors import NotFound
+from .finalizers import finalizers_of
 from .patching import merge_patch
 from .resources import ResourceType
 from .selectors import parse_label_selector
-from .storage import Callback, ResourceStore, notifying
+from .storage import Callback, notifying
 
 Obj = dict[str, Any]
 
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-class ObjectStore(ResourceStore):
+class ObjectStore(ControlledStore):
     """Kubernetes objects as plain dicts (deep copies in and out), shared with simulators.
 
     In-process `create` keeps `.status` as given (handy to seed objects); everything else
-    follows the API server: status subresources are written only through status writes.
+    follows the API server: status subresources are written only through status writes,
+    deletion waits for finalizers, and a CRD's kinds exist only once it is Established.
     A namespace of None means "default" for namespaced kinds (and all namespaces in `list`).
     """
 
     def __init__(self, **options: Any) -> None:
-        """`options`: those of ResourceStore. Starts with a cluster's initial namespaces."""
+        """`options`: those of ControlledStore (`namespace_grace_seconds`,
+        `crd_establish_seconds`) and ResourceStore. Starts with a cluster's initial
+        namespaces."""
         super().__init__(**options)
         for name in INITIAL_NAMESPACES:
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
@@ -84,13 +90,60 @@ class ObjectStore(ResourceStore):
         )
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        """Delete the object; False if there was none. Namespaces go after their grace period."""
+        """Delete the object; False if there was none. One with finalizers is only marked
+        (a deletionTimestamp) and goes once they are removed; Namespaces go after their
+        grace period, once their objects have."""
         rt = self._type(api_version, kind)
         try:
             self.delete_resource(rt, self._namespace(rt, namespace), name)
         except NotFound:
             return False
         return True
+
+    def add_finalizer(
+        self, api_version: str, kind: str, name: str, namespace: str | None, finalizer: str
+    ) -> Obj | None:
+        """Add `finalizer` to the object (once); None if there is no such object.
+
+        Raises Invalid, as the API server does, if the object is being deleted and does not
+        have it already.
+        """
+        return self._change_finalizers(
+            api_version, kind, name, namespace, lambda names: [*names, finalizer]
+        )
+
+    def remove_finalizer(
+        self, api_version: str, kind: str, name: str, namespace: str | None, finalizer: str
+    ) -> Obj | None:
+        """Remove `finalizer` from the object; None if there is none, or if that was the last
+        finalizer of an object being deleted, which then goes."""
+        return self._change_finalizers(
+            api_version, kind, name, namespace, lambda names: [f for f in names if f != finalizer]
+        )
+
+    @notifying
+    def _change_finalizers(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[list[str]], list[str]],
+    ) -> Obj | None:
+        rt = self._type(api_version, kind)
+        namespace = self._namespace(rt, namespace)
+        with self._lock:
+            live = self._stored(rt.storage_key, namespace, name)
+            if live is None:
+                return None
+            candidate = self._out(rt, live)
+            wanted = list(dict.fromkeys(change(finalizers_of(live))))
+            candidate["metadata"].pop("finalizers", None)
+            if wanted:
+                candidate["metadata"]["finalizers"] = wanted
+            result = self._save_update(rt, live, candidate, "", False)
+            # Removing the last finalizer of an object being deleted deletes it.
+            return None if self._stored(rt.storage_key, namespace, name) is None else result
 
     @notifying
     def record_event(

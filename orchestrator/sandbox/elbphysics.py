@@ -1,0 +1,193 @@
+"""Elastic Load Balancing's physics where moto is lenient: security groups held by load
+balancers, and the health of newly registered targets.
+
+- DeleteSecurityGroup: EC2 refuses (DependencyViolation, "resource sg-... has a dependent
+  object") while a load balancer uses the group, and for `sg_drain_seconds` after that
+  load balancer was deleted, while its network interfaces drain; also while a network
+  interface moto knows of carries the group. moto deletes such a group at once.
+- DescribeTargetHealth: a registered target is `initial` (Elb.RegistrationInProgress) until
+  the load balancer forwarding to its group is active and `target_health_seconds` have
+  passed since then (or since the target was registered, if later); then `healthy`. A
+  target of a group no load balancer forwards to is `unused` (Target.NotInUse). moto calls
+  every registered target healthy at once.
+
+`make_elb_physical(...)` installs this into moto's backends, which serve both the world's
+moto server and `mock_aws` in the same process; calling it again changes the settings.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+SG_DRAIN_SECONDS = 90.0  # EC2 typically frees a deleted ALB's interfaces after a minute or two
+TARGET_HEALTH_SECONDS = 30.0  # the controller's health checks: every 15 s, healthy after 2
+
+
+@dataclass
+class _Physics:
+    sg_drain_seconds: float = SG_DRAIN_SECONDS
+    target_health_seconds: float = TARGET_HEALTH_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    # security group id -> when the interfaces of the deleted load balancer that used it go
+    draining: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_physics = _Physics()
+
+
+def make_elb_physical(
+    sg_drain_seconds: float = SG_DRAIN_SECONDS,
+    target_health_seconds: float = TARGET_HEALTH_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Install the rules above into moto (once) and set how long things take."""
+    global _physics
+    _physics = _Physics(sg_drain_seconds, target_health_seconds, clock)
+    _patch_security_groups()
+    _patch_target_health()
+
+
+# ---- security groups ---------------------------------------------------------------------------
+
+
+def _patch_security_groups() -> None:
+    from moto.ec2.exceptions import DependencyViolationError
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+    from moto.elbv2.models import ELBv2Backend
+
+    delete_group = SecurityGroupBackend.delete_security_group
+    if getattr(delete_group, "sandbox_patched", False):
+        return
+    delete_balancer = ELBv2Backend.delete_load_balancer
+
+    def delete_security_group(
+        self: Any, name: str | None = None, group_id: str | None = None
+    ) -> None:
+        group = self.get_security_group_by_name_or_id(group_id or name)
+        if group is not None and _has_dependents(self, group.id):
+            raise DependencyViolationError(f"resource {group.id} has a dependent object")
+        return delete_group(self, name, group_id)
+
+    def delete_load_balancer(self: Any, arn: str) -> None:
+        balancer = self.load_balancers.get(arn)
+        if balancer is not None:
+            physics = _physics
+            with physics.lock:
+                until = physics.clock() + physics.sg_drain_seconds
+                for group_id in balancer.security_groups or []:
+                    physics.draining[group_id] = max(until, physics.draining.get(group_id, until))
+        delete_balancer(self, arn)
+
+    delete_security_group.sandbox_patched = True  # type: ignore[attr-defined]
+    SecurityGroupBackend.delete_security_group = delete_security_group
+    ELBv2Backend.delete_load_balancer = delete_load_balancer
+
+
+def _has_dependents(ec2_backend: Any, group_id: str) -> bool:
+    """Whether a load balancer, a draining load balancer's interface or another network
+    interface still holds the group."""
+    from moto.elbv2.models import elbv2_backends
+
+    balancers = elbv2_backends[ec2_backend.account_id][ec2_backend.region_name].load_balancers
+    # Copies: moto's server threads may change these while this one reads them.
+    if any(group_id in (b.security_groups or []) for b in list(balancers.values())):
+        return True
+    physics = _physics
+    with physics.lock:
+        if physics.draining.get(group_id, float("-inf")) > physics.clock():
+            return True
+    interfaces = ec2_backend.get_all_network_interfaces()
+    return any(group_id in {g.id for g in eni.group_set} for eni in interfaces)
+
+
+# ---- target health -----------------------------------------------------------------------------
+
+
+def _patch_target_health() -> None:
+    from moto.elbv2.models import FakeLoadBalancer, FakeTargetGroup
+
+    health_for = FakeTargetGroup.health_for
+    if getattr(health_for, "sandbox_patched", False):
+        return
+    register = FakeTargetGroup.register
+    activate = FakeLoadBalancer.activate
+
+    def register_targets(self: Any, targets: list[dict[str, Any]]) -> None:
+        new = [t["Id"] for t in targets if t["Id"] not in self.targets]
+        register(self, targets)
+        registered = self.__dict__.setdefault("sandbox_registered_at", {})
+        for target_id in new:  # registered again after a deregistration: initial again
+            registered[target_id] = _physics.clock()
+
+    def activate_balancer(self: Any) -> None:
+        if self.state != "active":
+            self.sandbox_active_since = _physics.clock()
+        activate(self)
+
+    def target_health(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
+        status = health_for(self, target, ec2_backend)
+        if status.status != "healthy":
+            return status  # not registered, or a stopped instance: moto's answer stands
+        return _settling(self, status) or status
+
+    target_health.sandbox_patched = True  # type: ignore[attr-defined]
+    FakeTargetGroup.health_for = target_health
+    FakeTargetGroup.register = register_targets
+    FakeLoadBalancer.activate = activate_balancer
+
+
+def _settling(group: Any, status: Any) -> Any | None:
+    """The state of a registered target that is not healthy yet; None once it is."""
+    from moto.elbv2.models import FakeHealthStatus
+
+    balancers = _balancers_forwarding_to(group)
+    if not balancers:
+        return FakeHealthStatus(
+            status.instance_id,
+            status.port,
+            status.health_check_port,
+            "unused",
+            "Target.NotInUse",
+            "Target group is not configured to receive traffic from the load balancer",
+        )
+    active = [b.__dict__.get("sandbox_active_since", float("-inf")) for b in balancers]
+    active = [since for since, b in zip(active, balancers, strict=True) if b.state == "active"]
+    registered = group.__dict__.get("sandbox_registered_at", {}).get(status.instance_id)
+    physics = _physics
+    if active:
+        start = max(min(active), registered if registered is not None else float("-inf"))
+        if physics.clock() - start >= physics.target_health_seconds:
+            return None
+    return FakeHealthStatus(
+        status.instance_id,
+        status.port,
+        status.health_check_port,
+        "initial",
+        "Elb.RegistrationInProgress",
+        "Target registration is in progress",
+    )
+
+
+def _balancers_forwarding_to(group: Any) -> list[Any]:
+    """The load balancers with a listener whose actions forward to the target group."""
+    from moto.elbv2.models import elbv2_backends
+
+    backend = elbv2_backends[group.account_id][group.region_name]
+    found = []
+    for balancer in list(backend.load_balancers.values()):
+        actions = [
+            action
+            for listener in list(balancer.listeners.values())
+            for rule in listener.rules.values()
+            for action in rule.actions
+        ]
+        if any(
+            group.arn in backend._get_target_group_arns_from(action_data=a.data) for a in actions
+        ):
+            found.append(balancer)
+    return found

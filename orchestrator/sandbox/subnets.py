@@ -1,0 +1,142 @@
+"""Which subnets a load balancer goes into: the AWS Load Balancer Controller's auto-discovery,
+with its default feature gates (SubnetsClusterTagCheck and SubnetDiscoveryByReachability on).
+
+Candidates are the subnets of the controller's VPC whose role tag (`kubernetes.io/role/elb`
+for internet-facing, `kubernetes.io/role/internal-elb` for internal) is "" or "1"; if none
+has it, the subnets whose reachability matches the scheme (public iff its route table, its
+explicit association else the VPC's main table, routes to an internet gateway). Subnets
+tagged for other clusters only, and those with fewer than 8 free addresses, are dropped;
+then one per zone is chosen, preferring subnets tagged for this cluster, then the lowest
+id. An ALB needs two. Note that the role tag wins over reachability: the controller puts an
+internet-facing ALB into role-tagged private subnets without a word (and then nobody on the
+internet can reach it; see tlsendpoint).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.sandbox.albmodel import ModelError
+
+Obj = dict[str, Any]
+
+ROLE_TAGS = {
+    "internet-facing": "kubernetes.io/role/elb",
+    "internal": "kubernetes.io/role/internal-elb",
+}
+CLUSTER_TAG_PREFIX = "kubernetes.io/cluster"
+MIN_AVAILABLE_ADDRESSES = 8
+MIN_ALB_SUBNETS = 2
+
+
+def tags_of(resource: Obj) -> dict[str, str]:
+    return {t["Key"]: t.get("Value", "") for t in resource.get("Tags", [])}
+
+
+# ---- pure rules --------------------------------------------------------------------------------
+
+
+def is_public(subnet_id: str, route_tables: list[Obj]) -> bool:
+    """Whether the subnet's route table sends traffic to an internet gateway."""
+    main = explicit = None
+    for table in route_tables:
+        for association in table.get("Associations", []):
+            if association.get("Main"):
+                main = table
+            if association.get("SubnetId") == subnet_id:
+                explicit = table
+    table = explicit or main
+    if table is None:
+        return False  # every VPC has a main table; without one, nothing routes anywhere
+    return any(str(r.get("GatewayId", "")).startswith("igw") for r in table.get("Routes", []))
+
+
+def role_tagged(subnets: list[Obj], scheme: str) -> list[Obj]:
+    """The subnets whose role tag for the scheme is "" or "1"."""
+    role_tag = ROLE_TAGS[scheme]
+    return [s for s in subnets if tags_of(s).get(role_tag) in ("", "1")]
+
+
+def reachable_for(subnets: list[Obj], route_tables: list[Obj], scheme: str) -> list[Obj]:
+    """The subnets whose reachability matches the scheme: public for internet-facing."""
+    public = scheme == "internet-facing"
+    return [s for s in subnets if is_public(s["SubnetId"], route_tables) == public]
+
+
+def tagged_for_other_clusters(subnet: Obj, cluster: str) -> bool:
+    """Whether the subnet carries cluster tags, none of them for `cluster`."""
+    keys = tags_of(subnet)
+    if f"{CLUSTER_TAG_PREFIX}/{cluster}" in keys:
+        return False
+    return any(k.startswith(CLUSTER_TAG_PREFIX) for k in keys)
+
+
+def choose(found: list[Obj], cluster: str, minimum: int = MIN_ALB_SUBNETS) -> list[Obj]:
+    """Filter the candidates and pick one per zone, sorted by id; ModelError if too few."""
+    others = [s for s in found if tagged_for_other_clusters(s, cluster)]
+    eligible = [s for s in found if s not in others]
+    starved = [s for s in eligible if s["AvailableIpAddressCount"] < MIN_AVAILABLE_ADDRESSES]
+    eligible = [s for s in eligible if s not in starved]
+    if not eligible:
+        raise _discovery_error(
+            f"unable to resolve at least one subnet. Evaluated {len(found)} subnets: "
+            f"{len(others)} are tagged for other clusters, and {len(starved)} have "
+            "insufficient available IP addresses"
+        )
+    mine = f"{CLUSTER_TAG_PREFIX}/{cluster}"
+    by_zone: dict[str, Obj] = {}
+    # Tagged for this cluster first, then the lowest id: the first seen in a zone wins.
+    for subnet in sorted(eligible, key=lambda s: (mine not in tags_of(s), s["SubnetId"])):
+        by_zone.setdefault(subnet["AvailabilityZone"], subnet)
+    chosen = sorted(by_zone.values(), key=lambda s: s["SubnetId"])
+    if len(chosen) < minimum:
+        raise _discovery_error(
+            f"subnets count less than minimal required count: {len(chosen)} < {minimum}"
+        )
+    return chosen
+
+
+def _discovery_error(cause: str) -> ModelError:
+    return ModelError("build", f"couldn't auto-discover subnets: {cause}")
+
+
+# ---- against EC2 -------------------------------------------------------------------------------
+
+
+def vpc_subnets(ec2: Any, vpc_id: str) -> list[Obj]:
+    paginator = ec2.get_paginator("describe_subnets")
+    pages = paginator.paginate(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+    return [s for page in pages for s in page["Subnets"]]
+
+
+def vpc_route_tables(ec2: Any, vpc_id: str) -> list[Obj]:
+    paginator = ec2.get_paginator("describe_route_tables")
+    pages = paginator.paginate(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+    return [t for page in pages for t in page["RouteTables"]]
+
+
+def discover(ec2: Any, vpc_id: str, cluster: str, scheme: str) -> list[Obj]:
+    """The subnets the controller gives a new ALB of `scheme` (see the module doc)."""
+    subnets = vpc_subnets(ec2, vpc_id)
+    found = role_tagged(subnets, scheme)
+    if not found:
+        found = reachable_for(subnets, vpc_route_tables(ec2, vpc_id), scheme)
+    return choose(found, cluster)
+
+
+def all_public(ec2: Any, subnet_ids: list[str]) -> bool:
+    """Whether every one of the subnets routes to an internet gateway."""
+    if not subnet_ids:
+        return False
+    subnets = ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"]
+    tables = vpc_route_tables(ec2, subnets[0]["VpcId"])
+    return all(is_public(s["SubnetId"], tables) for s in subnets)
+
+
+def private_blocks(ec2: Any, vpc_id: str) -> list[str]:
+    """The CIDR blocks of the VPC's private subnets (all of its subnets if none is private),
+    by zone then id: where the cluster's pods get their addresses."""
+    subnets = sorted(vpc_subnets(ec2, vpc_id), key=lambda s: (s["AvailabilityZone"], s["SubnetId"]))
+    tables = vpc_route_tables(ec2, vpc_id)
+    private = [s for s in subnets if not is_public(s["SubnetId"], tables)]
+    return [s["CidrBlock"] for s in private or subnets]
