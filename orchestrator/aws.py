@@ -232,7 +232,16 @@ _PAGE_TOKENS = {
     ("route53", "list_hosted_zones"): ("Marker", "NextMarker"),
     ("elbv2", "describe_load_balancers"): ("Marker", "NextMarker"),
     ("elbv2", "describe_listeners"): ("Marker", "NextMarker"),
+    ("elbv2", "describe_target_groups"): ("Marker", "NextMarker"),
 }
+
+
+def partition_of(arn: str) -> str:
+    """The partition an ARN is in: `aws`, `aws-cn`, `aws-us-gov`, ..."""
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[0] != "arn" or not parts[1]:
+        raise ValueError(f"not an ARN: {arn!r}")
+    return parts[1]
 
 
 class Aws:
@@ -252,11 +261,9 @@ class Aws:
         return self._clients[key]
 
     def _make(self, service: str, region: str) -> Any:
-        import boto3
         from botocore.config import Config as BotoConfig
 
-        if self._session is None:
-            self._session = boto3.session.Session()
+        self._ensure_session()
         config = BotoConfig(
             # Retries are ours (tenacity), so one attempt per call here.
             retries={"total_max_attempts": 1, "mode": "standard"},
@@ -265,6 +272,17 @@ class Aws:
             user_agent_extra=f"orchestrator/{__version__}",
         )
         return self._session.client(service, region_name=region, config=config)
+
+    def region_partition(self) -> str:
+        """The partition the configured region belongs to, from botocore's endpoint data."""
+        self._ensure_session()
+        return str(self._session.get_partition_for_region(self.region))
+
+    def _ensure_session(self) -> None:
+        import boto3
+
+        if self._session is None:
+            self._session = boto3.session.Session()
 
     # The services the phases use, by name.
     @property
@@ -281,7 +299,9 @@ class Aws:
 
     @property
     def route53(self) -> AwsClient:
-        return self.client("route53", "us-east-1")
+        # A global service: botocore resolves the partition's endpoint (route53.amazonaws.com,
+        # route53.amazonaws.com.cn, ...) from the cluster's region, so it is not pinned here.
+        return self.client("route53")
 
     @property
     def acm(self) -> AwsClient:
@@ -289,7 +309,7 @@ class Aws:
 
     @property
     def iam(self) -> AwsClient:
-        return self.client("iam", "us-east-1")
+        return self.client("iam")  # global, like route53
 
     @property
     def elbv2(self) -> AwsClient:

@@ -334,7 +334,17 @@ def _status(args: argparse.Namespace) -> int:
         for key, value in summary["outputs"].items():
             if isinstance(value, str | int | float | bool):
                 print(f"  {'':<{width}}  {key}: {value}")
+        for reason, names in _kept_by_reason(summary["kept"]).items():
+            print(f"  {'':<{width}}  kept {', '.join(names)}: {reason}")
     return ExitCode.OK
+
+
+def _kept_by_reason(kept: list[dict[str, str]]) -> dict[str, list[str]]:
+    """What a rollback left in place, one line per reason."""
+    grouped: dict[str, list[str]] = {}
+    for item in kept:
+        grouped.setdefault(item["reason"], []).append(f"{item['kind']} {item['id']}")
+    return grouped
 
 
 def _phase_summary(record: Any) -> dict[str, Any]:
@@ -349,6 +359,7 @@ def _phase_summary(record: Any) -> dict[str, Any]:
         "outputs": record.outputs,
         "waiting_for": waiting,
         "error": record.error,
+        "kept": record.kept,
     }
 
 

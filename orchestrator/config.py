@@ -25,6 +25,12 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _ZONE_ID = re.compile(r"^[A-Z0-9]{1,32}$")
 _CONTEXT = re.compile(r"^[^\s]{1,253}$")
+# An image repository without tag or digest: registry host (with an optional port), then
+# lowercase path components, as the OCI distribution spec allows them.
+_IMAGE_REPOSITORY = re.compile(
+    r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-]+[a-z0-9]+)*)+$"
+)
+DEFAULT_CONTROLLER_IMAGE_REPOSITORY = "public.ecr.aws/eks/aws-load-balancer-controller"
 
 # Keys the old setup script wrote into config.yaml; they describe its resources, not ours.
 _LEGACY_KEYS = {
@@ -52,6 +58,8 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "kubeflow": (dict, type(None)),
     "kubeflow.alb": (dict, type(None)),
     "kubeflow.alb.scheme": str,
+    "kubeflow.alb.controller": (dict, type(None)),
+    "kubeflow.alb.controller.imageRepository": (str, type(None)),
     "kubernetes": (dict, type(None)),
     "kubernetes.context": (str, type(None)),
 }
@@ -79,6 +87,7 @@ class Config:
     root_wildcard_certificate: bool = False
     alb_scheme: str = "internet-facing"
     kube_context: str | None = None
+    controller_image_repository: str = DEFAULT_CONTROLLER_IMAGE_REPOSITORY
 
     @property
     def deployment_id(self) -> str:
@@ -105,8 +114,16 @@ class Config:
             "route53.subDomain.hostedZoneId": self.subdomain_zone_id,
             "route53.subDomain.subjectAlternativeNames": list(self.subject_alternative_names),
             "kubeflow.alb.scheme": self.alb_scheme,
+            "kubeflow.alb.controller.imageRepository": self.controller_image_repository,
             "kubernetes.context": self.kube_context,
         }
+
+
+# Settings added after state files were first written, with the value they had implicitly
+# before: a state file without one was made with that value.
+IMPLIED_SETTINGS: dict[str, Any] = {
+    "kubeflow.alb.controller.imageRepository": DEFAULT_CONTROLLER_IMAGE_REPOSITORY,
+}
 
 
 def digest(settings: dict[str, Any], keys: tuple[str, ...]) -> str:
@@ -288,6 +305,16 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
     if scheme not in SCHEMES:
         problems.append(f"kubeflow.alb.scheme: {scheme!r} must be one of {', '.join(SCHEMES)}")
 
+    repository = _lookup(data, "kubeflow.alb.controller.imageRepository")
+    if repository is None:
+        repository = DEFAULT_CONTROLLER_IMAGE_REPOSITORY
+    elif not _IMAGE_REPOSITORY.match(repository):
+        problems.append(
+            f"kubeflow.alb.controller.imageRepository: {repository!r} is not an image repository "
+            "like 'registry.example.com/mirror/aws-load-balancer-controller' (no tag or digest: "
+            "orchestrator pins the controller's version)"
+        )
+
     context = _lookup(data, "kubernetes.context")
     if context is not None and not _CONTEXT.match(context):
         problems.append(f"kubernetes.context: {context!r} is not a kubeconfig context name")
@@ -310,6 +337,7 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
         root_wildcard_certificate=wildcard_root,
         alb_scheme=scheme,
         kube_context=context,
+        controller_image_repository=repository,
     )
     return config, problems
 

@@ -8,8 +8,11 @@ errors carry the HTTP status, the Kubernetes reason and message, and what to do.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from typing import Any
 
 import tenacity
@@ -37,6 +40,13 @@ class KubeError(Exception):
 
     @property
     def hint(self) -> str:
+        if "failed calling webhook" in self.message:
+            return (
+                "the API server could not call the AWS Load Balancer Controller's admission "
+                "webhook (its pods, port 9443): check that the controller's pods are Ready, and "
+                "that the nodes' security group allows TCP 9443 from the cluster's control "
+                "plane security group; then run `orchestrator resume`"
+            )
         if self.status in (401, 403):
             return (
                 "the kubeconfig's identity may not do this; check `kubectl auth can-i` and "
@@ -94,7 +104,33 @@ class Kube:
             raise KubeError("load kubeconfig", None, "BadConfig", str(exc)) from None
         # Named in the API server's audit log as the AWS calls are in CloudTrail.
         api_client.user_agent = f"orchestrator/{__version__} (kubernetes-client)"
-        self._client = dynamic.DynamicClient(api_client)
+        self._configuration = api_client.configuration
+        # The client caches API discovery in a file; by default one shared in /tmp and named
+        # after the server's URL, which another user could plant and another process leave
+        # stale. Ours lives in a private directory for this process only.
+        cache = tempfile.mkdtemp(prefix="orchestrator-discovery-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        self._client = dynamic.DynamicClient(
+            api_client, cache_file=os.path.join(cache, "discovery.json")
+        )
+
+    # ---- which cluster ----------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        """The API server's URL, as the kubeconfig context names it."""
+        return str(self._configuration.host)
+
+    def certificate_authority(self) -> bytes | None:
+        """The CA the kubeconfig trusts for the API server (PEM), if it names one."""
+        path = self._configuration.ssl_ca_cert
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as fh:
+                return fh.read()
+        except OSError:
+            return None
 
     def _call(self, operation: str, work: Any, *, mutating: bool = False) -> Any:
         def attempt() -> Any:
@@ -120,6 +156,20 @@ class Kube:
             f"discover {kind}",
             lambda: self._client.resources.get(api_version=api_version, kind=kind),
         )
+
+    def forget_discovery(self) -> None:
+        """Drop what discovery said, e.g. once new CustomResourceDefinitions are Established."""
+        self._client.resources.invalidate_cache()
+
+    def served(self, api_version: str, kind: str) -> bool:
+        """Whether the API server serves this kind (a CRD's kind only once it is Established)."""
+        try:
+            self._resource(api_version, kind)
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     # ---- reads ------------------------------------------------------------------------------
 
@@ -172,7 +222,15 @@ class Kube:
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply as our field manager; taking over fields others changed on it."""
-        resource = self._resource(obj["apiVersion"], obj["kind"])
+        try:
+            resource = self._resource(obj["apiVersion"], obj["kind"])
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            # A kind whose CRD was just Established may be missing from a discovery read a
+            # moment before: read discovery again once before giving up.
+            self.forget_discovery()
+            resource = self._resource(obj["apiVersion"], obj["kind"])
         metadata = obj["metadata"]
         applied = self._call(
             f"apply {obj['kind']} {metadata['name']}",

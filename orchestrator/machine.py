@@ -15,7 +15,7 @@ from typing import Any
 
 from transitions import EventData, Machine, State
 
-from orchestrator.config import Config, digest
+from orchestrator.config import IMPLIED_SETTINGS, Config, digest
 from orchestrator.errors import NeedsAction, PhaseError, StillWaiting, UsageError
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.report import Reporter
@@ -109,6 +109,7 @@ class Engine:
         record.status, record.action = "in_progress", "enter"
         record.attempts += 1
         record.started_at, record.finished_at = now(), None
+        record.kept = []
         record.error = record.waiting_for = record.waiting_since = record.waiting_detail = None
         self.save()
         self.report.started(phase.name, phase.title)
@@ -244,6 +245,7 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
 def check_state(state: DeploymentState, config: Config, phases: list[Phase], path: Any) -> None:
     """Refuse (exit 2) a state file that does not belong to this config or is inconsistent."""
     settings = config.settings()
+    recorded = {**IMPLIED_SETTINGS, **state.settings}
     if state.deployment != config.deployment_id:
         changed = _changed(
             state.settings, settings, ("cluster.name", "cluster.region", "route53.subDomain.name")
@@ -264,7 +266,7 @@ def check_state(state: DeploymentState, config: Config, phases: list[Phase], pat
                 )
         if record.status in UNTOUCHED:
             continue
-        changed = _changed(state.settings, settings, phase.inputs)
+        changed = _changed(recorded, settings, phase.inputs)
         if changed:
             raise UsageError(
                 f"the config changed since phase {phase.name} was run{_explain(changed)}; "

@@ -152,6 +152,19 @@ class PhaseContext:
         self.record.intent = None
         self.save()
 
+    def keep(self, resources: Resource | list[Resource], reason: str) -> None:
+        """Leave what this deployment created in place on purpose, because something not
+        ours still uses it: it leaves the record, and the reason stays for `status`."""
+        kept = resources if isinstance(resources, list) else [resources]
+        for resource in kept:
+            self.record.kept.append({"kind": resource.kind, "id": resource.id, "reason": reason})
+        self.record.resources = [r for r in self.record.resources if not any(r is k for k in kept)]
+        self.record.intent = None
+        names = ", ".join(f"{r.kind} {r.id}" for r in kept[:3])
+        more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
+        self.say(f"left {names}{more} in place: {reason}")
+        self.save()
+
     def save(self) -> None:
         self._engine.save()
 

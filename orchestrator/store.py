@@ -25,7 +25,7 @@ from typing import Any
 
 from orchestrator.errors import UsageError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("pending", "in_progress", "waiting", "needs_action", "done", "failed", "rolled_back")
 MAX_STATE_BYTES = 8 * 1024 * 1024
 ROLLBACK_ALL = "*"  # rollback_to while a `rollback --all` runs
@@ -67,6 +67,9 @@ class PhaseRecord:
     intent: str | None = None  # the mutating call about to be made, for the operator
     inputs_digest: str | None = None  # digest of the settings the phase was done with
     generation: int = 0  # bumped by each rollback, so retry tokens of a new round differ
+    # What the last rollback left in place on purpose (something not ours still uses it):
+    # {"kind", "id", "reason"} each, shown by `status` until the phase is entered again.
+    kept: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -311,8 +314,13 @@ def _v1_to_v2(data: dict[str, Any], phase_names: list[str], bad: Any) -> dict[st
     return {**data, "schema": 2, "phases": phases}
 
 
+def _v2_to_v3(data: dict[str, Any], phase_names: list[str], bad: Any) -> dict[str, Any]:
+    """Schema 3 added each phase's `kept` list, empty until a rollback keeps something."""
+    return {**data, "schema": 3}
+
+
 # Each turns a state of that schema version into the next one.
-MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _parse_phase(raw: dict[str, Any], bad: Any) -> PhaseRecord:
@@ -330,6 +338,11 @@ def _parse_phase(raw: dict[str, Any], bad: Any) -> PhaseRecord:
         for r in resources
     ):
         raise bad(f"phase {name}: resources must be a list of {{kind, id, created, ...}}")
+    kept = raw.get("kept", [])
+    if not isinstance(kept, list) or not all(
+        isinstance(k, dict) and set(k) == {"kind", "id", "reason"} for k in kept
+    ):
+        raise bad(f"phase {name}: kept must be a list of {{kind, id, reason}}")
     if not isinstance(raw.get("attempts", 0), int) or not isinstance(raw.get("generation", 0), int):
         raise bad(f"phase {name}: attempts and generation must be integers")
     fields = {k: v for k, v in raw.items() if k != "resources"}

@@ -3,6 +3,11 @@
 It does not wait for issuance (certificates_issued does, later), so ACM validates while
 the IAM and controller phases run. Requests carry an IdempotencyToken and ownership
 tags, so a retried or crashed request is found again instead of made twice.
+
+ACM uses one validation record per domain and account: every certificate for
+`*.example.com` (or `example.com`) in the account validates, and renews, with the same
+CNAME. So rollback keeps a validation record outside our own zone (the root zone's)
+while a certificate that is not ours still uses it.
 """
 
 from __future__ import annotations
@@ -168,7 +173,18 @@ class CertificatesPhase(Phase):
         return None
 
     def rollback(self, ctx: PhaseContext) -> None:
+        own_zone = ctx.earlier("hosted_zone").get("zone_id")
         for resource in ctx.owned(records.KIND):
+            sharing = []
+            if resource.detail["zone"] != own_zone:
+                sharing = certificates_sharing(ctx, resource.detail["rrset"]["Name"])
+            if sharing:
+                ctx.keep(
+                    resource,
+                    f"certificates not of this deployment validate with it too: "
+                    f"{', '.join(sharing)}",
+                )
+                continue
             records.delete_record(ctx, resource)
         for resource in ctx.owned(KIND):
             if resource.id.startswith("pending:"):
@@ -180,6 +196,38 @@ class CertificatesPhase(Phase):
             else:
                 wait_unused_then_delete(ctx, resource.id)
             ctx.forget(resource)
+
+
+# Where certificates that share a validation record are looked for: the cluster's region
+# and us-east-1, where CloudFront's certificates live.
+SHARING_REGIONS = ("us-east-1",)
+# A certificate needs its validation record to be issued, and later to renew.
+USING_STATUSES = ["PENDING_VALIDATION", "ISSUED"]
+
+
+def certificates_sharing(ctx: PhaseContext, record_name: str) -> list[str]:
+    """ARNs of certificates not of this deployment that validate with this record."""
+    base = plain(record_name).split(".", 1)[-1]  # _<token>.<domain> -> <domain>
+    found = []
+    for region in dict.fromkeys((ctx.config.region, *SHARING_REGIONS)):
+        acm = ctx.aws.client("acm", region)
+        for summary in acm.pages(
+            "list_certificates", "CertificateSummaryList", CertificateStatuses=USING_STATUSES
+        ):
+            names = [summary["DomainName"], *summary.get("SubjectAlternativeNameSummaries", [])]
+            if base not in {n.removeprefix("*.") for n in names}:
+                continue
+            arn = summary["CertificateArn"]
+            tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+            if any(t["Key"] == OWNER_TAG and t.get("Value") == ctx.deployment for t in tags):
+                continue
+            cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+            for option in cert.get("DomainValidationOptions", []):
+                record = option.get("ResourceRecord") or {}
+                if plain(record.get("Name", "")) == plain(record_name):
+                    found.append(arn)
+                    break
+    return found
 
 
 def certificates_for(ctx: PhaseContext, domain: str) -> list[str]:

@@ -2,9 +2,17 @@
 
 If a controller already runs there and this deployment did not install it, it is
 adopted: checked (it must serve this cluster), used, never changed or deleted.
-Otherwise the project's own manifests are applied with server-side apply, and the phase
-waits for the Deployment to be available. Any object of those manifests that already
-exists without our label (CRDs left by an earlier install, say) is used as it is.
+Otherwise the project's own manifests are applied with server-side apply: the CRDs
+first, then, once the API server has Established them (their kinds are not served
+before), everything else; the phase waits for the Deployment to be available. Any object
+of those manifests that already exists without our label (CRDs left by an earlier
+install, say) is used as it is.
+
+The controller is shared by nature: once installed, any Ingress of class `alb`, any
+TargetGroupBinding or load-balancer Service in the cluster may depend on it. Rollback
+leaves what it installed in place while anything not ours uses it, and says so;
+otherwise it waits until the controller has released the cluster's shared backend
+security group before deleting it (deleted, the controller could never release it).
 """
 
 from __future__ import annotations
@@ -27,6 +35,15 @@ from states.controller_manifests import (
 from states.webhook_tls import webhook_certificates
 
 KIND = "kubernetes:object"
+CRD = "CustomResourceDefinition"
+ALB_CONTROLLER_CLASS = "ingress.k8s.aws/alb"  # IngressClass spec.controller
+NLB_SERVICE_CLASS = "service.k8s.aws/nlb"  # Service spec.loadBalancerClass
+LEGACY_SERVICE_TYPES = ("external", "nlb-ip")  # service.beta.kubernetes.io/aws-load-balancer-type
+TARGET_GROUP_BINDING = ("elbv2.k8s.aws/v1beta1", "TargetGroupBinding")
+STACK_LABELS = ("ingress.k8s.aws/stack-namespace", "ingress.k8s.aws/stack-name")
+CLUSTER_TAG = "elbv2.k8s.aws/cluster"
+RESOURCE_TAG = "elbv2.k8s.aws/resource"
+BACKEND_SG = "backend-sg"  # the controller's shared backend security group, one per cluster
 
 
 def object_id(obj: dict[str, Any]) -> str:
@@ -53,6 +70,12 @@ def available(deployment: dict[str, Any] | None) -> bool:
     )
 
 
+def condition_true(obj: dict[str, Any] | None, kind: str) -> bool:
+    """Whether the object's status has condition `kind` with status True."""
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
+
+
 def failure_of(deployment: dict[str, Any] | None) -> str | None:
     """Why a Deployment is not available, from its conditions, if it says."""
     for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
@@ -66,7 +89,12 @@ def failure_of(deployment: dict[str, Any] | None) -> str | None:
 class ControllerPhase(Phase):
     name = "controller"
     title = "install (or adopt) the AWS Load Balancer Controller"
-    inputs = ("cluster.name", "cluster.region", "kubernetes.context")
+    inputs = (
+        "cluster.name",
+        "cluster.region",
+        "kubernetes.context",
+        "kubeflow.alb.controller.imageRepository",
+    )
     outputs = ("mode", "deployment")
 
     def enter(self, ctx: PhaseContext) -> None:
@@ -97,7 +125,6 @@ class ControllerPhase(Phase):
         )
 
     def _install(self, ctx: PhaseContext) -> None:
-        kube = ctx.kube
         ca, cert, key = self._webhook_tls(ctx)
         manifests = controller_manifests(
             cluster_name=ctx.config.cluster_name,
@@ -108,26 +135,55 @@ class ControllerPhase(Phase):
             webhook_ca_pem=ca,
             webhook_cert_pem=cert,
             webhook_key_pem=key,
+            image_repository=ctx.config.controller_image_repository,
         )
+        definitions = [obj for obj in manifests if obj["kind"] == CRD]
+        for obj in definitions:
+            self._apply(ctx, obj)
+        self._wait_established(ctx, [obj["metadata"]["name"] for obj in definitions])
         for obj in manifests:
-            rid = object_id(obj)
-            mine = ctx.find(KIND, rid)
-            if mine is None or not mine.created:
-                meta = obj["metadata"]
-                current = kube.get(
-                    obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")
-                )
-                if current is not None and not owned_by(current, ctx.deployment):
-                    ctx.adopt(KIND, rid)  # someone else's: used as it is, never deleted
-                    continue
-            resource = (
-                mine
-                if mine and mine.created
-                else ctx.intend(KIND, rid, f"apply {obj['kind']} {obj['metadata']['name']}")
-            )
-            kube.apply(obj)
-            ctx.confirm(resource)
+            if obj["kind"] != CRD:
+                self._apply(ctx, obj)
         ctx.outputs["mode"] = "installed"
+
+    def _apply(self, ctx: PhaseContext, obj: dict[str, Any]) -> None:
+        """Apply one object of the controller's, unless it exists and is not ours."""
+        kube = ctx.kube
+        rid = object_id(obj)
+        mine = ctx.find(KIND, rid)
+        if mine is None or not mine.created:
+            meta = obj["metadata"]
+            current = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+            if current is not None and not owned_by(current, ctx.deployment):
+                ctx.adopt(KIND, rid)  # someone else's: used as it is, never deleted
+                return
+        resource = (
+            mine
+            if mine and mine.created
+            else ctx.intend(KIND, rid, f"apply {obj['kind']} {obj['metadata']['name']}")
+        )
+        kube.apply(obj)
+        ctx.confirm(resource)
+
+    def _wait_established(self, ctx: PhaseContext, names: list[str]) -> None:
+        """The API server serves a CRD's kind only once the CRD is Established."""
+        kube = ctx.kube
+
+        def established() -> bool | None:
+            pending = [
+                n
+                for n in names
+                if not condition_true(kube.get("apiextensions.k8s.io/v1", CRD, n), "Established")
+            ]
+            if pending:
+                ctx.note(f"not yet Established: {', '.join(pending)}")
+                return None
+            kube.forget_discovery()  # discovery read before now does not know the new kinds
+            return True
+
+        ctx.wait_until(
+            "the controller's CustomResourceDefinitions to be Established", established, limit=300
+        )
 
     def _webhook_tls(self, ctx: PhaseContext) -> tuple[str, str, str]:
         """The webhook's certificates: kept from our Secret if it exists, so re-applying
@@ -178,7 +234,125 @@ class ControllerPhase(Phase):
         return None
 
     def rollback(self, ctx: PhaseContext) -> None:
-        for resource in reversed(ctx.owned(KIND)):
+        owned = list(reversed(ctx.owned(KIND)))
+        if not owned:
+            return
+        users = users_not_ours(ctx)
+        if users:
+            shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+            ctx.keep(owned, f"the AWS Load Balancer Controller is still used by {shown}")
+            return
+        self._wait_backend_released(ctx)
+        for resource in owned:
             api_version, kind, namespace, name = parse_object_id(resource.id)
             ctx.kube.delete(api_version, kind, name, namespace)
             ctx.forget(resource)
+
+    def _wait_backend_released(self, ctx: PhaseContext) -> None:
+        """The controller deletes the cluster's backend security group once no load balancer
+        needs it; deleted before that, the controller could never, and the group would leak."""
+
+        def released() -> bool | None:
+            left = backend_security_groups(ctx)
+            if not left:
+                return True
+            running = available(
+                ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
+            )
+            ctx.note(
+                f"backend security group {', '.join(left)} still there"
+                + ("" if running else "; the controller is not running, so nothing will delete it")
+            )
+            return None
+
+        ctx.wait_until(
+            "the controller to release the cluster's backend security group", released, limit=900
+        )
+
+
+# ---- who else uses the controller ------------------------------------------------------------
+
+
+def ingress_class_of(ingress: dict[str, Any]) -> str | None:
+    """spec.ingressClassName, or the older annotation."""
+    name = (ingress.get("spec") or {}).get("ingressClassName")
+    if name:
+        return str(name)
+    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
+    return annotations.get("kubernetes.io/ingress.class")
+
+
+def served_by_controller(service: dict[str, Any]) -> bool:
+    """A Service the AWS Load Balancer Controller makes an NLB for."""
+    spec = service.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return False
+    annotations = (service.get("metadata") or {}).get("annotations") or {}
+    return (
+        spec.get("loadBalancerClass") == NLB_SERVICE_CLASS
+        or annotations.get("service.beta.kubernetes.io/aws-load-balancer-type")
+        in LEGACY_SERVICE_TYPES
+    )
+
+
+def _name(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}" if meta.get("namespace") else meta["name"]
+
+
+def controller_users(
+    deployment: str,
+    classes: list[dict[str, Any]],
+    ingresses: list[dict[str, Any]],
+    bindings: list[dict[str, Any]],
+    services: list[dict[str, Any]],
+    our_stack: tuple[str, str],
+) -> list[str]:
+    """What, of the cluster's objects, depends on the controller and is not this
+    deployment's: Ingresses of a class it serves, TargetGroupBindings of other stacks, and
+    Services it makes load balancers for."""
+    served = {"alb"} | {
+        c["metadata"]["name"]
+        for c in classes
+        if (c.get("spec") or {}).get("controller") == ALB_CONTROLLER_CLASS
+    }
+    users = [
+        f"Ingress {_name(i)}"
+        for i in ingresses
+        if ingress_class_of(i) in served and not owned_by(i, deployment)
+    ]
+    for binding in bindings:
+        labels = (binding.get("metadata") or {}).get("labels") or {}
+        if tuple(labels.get(k) for k in STACK_LABELS) != our_stack:
+            users.append(f"TargetGroupBinding {_name(binding)}")
+    users += [f"Service {_name(s)}" for s in services if served_by_controller(s)]
+    return users
+
+
+def users_not_ours(ctx: PhaseContext) -> list[str]:
+    from states.ingress import NAME, NAMESPACE
+
+    kube = ctx.kube
+    bindings = kube.list(*TARGET_GROUP_BINDING) if kube.served(*TARGET_GROUP_BINDING) else []
+    return controller_users(
+        ctx.deployment,
+        kube.list("networking.k8s.io/v1", "IngressClass"),
+        kube.list("networking.k8s.io/v1", "Ingress"),
+        bindings,
+        kube.list("v1", "Service"),
+        (NAMESPACE, NAME),
+    )
+
+
+def backend_security_groups(ctx: PhaseContext) -> list[str]:
+    """The cluster's backend security group(s) the controller made, by their tags."""
+    groups = ctx.aws.ec2.pages(
+        "describe_security_groups",
+        "SecurityGroups",
+        Filters=[
+            {"Name": "vpc-id", "Values": [ctx.earlier("preflight")["vpc_id"]]},
+            {"Name": f"tag:{CLUSTER_TAG}", "Values": [ctx.config.cluster_name]},
+            {"Name": f"tag:{RESOURCE_TAG}", "Values": [BACKEND_SG]},
+        ],
+    )
+    return [g["GroupId"] for g in groups]

@@ -2,7 +2,12 @@
 
 The cluster's IAM OIDC provider (used if it exists, created only if missing), an IAM
 policy with what the controller needs, and a role that only the controller's service
-account can assume, with the policy attached.
+account can assume, with the policy attached. ARNs are built in the caller's partition.
+
+The OIDC provider is shared by nature: every IRSA role of the cluster (EBS CSI, Kubeflow's
+S3 access, Karpenter, ...) trusts it. Rollback deletes one this deployment created only
+while no role not ours trusts it, and keeps the role and policy while a controller left in
+place (see the controller phase) still runs as that role.
 """
 
 from __future__ import annotations
@@ -10,12 +15,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestrator.aws import partition_of
 from orchestrator.errors import PhaseError
 from orchestrator.phase import OWNER_TAG, Phase, PhaseContext
 from states.controller_manifests import (
+    CONTROLLER_NAME,
+    CONTROLLER_NAMESPACE,
+    ROLE_ANNOTATION,
+    SERVICE_ACCOUNT,
     STS_AUDIENCE,
     controller_policy,
     oidc_provider_arn,
+    policy_arn,
     trust_policy,
 )
 
@@ -49,19 +60,17 @@ class ControllerIamPhase(Phase):
 
     def enter(self, ctx: PhaseContext) -> None:
         preflight = ctx.earlier("preflight")
-        issuer = preflight["oidc_issuer"]
-        provider = self._oidc_provider(ctx, oidc_provider_arn(preflight["account"], issuer), issuer)
+        issuer, account, partition = preflight["oidc_issuer"], preflight["account"], _partition(ctx)
+        provider = self._oidc_provider(ctx, oidc_provider_arn(account, issuer, partition), issuer)
         role_name, policy_name = names(ctx.deployment)
-        policy_arn = self._policy(
-            ctx, f"arn:aws:iam::{preflight['account']}:policy/{policy_name}", policy_name
-        )
+        policy = self._policy(ctx, policy_arn(account, policy_name, partition), policy_name)
         trust = trust_policy(oidc_provider_arn=provider, issuer=issuer)
         role_arn = self._role(ctx, role_name, trust)
-        self._attach(ctx, role_name, policy_arn)
+        self._attach(ctx, role_name, policy)
         ctx.outputs.update(
             role_arn=role_arn,
             role_name=role_name,
-            policy_arn=policy_arn,
+            policy_arn=policy,
             oidc_provider_arn=provider,
         )
 
@@ -74,6 +83,7 @@ class ControllerIamPhase(Phase):
         ]
         mine = ctx.find(OIDC, arn)
         if arn in existing:
+            _check_audience(ctx, arn)
             tags = iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=arn)["Tags"]
             if _ours(tags, ctx.deployment):
                 ctx.confirm(mine or ctx.intend(OIDC, arn, "record own OIDC provider"))
@@ -103,7 +113,7 @@ class ControllerIamPhase(Phase):
 
     def _policy(self, ctx: PhaseContext, arn: str, name: str) -> str:
         iam = ctx.aws.iam
-        document = controller_policy()
+        document = controller_policy(_partition(ctx))
         current = _get(lambda: iam.get_policy(PolicyArn=arn)["Policy"])
         if current is None:
             resource = ctx.find(POLICY, arn) or ctx.intend(POLICY, arn, f"create policy {name}")
@@ -192,6 +202,11 @@ class ControllerIamPhase(Phase):
         ]
         if out["oidc_provider_arn"] not in providers:
             return f"OIDC provider {out['oidc_provider_arn']} is gone"
+        audiences = iam.get_open_id_connect_provider(
+            OpenIDConnectProviderArn=out["oidc_provider_arn"]
+        ).get("ClientIDList", [])
+        if STS_AUDIENCE not in audiences:
+            return f"OIDC provider {out['oidc_provider_arn']} no longer accepts {STS_AUDIENCE}"
         if _get(lambda: iam.get_policy(PolicyArn=out["policy_arn"])) is None:
             return f"policy {out['policy_arn']} is gone"
         role = _get(lambda: iam.get_role(RoleName=out["role_name"])["Role"])
@@ -208,17 +223,38 @@ class ControllerIamPhase(Phase):
 
     def rollback(self, ctx: PhaseContext) -> None:
         iam = ctx.aws.iam
+        runs_as = controller_role(ctx)
         for resource in ctx.owned(ATTACHMENT):
             role, policy_arn = resource.id.split("|", 1)
+            if role == runs_as:
+                ctx.keep(resource, _STILL_USED)
+                continue
             _gone_ok(lambda r=role, p=policy_arn: iam.detach_role_policy(RoleName=r, PolicyArn=p))
             ctx.forget(resource)
+        kept_roles, deleted_roles = set(), set()
         for resource in ctx.owned(ROLE):
+            if resource.id == runs_as:
+                ctx.keep(resource, _STILL_USED)
+                kept_roles.add(resource.id)
+                continue
             _gone_ok(lambda r=resource.id: iam.delete_role(RoleName=r))
+            deleted_roles.add(resource.id)
             ctx.forget(resource)
         for resource in ctx.owned(POLICY):
+            if kept_roles:
+                ctx.keep(resource, _STILL_USED)
+                continue
             self._delete_policy(ctx, resource.id)
             ctx.forget(resource)
         for resource in ctx.owned(OIDC):
+            trusting = roles_trusting(ctx, resource.id, exclude=deleted_roles)
+            if trusting:
+                shown = ", ".join(trusting[:5]) + (" and more" if len(trusting) > 5 else "")
+                ctx.keep(
+                    resource,
+                    f"IAM roles trust it for IRSA ({shown}); deleting it would break them",
+                )
+                continue
             _gone_ok(
                 lambda a=resource.id: iam.delete_open_id_connect_provider(
                     OpenIDConnectProviderArn=a
@@ -233,6 +269,76 @@ class ControllerIamPhase(Phase):
             if not version["IsDefaultVersion"]:
                 iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
         _gone_ok(lambda: iam.delete_policy(PolicyArn=arn))
+
+
+_STILL_USED = (
+    "the AWS Load Balancer Controller left in place (still used by others) runs as this role"
+)
+
+
+def _partition(ctx: PhaseContext) -> str:
+    """The partition of the caller's ARN (`aws`, `aws-cn`, `aws-us-gov`, ...)."""
+    preflight = ctx.earlier("preflight")
+    return preflight.get("partition") or partition_of(preflight["caller_arn"])
+
+
+def _check_audience(ctx: PhaseContext, arn: str) -> None:
+    """IRSA tokens are minted for sts.amazonaws.com; a provider that does not list it as a
+    client id makes STS refuse them (InvalidIdentityToken), and the controller never works."""
+    provider = ctx.aws.iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)
+    audiences = provider.get("ClientIDList", [])
+    if STS_AUDIENCE not in audiences:
+        raise PhaseError(
+            f"the cluster's IAM OIDC provider {arn} does not accept the audience {STS_AUDIENCE} "
+            f"(its client ids: {', '.join(audiences) or 'none'}), so STS would refuse the "
+            "controller's service account tokens",
+            f"add it: `aws iam add-client-id-to-open-id-connect-provider "
+            f"--open-id-connect-provider-arn {arn} --client-id {STS_AUDIENCE}`, then run "
+            "`orchestrator resume`",
+        )
+
+
+def controller_role(ctx: PhaseContext) -> str | None:
+    """The role name the controller in kube-system runs as, if it still runs there."""
+    kube = ctx.kube
+    if kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE) is None:
+        return None
+    account = kube.get("v1", "ServiceAccount", SERVICE_ACCOUNT, CONTROLLER_NAMESPACE) or {}
+    annotations = (account.get("metadata") or {}).get("annotations") or {}
+    arn = annotations.get(ROLE_ANNOTATION) or ""
+    return arn.rsplit("/", 1)[-1] or None
+
+
+def trusts_provider(trust: Any, provider_arn: str) -> bool:
+    """Whether a role's trust policy lets that OIDC provider's tokens in (IRSA)."""
+    document = _document(trust)
+    statements = document.get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        principal = statement.get("Principal") or {}
+        federated = principal.get("Federated", []) if isinstance(principal, dict) else []
+        if provider_arn in (federated if isinstance(federated, list) else [federated]):
+            return True
+    return False
+
+
+def roles_trusting(ctx: PhaseContext, provider_arn: str, exclude: set[str]) -> list[str]:
+    """Names of the account's roles that trust the provider, but for those just deleted (IAM
+    may list a deleted role for a moment)."""
+    return [
+        role["RoleName"]
+        for role in ctx.aws.iam.pages("list_roles", "Roles")
+        if role["RoleName"] not in exclude
+        and trusts_provider(role.get("AssumeRolePolicyDocument", {}), provider_arn)
+    ]
+
+
+def _document(value: Any) -> dict[str, Any]:
+    """A policy document as IAM hands it out: decoded already, or URL-encoded JSON."""
+    if isinstance(value, dict):
+        return value
+    from urllib.parse import unquote
+
+    return dict(json.loads(unquote(str(value))))
 
 
 def _ours(tags: list[dict[str, str]], deployment: str) -> bool:

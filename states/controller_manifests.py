@@ -58,6 +58,7 @@ def controller_manifests(
     webhook_ca_pem: str,
     webhook_cert_pem: str,
     webhook_key_pem: str,
+    image_repository: str | None = None,
     replicas: int = 2,
 ) -> list[Obj]:
     """Every object the controller needs, for this cluster, in the order to apply them."""
@@ -73,6 +74,8 @@ def controller_manifests(
             obj["data"] = {key: _b64(value) for key, value in tls.items()}
         elif kind == "Deployment":
             _fill_deployment(obj, labels, replicas, cluster_name, region, vpc_id)
+            if image_repository:
+                _use_repository(obj, image_repository)
         elif kind.endswith("WebhookConfiguration"):
             for webhook in obj["webhooks"]:
                 webhook["clientConfig"]["caBundle"] = ca_bundle
@@ -96,6 +99,14 @@ def _fill_deployment(
         f"--aws-vpc-id={vpc}",
         *container.get("args", []),
     ]
+
+
+def _use_repository(deployment: Obj, repository: str) -> None:
+    """The pinned controller image, from `repository` (a mirror for clusters without
+    internet egress, or a regional ECR): the tag stays the one the manifests were made for."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    tag = container["image"].rpartition(":")[2]
+    container["image"] = f"{repository}:{tag}"
 
 
 def _add_labels(metadata: Obj, labels: dict[str, str]) -> None:
@@ -136,9 +147,10 @@ def cluster_name_of(deployment: Obj) -> str | None:
 # ---- IAM -------------------------------------------------------------------------------------
 
 
-def controller_policy() -> Obj:
-    """The identity policy with what the controller needs on AWS (a fresh copy)."""
-    return json.loads(_package_text(POLICY))
+def controller_policy(partition: str = "aws") -> Obj:
+    """The identity policy with what the controller needs on AWS (a fresh copy), its ARNs
+    in `partition` (upstream ships the same policy per partition, only the ARNs differ)."""
+    return json.loads(_package_text(POLICY).replace('"arn:aws:', f'"arn:{partition}:'))
 
 
 def issuer_host(issuer: str) -> str:
@@ -146,8 +158,12 @@ def issuer_host(issuer: str) -> str:
     return issuer.removeprefix("https://").rstrip("/")
 
 
-def oidc_provider_arn(account: str, issuer: str) -> str:
-    return f"arn:aws:iam::{account}:oidc-provider/{issuer_host(issuer)}"
+def oidc_provider_arn(account: str, issuer: str, partition: str = "aws") -> str:
+    return f"arn:{partition}:iam::{account}:oidc-provider/{issuer_host(issuer)}"
+
+
+def policy_arn(account: str, name: str, partition: str = "aws") -> str:
+    return f"arn:{partition}:iam::{account}:policy/{name}"
 
 
 def trust_policy(

@@ -1,5 +1,13 @@
-"""endpoint: https://kubeflow.<subdomain>/ resolves, its certificate is valid for that
-name (a full TLS handshake with the system's trust store), and HTTP answers."""
+"""endpoint: https://kubeflow.<subdomain>/ works, as a user would find it.
+
+The ALB's target groups have healthy targets (right after provisioning they are
+`initial` while health checks start, and the ALB itself answers 503 meanwhile); the name
+resolves; the certificate is valid for it (a full TLS handshake with the system's trust
+store); and HTTP answers below 500. An internal ALB is reachable only from inside its
+VPC, where orchestrator usually does not run: then the name must resolve, the HTTPS
+listener must serve our certificate and the targets must be healthy, and the HTTPS
+request itself is skipped, and said so.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,11 @@ from orchestrator import resolver
 from orchestrator.phase import Phase, PhaseContext
 
 TIMEOUT = 10.0
-WAIT_LIMIT = 900  # DNS caches and ALB listeners can take minutes
+WAIT_LIMIT = 900  # DNS caches, ALB listeners and target health checks can take minutes
+PROBE_SKIPPED = (
+    "the HTTPS request was skipped: the ALB is internal, reachable only from inside its VPC; "
+    "checked DNS, the HTTPS listener and target health instead"
+)
 
 
 def request_bytes(host: str) -> bytes:
@@ -64,30 +76,100 @@ def probe(host: str) -> tuple[dict[str, Any] | None, str]:
         return None, f"TLS certificate not valid for {host}: {exc.verify_message}"
     except (OSError, ssl.SSLError) as exc:
         return None, f"{addresses[0]}:443: {exc}"
+    if result["http_status"] >= 500:
+        # The ALB answers 502/503/504 itself while no target is healthy or reachable.
+        return None, f"https://{host}/ answers HTTP {result['http_status']}"
     return {"url": f"https://{host}/", "address": addresses[0], **result}, ""
+
+
+def unhealthy(descriptions: list[dict[str, Any]]) -> str | None:
+    """Why a target group cannot serve yet (no healthy target), or None if it can."""
+    states = [d.get("TargetHealth", {}) for d in descriptions]
+    if any(s.get("State") == "healthy" for s in states):
+        return None
+    if not states:
+        return "no targets registered"
+    counts: dict[str, int] = {}
+    for state in states:
+        label = state.get("State", "unknown")
+        if state.get("Reason"):
+            label += f" ({state['Reason']})"
+        counts[label] = counts.get(label, 0) + 1
+    return ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
 
 
 class EndpointPhase(Phase):
     name = "endpoint"
-    title = "check https://kubeflow.<subdomain>/ answers with a valid certificate"
-    inputs = ("route53.subDomain.name",)
+    title = "check that Kubeflow answers over HTTPS with a valid certificate"
+    inputs = ("route53.subDomain.name", "kubeflow.alb.scheme")
     outputs = ("url", "http_status")
 
     def enter(self, ctx: PhaseContext) -> None:
         host = ctx.config.kubeflow_host
 
         def works() -> dict[str, Any] | None:
-            result, problem = probe(host)
+            result, problem = self._check(ctx)
             if result is None:
                 ctx.note(problem)
             return result
 
         ctx.outputs.update(ctx.wait_until(f"https://{host}/ to answer", works, limit=WAIT_LIMIT))
-        ctx.say(
-            f"Kubeflow answers at {ctx.outputs['url']} (HTTP {ctx.outputs['http_status']}, "
-            f"{ctx.outputs['tls_version']})"
-        )
+        if ctx.outputs["http_status"] is None:
+            ctx.say(f"{ctx.outputs['url']}: {PROBE_SKIPPED}")
+        else:
+            ctx.say(
+                f"Kubeflow answers at {ctx.outputs['url']} (HTTP {ctx.outputs['http_status']}, "
+                f"{ctx.outputs['tls_version']})"
+            )
 
     def verify(self, ctx: PhaseContext) -> str | None:
-        result, problem = probe(ctx.config.kubeflow_host)
+        result, problem = self._check(ctx)
         return None if result is not None else problem
+
+    def _check(self, ctx: PhaseContext) -> tuple[dict[str, Any] | None, str]:
+        host = ctx.config.kubeflow_host
+        problem = self._targets_problem(ctx)
+        if problem:
+            return None, problem
+        if ctx.config.alb_scheme == "internal":
+            return self._internal(ctx, host)
+        return probe(host)
+
+    def _targets_problem(self, ctx: PhaseContext) -> str | None:
+        """Why the ALB's target groups have no healthy target, or None."""
+        elbv2 = ctx.aws.elbv2
+        balancer = ctx.earlier("load_balancer")["load_balancer_arn"]
+        groups = elbv2.describe_target_groups(LoadBalancerArn=balancer)["TargetGroups"]
+        if not groups:
+            return "the ALB has no target group"
+        for group in groups:
+            health = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
+            problem = unhealthy(health["TargetHealthDescriptions"])
+            if problem:
+                return f"target group {group['TargetGroupName']} has no healthy target: {problem}"
+        return None
+
+    def _internal(self, ctx: PhaseContext, host: str) -> tuple[dict[str, Any] | None, str]:
+        """What can be checked of an internal ALB from outside its VPC."""
+        addresses = resolver.lookup(host, "A")
+        if not addresses:
+            return None, f"{host} does not resolve yet"
+        balancer = ctx.earlier("load_balancer")["load_balancer_arn"]
+        certificate = ctx.earlier("certificates_issued")["certificate_arn"]
+        listeners = ctx.aws.elbv2.describe_listeners(LoadBalancerArn=balancer)["Listeners"]
+        https = [
+            listener
+            for listener in listeners
+            if listener.get("Protocol") == "HTTPS" and listener.get("Port") == 443
+        ]
+        if not https:
+            return None, "the ALB has no HTTPS listener on port 443 yet"
+        serving = [c["CertificateArn"] for c in https[0].get("Certificates", [])]
+        if certificate not in serving:
+            return None, f"the HTTPS listener does not serve certificate {certificate}"
+        return {
+            "url": f"https://{host}/",
+            "address": addresses[0],
+            "http_status": None,
+            "probe": PROBE_SKIPPED,
+        }, ""

@@ -1,7 +1,9 @@
 """load_balancer: wait for the controller's ALB (Ingress hostname, then ALB `active`).
 
 While waiting, the Ingress's latest Kubernetes Event is the wait's detail, so `status`
-shows why no ALB appears (e.g. the controller's FailedBuildModel message).
+shows why no ALB appears (e.g. the controller's FailedBuildModel message). An ALB that
+is `active_impaired` (it cannot scale or route in some zone) serves, so the run goes on,
+but says so loudly rather than wait or hide it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from orchestrator.phase import Phase, PhaseContext
 from states.ingress import NAME, NAMESPACE
 
 WAIT_LIMIT = 1800
+SERVING = ("active", "active_impaired")
 
 
 def hostname_of(ingress: dict[str, Any] | None) -> str | None:
@@ -76,9 +79,11 @@ class LoadBalancerPhase(Phase):
                 "look at the controller's logs and the Ingress events, fix the "
                 "cause, then run `orchestrator resume`",
             )
-        if state["Code"] != "active":
+        if state["Code"] not in SERVING:
             ctx.note(f"ALB {balancer['LoadBalancerName']} is {state['Code']}")
             return None
+        if state["Code"] == "active_impaired":
+            ctx.say(impaired_warning(balancer))
         return balancer
 
     def verify(self, ctx: PhaseContext) -> str | None:
@@ -86,9 +91,21 @@ class LoadBalancerPhase(Phase):
         if hostname_of(ingress) != ctx.outputs["hostname"]:
             return "the Ingress points at another load balancer"
         balancer = find_by_dns_name(ctx, ctx.outputs["hostname"])
-        if balancer is None or balancer["State"]["Code"] != "active":
+        if balancer is None or balancer["State"]["Code"] not in SERVING:
             return f"ALB {ctx.outputs['hostname']} is not active"
+        if balancer["State"]["Code"] == "active_impaired":
+            ctx.say(impaired_warning(balancer))
         return None
+
+
+def impaired_warning(balancer: dict[str, Any]) -> str:
+    state = balancer["State"]
+    return (
+        f"warning: ALB {balancer['LoadBalancerName']} is active_impaired"
+        f"{': ' + state['Reason'] if state.get('Reason') else ''}; it serves, but not in "
+        "every Availability Zone: look at the ALB in the EC2 console and the AWS Health "
+        "Dashboard"
+    )
 
 
 def find_by_dns_name(ctx: PhaseContext, hostname: str) -> dict[str, Any] | None:

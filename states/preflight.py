@@ -1,9 +1,23 @@
-"""preflight: read-only checks that the world is as the config says, before changing it."""
+"""preflight: read-only checks that the world is as the config says, before changing it.
+
+The AWS identity and its partition; the EKS cluster (ACTIVE, its VPC, OIDC issuer and API
+server); that the kubeconfig context talks to that very cluster (its API server URL and
+CA match what EKS reports), so nothing is installed into another cluster by mistake; the
+root zone; the Istio ingress gateway; and that the VPC has subnets of the right kind in
+two Availability Zones for the ALB.
+"""
 
 from __future__ import annotations
 
+import base64
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+from orchestrator.aws import AwsError, partition_of
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
+from states import subnet_tags
 from states.ingress import GATEWAY_SERVICE
 from states.ingress import NAMESPACE as GATEWAY_NAMESPACE
 from states.records import plain
@@ -11,7 +25,7 @@ from states.records import plain
 
 class PreflightPhase(Phase):
     name = "preflight"
-    title = "check AWS identity, EKS cluster and root zone (read-only)"
+    title = "check AWS identity, EKS cluster, kubeconfig, root zone and subnets (read-only)"
     inputs = (
         "kubernetes.context",
         "cluster.name",
@@ -33,26 +47,42 @@ class PreflightPhase(Phase):
         changed = [k for k in self.outputs if observed.get(k) != ctx.outputs.get(k)]
         return f"{', '.join(changed)} changed" if changed else None
 
-    def _observe(self, ctx: PhaseContext) -> dict:
+    def _observe(self, ctx: PhaseContext) -> dict[str, Any]:
         identity = ctx.aws.sts.get_caller_identity()
+        partition = self._check_partition(ctx, identity["Arn"])
         cluster = self._cluster(ctx)
         if ctx.config.root_zone_id:
             self._check_root_zone(ctx)
+        self._check_same_cluster(ctx, cluster)
         kubernetes_version = self._check_kubernetes(ctx)
         vpc = cluster.get("resourcesVpcConfig", {})
+        zones = self._check_subnets(ctx, vpc["vpcId"])
         return {
             "account": identity["Account"],
             "caller_arn": identity["Arn"],
+            "partition": partition,
             "cluster_arn": cluster.get("arn"),
             "vpc_id": vpc.get("vpcId"),
             "subnet_ids": sorted(vpc.get("subnetIds", [])),
             "oidc_issuer": cluster.get("identity", {}).get("oidc", {}).get("issuer"),
             "kubernetes_version": kubernetes_version,
+            "load_balancer_zones": zones,
         }
 
-    def _cluster(self, ctx: PhaseContext) -> dict:
-        from orchestrator.aws import AwsError
+    def _check_partition(self, ctx: PhaseContext, caller_arn: str) -> str:
+        """ARNs are built in the caller's partition; the region must be in it too."""
+        partition = partition_of(caller_arn)
+        expected = ctx.aws.region_partition()
+        if partition != expected:
+            raise PhaseError(
+                f"cluster.region {ctx.config.region} is in the AWS partition {expected}, but "
+                f"the credentials are for {partition} ({caller_arn})",
+                f"use credentials for the {expected} partition (AWS_PROFILE), or fix "
+                "cluster.region",
+            )
+        return partition
 
+    def _cluster(self, ctx: PhaseContext) -> dict[str, Any]:
         name, region = ctx.config.cluster_name, ctx.config.region
         try:
             cluster = ctx.aws.eks.describe_cluster(name=name)["cluster"]
@@ -83,8 +113,6 @@ class PreflightPhase(Phase):
         return cluster
 
     def _check_root_zone(self, ctx: PhaseContext) -> None:
-        from orchestrator.aws import AwsError
-
         zone_id, root = ctx.config.root_zone_id, ctx.config.root_domain
         try:
             zone = ctx.aws.route53.get_hosted_zone(Id=zone_id)["HostedZone"]
@@ -108,6 +136,25 @@ class PreflightPhase(Phase):
                 "set route53.rootDomain.hostedZoneId to the public zone's id",
             )
 
+    def _check_same_cluster(self, ctx: PhaseContext, cluster: dict[str, Any]) -> None:
+        """The kubeconfig context must reach the EKS cluster of the config, not another."""
+        kube = ctx.kube
+        problem = other_cluster(
+            kube.server,
+            kube.certificate_authority(),
+            cluster.get("endpoint") or "",
+            (cluster.get("certificateAuthority") or {}).get("data"),
+        )
+        if problem:
+            context = ctx.config.kube_context or "the kubeconfig's current context"
+            name, region = ctx.config.cluster_name, ctx.config.region
+            raise PhaseError(
+                f"{context} does not point at EKS cluster {name!r}: {problem}",
+                f"set kubernetes.context to the context of {name} (`aws eks "
+                f"update-kubeconfig --name {name} --region {region}` writes one), then run "
+                "`orchestrator resume`",
+            )
+
     def _check_kubernetes(self, ctx: PhaseContext) -> str:
         """The API answers, and the Istio ingress gateway the ALB will target exists."""
         version = ctx.kube.version().get("gitVersion", "unknown")
@@ -118,4 +165,65 @@ class PreflightPhase(Phase):
                 "install Kubeflow (with Istio) first, or check the kubeconfig context "
                 "(kubernetes.context in the config)",
             )
-        return version
+        return str(version)
+
+    def _check_subnets(self, ctx: PhaseContext, vpc_id: str) -> dict[str, list[str]]:
+        """Per zone, the subnets an ALB of the configured scheme can sit in; two zones needed."""
+        cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
+        vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
+        subnets = subnet_tags.classify(
+            list(ctx.aws.ec2.pages("describe_subnets", "Subnets", Filters=vpc)),
+            list(ctx.aws.ec2.pages("describe_route_tables", "RouteTables", Filters=vpc)),
+        )
+        problem = subnet_tags.zone_problem(subnets, cluster, scheme, vpc_id)
+        if problem:
+            raise PhaseError(
+                problem,
+                "add subnets of that kind in another Availability Zone (or choose the other "
+                "kubeflow.alb.scheme), then run `orchestrator resume`",
+            )
+        zones = subnet_tags.by_zone(subnet_tags.suitable(subnets, cluster, scheme))
+        return {zone: [s.id for s in found] for zone, found in zones.items()}
+
+
+# ---- pure: is the kubeconfig's cluster the EKS cluster? ------------------------------------------
+
+
+def other_cluster(
+    kube_server: str, kube_ca_pem: bytes | None, eks_endpoint: str, eks_ca_base64: str | None
+) -> str | None:
+    """Why the kubeconfig's API server is not the EKS cluster's, or None if it is.
+
+    EKS gives each cluster its own CA, so matching CAs identify the cluster even through a
+    tunnel or proxy (another URL); without a CA to compare, the URL must match."""
+    kube_ca = _der(kube_ca_pem) if kube_ca_pem else None
+    eks_ca = _der(base64.b64decode(eks_ca_base64)) if eks_ca_base64 else None
+    if kube_ca is not None and eks_ca is not None:
+        if kube_ca == eks_ca:
+            return None
+        return (
+            f"its API server {kube_server} presents another cluster's CA than EKS reports "
+            f"for the cluster's endpoint {eks_endpoint}"
+        )
+    if _url(kube_server) == _url(eks_endpoint):
+        return None
+    return f"its API server is {kube_server}, but EKS reports the cluster's endpoint {eks_endpoint}"
+
+
+def _url(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url.strip())
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _der(pem: bytes) -> bytes | None:
+    """The first certificate of a PEM bundle, as DER; None if there is none."""
+    text = pem.decode("ascii", errors="replace")
+    begin = text.find("-----BEGIN CERTIFICATE-----")
+    end = text.find("-----END CERTIFICATE-----", begin)
+    if begin < 0 or end < 0:
+        return None
+    try:
+        return ssl.PEM_cert_to_DER_cert(text[begin : end + len("-----END CERTIFICATE-----")])
+    except ValueError:
+        return None

@@ -1,92 +1,319 @@
-"""subnet_tags: tag the cluster's subnets so the controller can discover them for the ALB.
+"""subnet_tags: make the load balancer controller find the right subnets for the ALB.
 
-Tags already present (with any value) are left as they are and never removed; rollback
-removes only the tags this deployment added, and only while they still hold our value.
+The AWS Load Balancer Controller discovers an ALB's subnets in the cluster's VPC (not only
+among the subnets EKS lists): if any subnet carries the scheme's role tag
+(`kubernetes.io/role/elb` for internet-facing, `kubernetes.io/role/internal-elb` for
+internal), only role-tagged subnets are candidates; it drops subnets tagged for another
+cluster and those with fewer than 8 free addresses, keeps one per Availability Zone
+(those tagged for this cluster first, then the lowest id) and needs two zones
+(docs/deploy/subnet_discovery.md, pkg/networking/subnet_resolver.go).
+
+So an internet-facing ALB must find role-tagged *public* subnets (a route to an internet
+gateway), an internal one *private* subnets, and no role-tagged subnet of the wrong kind.
+This phase classifies the VPC's subnets by their route tables, tags one suitable subnet
+in each zone that has none, and adds nothing where suitable subnets are tagged already.
+Rollback removes only the tags it added, only while they hold our value, and keeps them
+while load balancers not ours of this cluster sit in those subnets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
 
 KIND = "ec2:subnet-tag"
+ROLE_TAGS = {
+    "internet-facing": "kubernetes.io/role/elb",
+    "internal": "kubernetes.io/role/internal-elb",
+}
+CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
+ROLE_VALUES = ("", "1")  # the values the controller's tag filter matches
+MIN_FREE_ADDRESSES = 8  # a load balancer node needs room in its subnet
+MIN_ZONES = 2  # an ALB spans at least two Availability Zones
+CONTROLLER_CLUSTER_TAG = "elbv2.k8s.aws/cluster"
+STACK_TAG = "ingress.k8s.aws/stack"
 
 
-def wanted_tags(cluster: str, scheme: str) -> dict[str, str]:
-    role = (
-        "kubernetes.io/role/elb"
-        if scheme == "internet-facing"
-        else "kubernetes.io/role/internal-elb"
+# ---- pure: classifying a VPC's subnets --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    zone: str
+    public: bool
+    free_addresses: int
+    tags: dict[str, str]
+
+    def describe(self) -> str:
+        return f"{self.id} ({self.zone}, {'public' if self.public else 'private'})"
+
+
+def route_table_of(subnet_id: str, route_tables: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The subnet's route table: its explicit association, else the VPC's main table."""
+    main = None
+    for table in route_tables:
+        for association in table.get("Associations", []):
+            if association.get("SubnetId") == subnet_id:
+                return table
+            if association.get("Main"):
+                main = table
+    return main
+
+
+def routes_to_internet_gateway(table: dict[str, Any] | None) -> bool:
+    """Public means a route to an internet gateway, as the controller and EC2 see it."""
+    return any(
+        str(route.get("GatewayId", "")).startswith("igw-")
+        for route in (table or {}).get("Routes", [])
     )
-    return {f"kubernetes.io/cluster/{cluster}": "shared", role: "1"}
 
 
-def missing_tags(
-    subnets: list[dict[str, Any]], wanted: dict[str, str]
-) -> dict[str, dict[str, str]]:
-    """Per subnet id, the wanted tags it does not carry (whatever value it has counts)."""
-    missing = {}
+def classify(subnets: list[dict[str, Any]], route_tables: list[dict[str, Any]]) -> list[Subnet]:
+    """The VPC's subnets as facts: zone, public or private, free addresses, tags."""
+    return [
+        Subnet(
+            id=s["SubnetId"],
+            zone=s["AvailabilityZone"],
+            public=routes_to_internet_gateway(route_table_of(s["SubnetId"], route_tables)),
+            free_addresses=int(s.get("AvailableIpAddressCount", MIN_FREE_ADDRESSES)),
+            tags={t["Key"]: t.get("Value", "") for t in s.get("Tags", [])},
+        )
+        for s in sorted(subnets, key=lambda s: s["SubnetId"])
+    ]
+
+
+def cluster_tag(cluster: str) -> str:
+    return CLUSTER_TAG_PREFIX + cluster
+
+
+def for_other_cluster(subnet: Subnet, cluster: str) -> bool:
+    """Tagged for some cluster but not this one: the controller will not use it."""
+    keys = [k for k in subnet.tags if k.startswith(CLUSTER_TAG_PREFIX)]
+    return bool(keys) and cluster_tag(cluster) not in keys
+
+
+def role_tagged(subnet: Subnet, scheme: str) -> bool:
+    return subnet.tags.get(ROLE_TAGS[scheme]) in ROLE_VALUES
+
+
+def usable(subnet: Subnet, cluster: str) -> bool:
+    """Whether the controller would keep this subnet as a candidate at all."""
+    return not for_other_cluster(subnet, cluster) and subnet.free_addresses >= MIN_FREE_ADDRESSES
+
+
+def suitable(subnets: Iterable[Subnet], cluster: str, scheme: str) -> list[Subnet]:
+    """Subnets an ALB of this scheme can sit in: the right kind, and usable."""
+    public = scheme == "internet-facing"
+    return [s for s in subnets if s.public == public and usable(s, cluster)]
+
+
+def by_zone(subnets: Iterable[Subnet]) -> dict[str, list[Subnet]]:
+    zones: dict[str, list[Subnet]] = {}
     for subnet in subnets:
-        present = {t["Key"] for t in subnet.get("Tags", [])}
-        absent = {k: v for k, v in wanted.items() if k not in present}
-        if absent:
-            missing[subnet["SubnetId"]] = absent
-    return missing
+        zones.setdefault(subnet.zone, []).append(subnet)
+    return dict(sorted(zones.items()))
+
+
+def misplaced(subnets: Iterable[Subnet], cluster: str, scheme: str) -> list[Subnet]:
+    """Usable subnets of the wrong kind carrying the role tag: the controller would take
+    them as candidates and could put the ALB there (internet-facing in a private subnet)."""
+    public = scheme == "internet-facing"
+    return [
+        s for s in subnets if s.public != public and usable(s, cluster) and role_tagged(s, scheme)
+    ]
+
+
+def tags_to_add(subnets: list[Subnet], cluster: str, scheme: str) -> dict[str, dict[str, str]]:
+    """Per subnet id, the tags to add so that the controller finds a suitable subnet in every
+    zone that has one: nothing if suitable subnets in two zones carry the role tag already;
+    otherwise one subnet in each zone without (this cluster's first, then the lowest id)."""
+    role = ROLE_TAGS[scheme]
+    zones = by_zone(suitable(subnets, cluster, scheme))
+    covered = {zone for zone, found in zones.items() if any(role_tagged(s, scheme) for s in found)}
+    if len(covered) >= MIN_ZONES:
+        return {}
+    plan = {}
+    for zone, found in zones.items():
+        if zone in covered:
+            continue
+        # A role tag with another value (say "0") is someone's decision: not overwritten.
+        free = [s for s in found if role not in s.tags]
+        if not free:
+            continue
+        pick = min(free, key=lambda s: (cluster_tag(cluster) not in s.tags, s.id))
+        wanted = {role: "1", cluster_tag(cluster): "shared"}
+        plan[pick.id] = {k: v for k, v in wanted.items() if k not in pick.tags}
+    return plan
+
+
+def zone_problem(subnets: list[Subnet], cluster: str, scheme: str, vpc_id: str) -> str | None:
+    """Why an ALB of this scheme cannot be placed in this VPC, or None."""
+    zones = by_zone(suitable(subnets, cluster, scheme))
+    if len(zones) >= MIN_ZONES:
+        return None
+    kind = (
+        "public subnets (a route to an internet gateway)"
+        if scheme == "internet-facing"
+        else ("private subnets (no route to an internet gateway)")
+    )
+    found = ", ".join(f"{z} ({', '.join(s.id for s in found)})" for z, found in zones.items())
+    return (
+        f"an {scheme} ALB needs {kind} in at least {MIN_ZONES} Availability Zones, with at "
+        f"least {MIN_FREE_ADDRESSES} free addresses and not tagged for another cluster; VPC "
+        f"{vpc_id} has them in {len(zones)} zone(s){': ' + found if found else ''}"
+    )
+
+
+def misplaced_problem(subnets: list[Subnet], cluster: str, scheme: str) -> str | None:
+    wrong = misplaced(subnets, cluster, scheme)
+    if not wrong:
+        return None
+    return (
+        f"{', '.join(s.describe() for s in wrong)} carr{'ies' if len(wrong) == 1 else 'y'} "
+        f"{ROLE_TAGS[scheme]}, which orchestrator did not add; the load balancer controller "
+        f"takes role-tagged subnets as its only candidates, so the {scheme} ALB could land in "
+        f"a {'private' if scheme == 'internet-facing' else 'public'} subnet"
+    )
+
+
+# ---- the phase -------------------------------------------------------------------------------
 
 
 class SubnetTagsPhase(Phase):
     name = "subnet_tags"
-    title = "tag the cluster subnets for load balancer discovery"
+    title = "tag the right subnets for the load balancer controller's discovery"
     inputs = ("cluster.name", "cluster.region", "kubeflow.alb.scheme")
     outputs = ("subnet_ids", "tags")
 
     def enter(self, ctx: PhaseContext) -> None:
-        subnet_ids = ctx.earlier("preflight")["subnet_ids"]
-        wanted = wanted_tags(ctx.config.cluster_name, ctx.config.alb_scheme)
-        subnets = self._subnets(ctx, subnet_ids)
-        missing = missing_tags(subnets, wanted)
-        for subnet in subnets:
-            for key in wanted:
-                if key not in missing.get(subnet["SubnetId"], {}):
-                    rid = f"{subnet['SubnetId']}/{key}"
-                    if ctx.find(KIND, rid) is None:
-                        ctx.adopt(KIND, rid)
-        for subnet_id, tags in missing.items():
-            resources = [ctx.find(KIND, f"{subnet_id}/{k}") for k in tags]
-            resources = [
-                r
-                if r and r.created
-                else ctx.intend(KIND, f"{subnet_id}/{k}", f"tag {subnet_id} {k}", value=v)
-                for r, (k, v) in zip(resources, tags.items(), strict=True)
-            ]
-            ctx.aws.ec2.create_tags(
-                Resources=[subnet_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+        cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
+        subnets = vpc_subnets(ctx)
+        if self._withdraw_misplaced(ctx, subnets):
+            subnets = vpc_subnets(ctx)
+        problem = misplaced_problem(subnets, cluster, scheme)
+        if problem:
+            raise PhaseError(
+                problem,
+                f"remove {ROLE_TAGS[scheme]} from those subnets (or tag them for another "
+                "cluster), then run `orchestrator resume`",
             )
-            for resource in resources:
-                ctx.confirm(resource)
-        ctx.outputs.update(subnet_ids=subnet_ids, tags=wanted)
+        for subnet_id, tags in tags_to_add(subnets, cluster, scheme).items():
+            self._tag(ctx, subnet_id, tags)
+        subnets = vpc_subnets(ctx)
+        problem = zone_problem(subnets, cluster, scheme, ctx.earlier("preflight")["vpc_id"])
+        if problem:
+            raise PhaseError(problem, "add suitable subnets, then run `orchestrator resume`")
+        used = [s.id for s in suitable(subnets, cluster, scheme) if role_tagged(s, scheme)]
+        ctx.outputs.update(subnet_ids=used, tags={ROLE_TAGS[scheme]: "1"})
 
-    def verify(self, ctx: PhaseContext) -> str | None:
-        subnets = self._subnets(ctx, ctx.outputs["subnet_ids"])
-        missing = missing_tags(subnets, ctx.outputs["tags"])
-        if missing:
-            subnet_id, tags = next(iter(missing.items()))
-            return f"subnet {subnet_id} lost its tag {next(iter(tags))}"
-        return None
+    def _tag(self, ctx: PhaseContext, subnet_id: str, tags: dict[str, str]) -> None:
+        resources = []
+        for key, value in tags.items():
+            mine = ctx.find(KIND, f"{subnet_id}/{key}")
+            if mine is None or not mine.created:
+                mine = ctx.intend(KIND, f"{subnet_id}/{key}", f"tag {subnet_id} {key}", value=value)
+            resources.append(mine)
+        ctx.aws.ec2.create_tags(
+            Resources=[subnet_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+        )
+        for resource in resources:
+            ctx.confirm(resource)
 
-    def rollback(self, ctx: PhaseContext) -> None:
+    def _withdraw_misplaced(self, ctx: PhaseContext, subnets: list[Subnet]) -> bool:
+        """Role tags this deployment added to subnets of the wrong kind (earlier versions of
+        orchestrator tagged every subnet EKS listed) come off again; True if any did."""
+        role = ROLE_TAGS[ctx.config.alb_scheme]
+        wrong = {s.id for s in misplaced(subnets, ctx.config.cluster_name, ctx.config.alb_scheme)}
+        withdrawn = False
         for resource in ctx.owned(KIND):
             subnet_id, key = resource.id.split("/", 1)
-            (subnet,) = self._subnets(ctx, [subnet_id]) or [{}]
-            current = {t["Key"]: t["Value"] for t in subnet.get("Tags", [])}
-            if current.get(key) == resource.detail["value"]:
-                # With a Value, EC2 deletes the tag only if it still has that value.
-                ctx.aws.ec2.delete_tags(
-                    Resources=[subnet_id], Tags=[{"Key": key, "Value": resource.detail["value"]}]
+            if subnet_id in wrong and key == role:
+                ctx.say(f"removing {key} from {subnet_id}: it is not a suitable subnet")
+                remove_tag(ctx, subnet_id, key, resource.detail["value"])
+                ctx.forget(resource)
+                withdrawn = True
+        return withdrawn
+
+    def verify(self, ctx: PhaseContext) -> str | None:
+        cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
+        subnets = vpc_subnets(ctx)
+        by_id = {s.id: s for s in subnets}
+        for subnet_id in ctx.outputs["subnet_ids"]:
+            tags = by_id[subnet_id].tags if subnet_id in by_id else {}
+            for key in ctx.outputs["tags"]:
+                if tags.get(key) is None:
+                    return f"subnet {subnet_id} lost its tag {key}"
+        problem = misplaced_problem(subnets, cluster, scheme)
+        if problem:
+            return problem
+        return zone_problem(subnets, cluster, scheme, ctx.earlier("preflight")["vpc_id"])
+
+    def rollback(self, ctx: PhaseContext) -> None:
+        owned = ctx.owned(KIND)
+        users = foreign_load_balancers(ctx, {r.id.split("/", 1)[0] for r in owned})
+        for resource in owned:
+            subnet_id, key = resource.id.split("/", 1)
+            if users.get(subnet_id):
+                ctx.keep(
+                    resource,
+                    f"load balancers of this cluster not made for this deployment use subnet "
+                    f"{subnet_id}: {', '.join(users[subnet_id])}",
                 )
+                continue
+            remove_tag(ctx, subnet_id, key, resource.detail["value"])
             ctx.forget(resource)
 
-    @staticmethod
-    def _subnets(ctx: PhaseContext, subnet_ids: list[str]) -> list[dict[str, Any]]:
-        return ctx.aws.ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"]
+
+def vpc_subnets(ctx: PhaseContext) -> list[Subnet]:
+    """Every subnet of the cluster's VPC, classified by its route table."""
+    vpc = [{"Name": "vpc-id", "Values": [ctx.earlier("preflight")["vpc_id"]]}]
+    ec2 = ctx.aws.ec2
+    return classify(
+        list(ec2.pages("describe_subnets", "Subnets", Filters=vpc)),
+        list(ec2.pages("describe_route_tables", "RouteTables", Filters=vpc)),
+    )
+
+
+def remove_tag(ctx: PhaseContext, subnet_id: str, key: str, value: str) -> None:
+    """Remove a tag we added, if it still holds our value (someone may have changed it)."""
+    (subnet,) = ctx.aws.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"] or [{}]
+    current = {t["Key"]: t.get("Value") for t in subnet.get("Tags", [])}
+    if current.get(key) == value:
+        # With a Value, EC2 deletes the tag only if it still has that value.
+        ctx.aws.ec2.delete_tags(Resources=[subnet_id], Tags=[{"Key": key, "Value": value}])
+
+
+def foreign_load_balancers(ctx: PhaseContext, subnet_ids: set[str]) -> dict[str, list[str]]:
+    """Per subnet, the names of load balancers the controller made for this cluster but not
+    for our Ingress: the controller re-discovers their subnets on every reconcile."""
+    from states.ingress import NAME, NAMESPACE
+
+    elbv2 = ctx.aws.elbv2
+    balancers = [
+        lb
+        for lb in elbv2.pages("describe_load_balancers", "LoadBalancers")
+        if {z.get("SubnetId") for z in lb.get("AvailabilityZones", [])} & subnet_ids
+    ]
+    users: dict[str, list[str]] = {}
+    for start in range(0, len(balancers), 20):  # DescribeTags takes 20 ARNs at most
+        batch = balancers[start : start + 20]
+        described = elbv2.describe_tags(ResourceArns=[lb["LoadBalancerArn"] for lb in batch])
+        tags_of = {
+            d["ResourceArn"]: {t["Key"]: t.get("Value") for t in d.get("Tags", [])}
+            for d in described["TagDescriptions"]
+        }
+        for lb in batch:
+            tags = tags_of.get(lb["LoadBalancerArn"], {})
+            if tags.get(CONTROLLER_CLUSTER_TAG) != ctx.config.cluster_name:
+                continue
+            if tags.get(STACK_TAG) == f"{NAMESPACE}/{NAME}":
+                continue
+            for zone in lb.get("AvailabilityZones", []):
+                if zone.get("SubnetId") in subnet_ids:
+                    users.setdefault(zone["SubnetId"], []).append(lb["LoadBalancerName"])
+    return users

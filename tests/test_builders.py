@@ -10,7 +10,6 @@ from states.controller_iam import names, same_document
 from states.endpoint import parse_status, request_bytes
 from states.ingress import drift, ingress_manifest
 from states.load_balancer import hostname_of, latest_event
-from states.subnet_tags import missing_tags, wanted_tags
 
 
 def test_phase_names_match_the_phases_in_order() -> None:
@@ -47,27 +46,6 @@ def test_the_ingress_manifest() -> None:
     changed["metadata"]["annotations"][prefix + "scheme"] = "internet-facing"
     assert "scheme" in drift(changed, ingress)
     assert "gone" in drift(None, ingress)
-
-
-def test_subnet_tags_wanted_and_missing() -> None:
-    assert wanted_tags("c", "internet-facing") == {
-        "kubernetes.io/cluster/c": "shared",
-        "kubernetes.io/role/elb": "1",
-    }
-    assert "kubernetes.io/role/internal-elb" in wanted_tags("c", "internal")
-    subnets = [
-        {"SubnetId": "s1", "Tags": [{"Key": "kubernetes.io/cluster/c", "Value": "owned"}]},
-        {
-            "SubnetId": "s2",
-            "Tags": [
-                {"Key": "kubernetes.io/cluster/c", "Value": "shared"},
-                {"Key": "kubernetes.io/role/elb", "Value": ""},
-            ],
-        },
-    ]
-    assert missing_tags(subnets, wanted_tags("c", "internet-facing")) == {
-        "s1": {"kubernetes.io/role/elb": "1"}
-    }
 
 
 def test_object_ids_round_trip() -> None:

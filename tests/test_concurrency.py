@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from harness import World, footprint, phase_status, read_state, wait_for
+from harness import World, left_behind, phase_status, read_state, wait_for
 
 from orchestrator.errors import ExitCode
 
@@ -42,8 +42,8 @@ def test_two_deployments_run_and_roll_back_at_once(world: World, workdir: Path) 
 
     for code, output in both(world, workdir, "rollback", "--all"):
         assert code == 0, output
-    assert footprint(world, prod["deployment"]) == []
-    assert footprint(world, staging["deployment"]) == []
+    assert left_behind(world, workdir / "prod.json") == []
+    assert left_behind(world, workdir / "staging.json") == []
     assert world.client("elbv2").describe_load_balancers()["LoadBalancers"] == []
 
 

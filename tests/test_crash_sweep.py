@@ -84,6 +84,14 @@ class Sweeper:
     def __init__(self, directory: Path) -> None:
         self.world = World.up(directory / "world", acm_delay=0.1, alb_delay=0.1)
         self.world.env["ORCHESTRATOR_POLL_MAX_INTERVAL"] = "0.2"
+        # Without the other team's role, nothing else trusts the OIDC provider a run makes:
+        # every rollback deletes it and every run makes it again, so each crash point
+        # sees the same calls, creating the provider included.
+        iam = self.world.client("iam")
+        team = self.world.info["seeded"]["data_team_role_name"]
+        for policy in iam.list_role_policies(RoleName=team)["PolicyNames"]:
+            iam.delete_role_policy(RoleName=team, PolicyName=policy)
+        iam.delete_role(RoleName=team)
         self.directory = directory
         self.config = str(self.world.config)
         self.estate = estate(self.world)

@@ -166,10 +166,14 @@ def test_no_wait_exits_3_waiting_and_resume_finishes(tmp_path: Path, workdir: Pa
 
 def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None:
     with World.up(tmp_path / "slow", acm_delay=30.0) as w:
-        stopped = w.cli("--config", str(w.config), "run", "--max-wait", "1", *HALF, cwd=workdir)
+        config = str(w.config)
+        assert (
+            w.cli("--config", config, "run", "--until", "controller", cwd=workdir).returncode == 0
+        )
+        stopped = w.cli("--config", config, "run", "--max-wait", "1", *HALF, cwd=workdir)
         assert stopped.returncode == ExitCode.WAITING
         assert "run `orchestrator resume`" in stopped.stderr
-        assert waiting_phase(w, workdir)["name"] in ("controller", "certificates_issued")
+        assert waiting_phase(w, workdir)["name"] == "certificates_issued"
         later = w.cli("--config", str(w.config), "resume", "--max-wait", "3", *HALF, cwd=workdir)
         assert later.returncode == ExitCode.WAITING, "ACM takes 30 s here"
         assert waiting_phase(w, workdir)["name"] == "certificates_issued"
@@ -341,7 +345,7 @@ def test_status_json_lists_phases_in_run_order(world: World, workdir: Path) -> N
     assert report["deployment"].startswith("platform-example-com-")
     assert [p["name"] for p in report["phases"]] == phase_names()
     for phase in report["phases"]:
-        assert set(phase) == {"name", "status", "outputs", "waiting_for", "error"}
+        assert set(phase) == {"name", "status", "outputs", "waiting_for", "error", "kept"}
     assert report["phases"][1]["outputs"]["zone_id"]
 
 

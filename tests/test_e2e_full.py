@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from conftest import needs_kubectl
+from footprint import kept_ids
 from harness import (
     SUBDOMAIN,
     World,
+    binding_crd,
     footprint,
     kube_client,
     kube_get,
+    left_behind,
     phase_status,
     read_state,
     wait_for,
@@ -50,6 +53,24 @@ def kubectl(world: World, *args: str) -> subprocess.CompletedProcess[str]:
 
 def load_balancers(world: World) -> list[dict[str, Any]]:
     return world.client("elbv2").describe_load_balancers()["LoadBalancers"]
+
+
+def controller_made(world: World, cluster: str = "kube-eks-cluster") -> list[str]:
+    """Security groups, target groups and load balancers carrying the controller's tag for
+    the cluster: what the controller made and had not deleted."""
+    tag = "elbv2.k8s.aws/cluster"
+    groups = world.client("ec2").describe_security_groups(
+        Filters=[{"Name": f"tag:{tag}", "Values": [cluster]}]
+    )["SecurityGroups"]
+    found = [f"security group {g['GroupId']}" for g in groups]
+    elbv2 = world.client("elbv2")
+    arns = [lb["LoadBalancerArn"] for lb in load_balancers(world)]
+    arns += [g["TargetGroupArn"] for g in elbv2.describe_target_groups()["TargetGroups"]]
+    for arn in arns:
+        (description,) = elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]
+        if {"Key": tag, "Value": cluster} in description.get("Tags", []):
+            found.append(arn)
+    return found
 
 
 def subnet_tags(world: World) -> list[Any]:
@@ -92,6 +113,15 @@ def assert_serving(world: World, workdir: Path) -> None:
     (balancer,) = load_balancers(world)
     assert balancer["DNSName"] == hostname
     assert balancer["Scheme"] == "internet-facing"
+    # In public subnets only (a route to an internet gateway), in at least two zones, and no
+    # private subnet carries the role tag the controller would take as a candidate.
+    seeded = world.info["seeded"]
+    placed = {zone["SubnetId"] for zone in balancer["AvailabilityZones"]}
+    assert len(placed) >= 2 and placed <= set(seeded["public_subnet_ids"])
+    for subnet in world.client("ec2").describe_subnets(SubnetIds=seeded["private_subnet_ids"])[
+        "Subnets"
+    ]:
+        assert "kubernetes.io/role/elb" not in {t["Key"] for t in subnet.get("Tags", [])}
     certificate = outputs(workdir, "certificates_issued")["certificate_arn"]
     acm = world.client("acm").describe_certificate(CertificateArn=certificate)["Certificate"]
     assert acm["Status"] == "ISSUED"
@@ -160,10 +190,14 @@ def test_full_run_rollback_to_certificates_resume_and_rollback_all(
         kube_get(client, "apps/v1", "Deployment", "aws-load-balancer-controller", "kube-system")
         is None
     )
+    kept = kept_ids(read_state(workdir / "state.json"))
     left = [
-        f for f in footprint(world, deployment) if not f.startswith(("hosted zone", "certificate"))
+        f
+        for f in footprint(world, deployment, kept)
+        if not f.startswith(("hosted zone", "certificate"))
     ]
     assert left == [], "IAM, controller objects, ALB and tags must be gone"
+    assert controller_made(world) == [], "the controller's teardown finished before it went"
     assert subnet_tags(world) == tags_before, "subnet tags back to what they were"
     expected = ["done"] * 4 + ["rolled_back"] * 8
     assert [statuses(workdir)[n] for n in phase_names()] == expected
@@ -174,10 +208,19 @@ def test_full_run_rollback_to_certificates_resume_and_rollback_all(
 
     gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
-    assert footprint(world, deployment) == []
+    assert left_behind(world, workdir / "state.json") == []
+    assert controller_made(world) == []
     assert load_balancers(world) == []
     assert world.zones() == [] and world.certificates() == []
     assert seeded_snapshot(world) == before
+    # The OIDC provider this deployment made stays: the data team's IRSA role trusts it.
+    provider = f"oidc-provider/{world.info['seeded']['oidc_issuer'].removeprefix('https://')}"
+    providers = world.client("iam").list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    assert [p["Arn"].split(":")[-1] for p in providers] == [provider]
+    said = "IAM roles trust it for IRSA (data-team-s3-reader); deleting it would break them"
+    assert said in gone.stdout
+    shown = world.cli("status", cwd=workdir)
+    assert f"kept iam:oidc-provider arn:aws:iam::123456789012:{provider}: {said}" in shown.stdout
 
 
 def test_untagged_subnets_are_tagged_again_on_resume(world: World, workdir: Path) -> None:
@@ -185,7 +228,8 @@ def test_untagged_subnets_are_tagged_again_on_resume(world: World, workdir: Path
     assert (
         world.cli("--config", config, "run", "--until", "subnet_tags", cwd=workdir).returncode == 0
     )
-    subnets = world.info["seeded"]["subnet_ids"]
+    subnets = outputs(workdir, "subnet_tags")["subnet_ids"]
+    assert sorted(subnets) == sorted(world.info["seeded"]["public_subnet_ids"])
     ec2 = world.client("ec2")
     ec2.delete_tags(Resources=subnets, Tags=[{"Key": "kubernetes.io/role/elb"}])
     resumed = world.cli("--config", config, "resume", cwd=workdir)
@@ -284,6 +328,10 @@ def test_a_preexisting_controller_and_oidc_provider_are_used_never_touched(
     )
     iam.attach_role_policy(RoleName="team-lbc", PolicyArn=policy["Policy"]["Arn"])
     client = kube_client(world)
+    definitions = client.resources.get(
+        api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
+    )
+    definitions.create(body=binding_crd())  # installed with their controller
     accounts = client.resources.get(api_version="v1", kind="ServiceAccount")
     accounts.create(
         namespace="kube-system",

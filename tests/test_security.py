@@ -49,10 +49,12 @@ def test_a_run_is_secure(world: World, workdir: Path) -> None:
     state_path = workdir / "state.json"
     assert stat.S_IMODE(state_path.stat().st_mode) == 0o600
     assert not workdir.stat().st_mode & stat.S_IWOTH
-    kubeconfig_token = "sandbox-token"
-    assert kubeconfig_token in (world.directory / "kubeconfig").read_text()
+    # The cluster's bearer tokens (EKS-style, from the kubeconfig's exec plugin) and the
+    # world's key for them.
+    token_prefix = "k8s-aws-v1."
+    token_key = json.loads((world.directory / "kube-tokens.json").read_text())["secret"]
     written = state_path.read_text() + "".join(o.stdout + o.stderr for o in outputs)
-    for secret in (SECRET_KEY, SESSION_TOKEN, kubeconfig_token, "PRIVATE KEY", "BEGIN CERTIFICATE"):
+    for secret in (SECRET_KEY, SESSION_TOKEN, token_prefix, token_key, "PRIVATE KEY", "BEGIN CERT"):
         assert secret not in written, f"{secret!r} leaked into the state file or the output"
 
     saved = read_state(state_path)

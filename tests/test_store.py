@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import UsageError
-from orchestrator.store import StateStore, new_state
+from orchestrator.store import SCHEMA_VERSION, StateStore, new_state
 
 NAMES = ["a", "b"]
 
@@ -106,7 +106,7 @@ def test_a_schema_1_state_is_migrated_not_rejected(tmp_path: Path) -> None:
     before = path.read_bytes()
     state = StateStore(path).load(phase_names())
     assert [p.name for p in state.phases] == phase_names()
-    assert state.schema == 2
+    assert state.schema == SCHEMA_VERSION
     assert state.phase("hosted_zone").outputs["zone_id"] == "Z1"
     assert state.phase("controller_iam").status == "pending"
     assert path.read_bytes() == before, "migrated in memory; written on the next save"
