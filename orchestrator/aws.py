@@ -1,6 +1,14 @@
 """AWS access: boto3 clients whose calls are retried on throttling and 5xx, and whose
 errors carry the AWS code, the message and what to do about it.
 
+Throttling means "slow down", not "broken": a throttled call is retried for minutes
+(ORCHESTRATOR_AWS_THROTTLE_BUDGET), with jittered exponential backoff whose cap suits the
+service, and each client paces itself once throttled (botocore's adaptive rate limiter), so
+that a run shares an account's rate limit (Route 53: 5 requests a second) with other tools
+instead of hammering it. Server errors and dropped connections get a few tries
+(ORCHESTRATOR_AWS_MAX_ATTEMPTS): an outage that outlasts them is better reported, to be
+finished later with `resume`, than waited out.
+
 boto3 is imported here only, and only when the first client is made, so commands that
 never reach AWS (`status`) stay fast. The standard AWS settings apply unchanged:
 credentials and profile, `AWS_ENDPOINT_URL` (and per-service variants) for endpoints.
@@ -10,14 +18,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import tenacity
 
 from orchestrator import __version__, failpoints
 
-# Codes AWS uses for "slow down" and "try again": these are retried with jittered backoff.
-RETRYABLE_CODES = frozenset(
+# Codes AWS uses for "slow down": retried for as long as the throttling budget lasts.
+THROTTLING_CODES = frozenset(
     {
         "Throttling",
         "ThrottlingException",
@@ -29,6 +38,13 @@ RETRYABLE_CODES = frozenset(
         "PriorRequestNotComplete",
         "SlowDown",
         "ProvisionedThroughputExceededException",
+        "EC2ThrottledException",
+    }
+)
+
+# Codes for trouble on AWS's side ("try again"): retried like 5xx, a few times.
+SERVER_ERROR_CODES = frozenset(
+    {
         "InternalError",
         "InternalFailure",
         "InternalServerError",
@@ -38,7 +54,6 @@ RETRYABLE_CODES = frozenset(
         "RequestTimeout",
         "RequestTimeoutException",
         "IDPCommunicationError",
-        "EC2ThrottledException",
     }
 )
 
@@ -127,15 +142,31 @@ class AwsError(Exception):
         self.status = status
 
     @property
+    def throttled(self) -> bool:
+        # EC2 throttles with 503 RequestLimitExceeded: the code decides before the status.
+        return self.code in THROTTLING_CODES or self.status == 429
+
+    @property
     def retryable(self) -> bool:
-        return self.code in RETRYABLE_CODES or (self.status or 0) >= 500
+        return self.throttled or self.code in SERVER_ERROR_CODES or (self.status or 0) >= 500
 
     @property
     def hint(self) -> str:
         for codes, text in _HINTS:
             if self.code in codes:
                 return text.format(service=self.service.lower(), operation=self.operation)
+        if self.throttled:
+            return _THROTTLED_HINT.format(service=self.service.lower())
+        if self.retryable:
+            return "AWS kept failing on its side; run `orchestrator resume` in a few minutes"
         return "fix the cause, then run `orchestrator resume`"
+
+
+_THROTTLED_HINT = (
+    "AWS kept throttling {service} calls (the account's rate limit is shared with every other "
+    "tool using it); run `orchestrator resume` in a few minutes, or allow more time with "
+    "ORCHESTRATOR_AWS_THROTTLE_BUDGET"
+)
 
 
 def is_mutating(operation: str) -> bool:
@@ -158,15 +189,74 @@ def _translate(service: str, operation: str, exc: Exception) -> AwsError:
     raise exc
 
 
-def _retry_policy() -> dict[str, Any]:
-    attempts = int(os.environ.get("ORCHESTRATOR_AWS_MAX_ATTEMPTS", "8"))
-    base = float(os.environ.get("ORCHESTRATOR_AWS_RETRY_BASE", "0.5"))
-    return {
-        "retry": tenacity.retry_if_exception(lambda e: isinstance(e, AwsError) and e.retryable),
-        "wait": tenacity.wait_random_exponential(multiplier=base, max=20),
-        "stop": tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(180),
-        "reraise": True,
-    }
+@dataclass(frozen=True)
+class RetrySettings:
+    """How patient AWS calls are. Each has an environment variable; see from_env."""
+
+    throttle_budget: float = 600.0  # seconds one call may go on being throttled
+    max_attempts: int = 8  # tries for a call that meets 5xx or dropped connections
+    base: float = 0.5  # seconds: the first backoff's upper bound, doubled on each retry
+    min_rate: float = 0.5  # requests a second: the slowest a throttled client paces itself
+
+    @classmethod
+    def from_env(cls) -> RetrySettings:
+        return cls(
+            throttle_budget=_setting("ORCHESTRATOR_AWS_THROTTLE_BUDGET", cls.throttle_budget),
+            max_attempts=int(_setting("ORCHESTRATOR_AWS_MAX_ATTEMPTS", cls.max_attempts, 1)),
+            base=_setting("ORCHESTRATOR_AWS_RETRY_BASE", cls.base),
+            min_rate=_setting("ORCHESTRATOR_AWS_MIN_RATE", cls.min_rate, 0.01),
+        )
+
+
+def _setting(name: str, default: float, minimum: float = 0.0) -> float:
+    try:
+        return max(minimum, float(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+# How often the backoff may double before it stops growing. Route 53 allows 5 requests a
+# second per account, and answers PriorRequestNotComplete until the zone's previous change
+# is applied, which takes up to a minute: it gets pauses of up to 32 s at the default base.
+# The others recover within seconds: 16 s (botocore's own cap is 20 s).
+_DOUBLINGS = {"route53": 6}
+_DEFAULT_DOUBLINGS = 5
+
+
+def backoff_cap(service: str, base: float) -> float:
+    """The longest pause between two attempts of a call to `service`."""
+    return base * 2 ** _DOUBLINGS.get(service, _DEFAULT_DOUBLINGS)
+
+
+class Patience:
+    """When to give up on one call: throttling may go on until the time budget is spent;
+    server errors and dropped connections count against the attempts instead."""
+
+    def __init__(self, settings: RetrySettings) -> None:
+        self.settings = settings
+        self.failures = 0  # attempts that failed other than by throttling
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        # Called after each failed attempt that `retry` accepted, so with an AwsError.
+        error = state.outcome.exception() if state.outcome else None
+        if not (isinstance(error, AwsError) and error.throttled):
+            self.failures += 1
+        spent = state.seconds_since_start or 0.0
+        return self.failures >= self.settings.max_attempts or spent >= self.settings.throttle_budget
+
+
+def _retrying(service: str, on_sleep: Callable[[tenacity.RetryCallState], None]) -> Any:
+    settings = RetrySettings.from_env()
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, AwsError) and e.retryable),
+        # "Full jitter": a random pause up to the bound spreads retries of competing clients.
+        wait=tenacity.wait_random_exponential(
+            multiplier=settings.base, max=backoff_cap(service, settings.base)
+        ),
+        stop=Patience(settings),
+        before_sleep=on_sleep,
+        reraise=True,
+    )
 
 
 class AwsClient:
@@ -209,7 +299,7 @@ class AwsClient:
             if self._on_retry and state.outcome is not None:
                 self._on_retry(state.outcome.exception(), state.attempt_number)
 
-        return tenacity.Retrying(before_sleep=before_sleep, **_retry_policy())(attempt)
+        return _retrying(self._service, before_sleep)(attempt)
 
     def pages(self, method: str, key: str, **kwargs: Any) -> Iterator[Any]:
         """Items under `key` across all pages, each page request retried on its own."""
@@ -234,6 +324,34 @@ _PAGE_TOKENS = {
     ("elbv2", "describe_listeners"): ("Marker", "NextMarker"),
     ("elbv2", "describe_target_groups"): ("Marker", "NextMarker"),
 }
+
+
+def pace_when_throttled(client: Any, min_rate: float) -> None:
+    """Client-side rate limiting: botocore's adaptive limiter, on every request `client` sends.
+
+    Until AWS first throttles the client it is off. From then on each request waits for a
+    token from a bucket whose rate is cut by 30% at each throttling answer and grows back on
+    success along a cubic curve (as TCP CUBIC does), never below `min_rate`. This is what
+    botocore's `adaptive` retry mode installs; it is assembled here from botocore's parts
+    because that mode fixes the floor at 0.5 requests a second and comes with retries of
+    its own, while ours are the loop above (the limiter sees each of its attempts, as it
+    hooks the sending of requests and the receiving of answers)."""
+    from botocore.retries import adaptive, bucket, standard, throttling
+
+    clock = bucket.Clock()
+    limiter = adaptive.ClientRateLimiter(
+        rate_adjustor=throttling.CubicCalculator(
+            starting_max_rate=0, start_time=clock.current_time()
+        ),
+        rate_clocker=adaptive.RateClocker(clock),
+        token_bucket=bucket.TokenBucket(max_rate=1, clock=clock, min_rate=min_rate),
+        throttling_detector=standard.ThrottlingErrorDetector(
+            retry_event_adapter=standard.RetryEventAdapter()
+        ),
+        clock=clock,
+    )
+    client.meta.events.register("before-send", limiter.on_sending_request)
+    client.meta.events.register("needs-retry", limiter.on_receiving_response)
 
 
 def partition_of(arn: str) -> str:
@@ -271,7 +389,9 @@ class Aws:
             read_timeout=60,
             user_agent_extra=f"orchestrator/{__version__}",
         )
-        return self._session.client(service, region_name=region, config=config)
+        client = self._session.client(service, region_name=region, config=config)
+        pace_when_throttled(client, RetrySettings.from_env().min_rate)
+        return client
 
     def region_partition(self) -> str:
         """The partition the configured region belongs to, from botocore's endpoint data."""

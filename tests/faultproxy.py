@@ -2,8 +2,9 @@
 
 The orchestrator under test is pointed at the proxy through AWS_ENDPOINT_URL, so it
 meets the faults over real HTTP through boto3: throttling errors in each protocol's
-own error format, HTTP 500/503, connections dropped before or after the request
-reached AWS, and permanent errors such as AccessDenied.
+own error format (on a share of requests, or on those over a rate limit, as AWS does),
+HTTP 500/503, connections dropped before or after the request reached AWS, and permanent
+errors such as AccessDenied.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import http.client
 import json
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,18 +29,54 @@ THROTTLING_CODES = (
     "PriorRequestNotComplete",
 )
 
+# How each service says "slow down": (code, HTTP status) as AWS sends them. Route 53 also
+# answers PriorRequestNotComplete while an earlier change to the zone is in flight.
+SERVICE_THROTTLING = {
+    "route53": (("Throttling", 400), ("PriorRequestNotComplete", 400)),
+    "ec2": (("RequestLimitExceeded", 503),),
+    "acm": (("ThrottlingException", 400),),
+    "eks": (("ThrottlingException", 429),),
+}
+QUERY_THROTTLING = (("Throttling", 400),)  # IAM, STS, ELB: the query protocol's services
+
+
+@dataclass
+class RateLimit:
+    """A rate limit as AWS applies one: a bucket of `burst` requests, refilled at
+    `per_second`; a request that finds it empty is over the limit."""
+
+    per_second: float
+    burst: float = 1.0
+    tokens: float = 0.0
+    updated: float | None = None
+
+    def over(self) -> bool:
+        now = time.monotonic()
+        if self.updated is None:
+            self.tokens = self.burst
+        else:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens < 1:
+            return True
+        self.tokens -= 1
+        return False
+
 
 @dataclass
 class Fault:
-    """Inject `kind` into requests that `match`; `times` limits how often (None: always)."""
+    """Inject `kind` into requests that `match`; `times` limits how often (None: always);
+    with a `limit`, only into requests over it. "throttle" answers with the code the
+    service throttles with; "error" with `code` and `status`."""
 
-    kind: str  # "error", "http500", "http503", "drop_before", "drop_after"
+    kind: str  # "error", "throttle", "http500", "http503", "drop_before", "drop_after"
     match: Callable[[str, str], bool] = lambda service, action: True
     code: str = "Throttling"
     message: str = "Rate exceeded"
     status: int = 400
     probability: float = 1.0
     times: int | None = None
+    limit: RateLimit | None = None
     injected: int = 0
 
 
@@ -48,6 +86,7 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     seed: int = 7
     log: list[tuple[str, str, str]] = field(default_factory=list)  # service, action, fault
+    requests: list[tuple[str, str]] = field(default_factory=list)  # service, action: all of them
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -90,10 +129,13 @@ class FaultProxy:
 
     def _pick(self, service: str, action: str) -> Fault | None:
         with self._lock:
+            self.requests.append((service, action))
             for fault in self.faults:
                 if fault.times is not None and fault.injected >= fault.times:
                     continue
                 if not fault.match(service, action):
+                    continue
+                if fault.limit is not None and not fault.limit.over():
                     continue
                 if self._random.random() >= fault.probability:
                     continue
@@ -127,8 +169,16 @@ class FaultProxy:
             status = 500 if fault.kind == "http500" else 503
             self._reply(request, status, b"", {"Content-Type": "text/plain"})
         else:
-            status, payload, headers = error_response(request, service, fault)
+            code, status = fault.code, fault.status
+            if fault.kind == "throttle":
+                code, status = self._throttling(service)
+            payload, headers = error_response(request, service, code, fault.message)
             self._reply(request, status, payload, headers)
+
+    def _throttling(self, service: str) -> tuple[str, int]:
+        """The code and status `service` throttles with (one of them, when it has several)."""
+        with self._lock:
+            return self._random.choice(SERVICE_THROTTLING.get(service, QUERY_THROTTLING))
 
     def _upstream(
         self, request: BaseHTTPRequestHandler, body: bytes
@@ -162,28 +212,23 @@ class FaultProxy:
 
 
 def error_response(
-    request: BaseHTTPRequestHandler, service: str, fault: Fault
-) -> tuple[int, bytes, dict[str, str]]:
-    """An AWS error in the wire format the calling service's protocol uses."""
-    code, message = fault.code, fault.message
+    request: BaseHTTPRequestHandler, service: str, code: str, message: str
+) -> tuple[bytes, dict[str, str]]:
+    """An AWS error's body and headers in the wire format the calling service's protocol uses."""
     if request.headers.get("X-Amz-Target"):  # JSON protocol (ACM, ...)
         body = json.dumps({"__type": code, "message": message}).encode()
-        return (
-            fault.status,
-            body,
-            {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": code},
-        )
+        return body, {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": code}
     if service == "eks":  # REST-JSON
         body = json.dumps({"message": message}).encode()
-        return fault.status, body, {"Content-Type": "application/json", "x-amzn-ErrorType": code}
+        return body, {"Content-Type": "application/json", "x-amzn-ErrorType": code}
     if service == "ec2":
         xml = (
             f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
             "</Error></Errors><RequestID>fault</RequestID></Response>"
         )
-        return fault.status, xml.encode(), {"Content-Type": "text/xml"}
+        return xml.encode(), {"Content-Type": "text/xml"}
     xml = (
         f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
         f"<Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
     )
-    return fault.status, xml.encode(), {"Content-Type": "text/xml"}
+    return xml.encode(), {"Content-Type": "text/xml"}
