@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ExitCode, NeedsAction, StillWaiting, UsageError
+from orchestrator.errors import ExitCode, NeedsAction, StateWriteFailed, StillWaiting, UsageError
 from orchestrator.sandbox.options import SECOND_TEAM_HELP
 from orchestrator.sandbox.options import SETTINGS as SANDBOX_SETTINGS
+from orchestrator.sandbox.world import StartInterrupted
 from orchestrator.store import ROLLBACK_ALL
 
 DEFAULT_CONFIG = "config.yaml"
@@ -35,11 +36,29 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    except KeyboardInterrupt:
+    except StateWriteFailed as exc:
         print(
-            f"\ninterrupted: state saved in {args.state}; run `orchestrator resume` to go on",
+            f"error: {exc}; the command stopped there, and the state file holds what was "
+            "saved last. Fix the cause (free space, permissions), then run `orchestrator "
+            "resume`",
             file=sys.stderr,
         )
+        return ExitCode.PHASE_FAILED
+    except StartInterrupted as stop:  # while a world started: it says what runs now
+        print(f"\ninterrupted: {stop}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        if args.command == "sandbox":
+            print(
+                f"\ninterrupted: `orchestrator sandbox status --dir {args.dir}` "
+                "tells whether the world runs",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"\ninterrupted: state saved in {args.state}; run `orchestrator resume` to go on",
+                file=sys.stderr,
+            )
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `orchestrator status | head`: the reader left; nothing to say
         sys.stdout = None  # type: ignore[assignment]
@@ -130,6 +149,19 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--all", action="store_true", help="undo every phase")
     rollback.set_defaults(handler=_rollback)
 
+    imports = commands.add_parser(
+        "import",
+        parents=[common],
+        help="rebuild a lost state file from the deployment's tags and labels",
+    )
+    with_sandbox(imports)
+    imports.add_argument(
+        "--take-ownership",
+        action="store_true",
+        help="write the state file (without it, only show what was found)",
+    )
+    imports.set_defaults(handler=_import)
+
     status = commands.add_parser("status", parents=[common], help="show each phase's status")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(handler=_status)
@@ -170,7 +202,7 @@ def _seconds(text: str) -> float:
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
     """Sandbox environment, config and phases: everything checked before any AWS call."""
-    from orchestrator.config import load_config
+    from orchestrator.config import check_kube_context, load_config
     from orchestrator.store import StateStore
     from states import all_phases
 
@@ -186,6 +218,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
         config = load_config(args.config or DEFAULT_CONFIG)
     except UsageError as error:
         raise UsageError(f"{error}{_sandbox_hint(args)}") from None
+    check_kube_context(config)
     return config, all_phases(), StateStore(args.state)
 
 
@@ -211,6 +244,7 @@ def _engine(
     from orchestrator.machine import Engine
     from orchestrator.report import Reporter
     from orchestrator.waiting import WaitPolicy
+    from states import inventory
 
     report = Reporter()
 
@@ -228,6 +262,7 @@ def _engine(
         confirmations,
         aws_factory=lambda: Aws(config.region, on_retry=on_retry),
         kube_factory=lambda: _kube(config),
+        inventory=inventory,
     )
 
 
@@ -278,6 +313,72 @@ def _rollback(args: argparse.Namespace) -> int:
         engine = _engine(args, config, phases, store, state)
         print(f"deployment {state.deployment} (state: {store.path})")
         return _outcome(engine, lambda: engine.rollback(None if args.all else args.to), args)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from orchestrator.machine import PhaseFailed
+    from orchestrator.store import new_state
+    from states import inventory
+
+    config, phases, store = _prepare(args)
+    with store.locked("import") as note:
+        if note:
+            print(note, file=sys.stderr)
+        if store.exists():
+            raise UsageError(
+                f"{store.path} exists: `import` rebuilds a lost state file. Use that one, or "
+                "move it away first"
+            )
+        state = new_state(config.deployment_id, config.settings(), [p.name for p in phases])
+        engine = _engine(args, config, phases, store, state)
+        try:
+            found = engine.look(inventory.find)
+        except PhaseFailed as failure:
+            engine.report.failed(failure.phase, failure.message, failure.hint)
+            return ExitCode.PHASE_FAILED
+        return _take_over(args, store, state, found)
+
+
+def _take_over(args: argparse.Namespace, store: Any, state: Any, found: list[Any]) -> int:
+    """Show what `import` found; with --take-ownership, write it as the new state file."""
+    from orchestrator.store import Resource
+
+    if not found:
+        print(f"nothing carries the marks of deployment {state.deployment}; nothing to import")
+        return ExitCode.OK
+    identities = {f.identity for f in found}
+    named = sorted(i for i in identities if i)
+    if len(named) > 1:
+        raise UsageError(
+            f"deployment {state.deployment} has resources made by several state files "
+            f"({', '.join(named)}); import rebuilds one: run with the state file that exists, "
+            "or roll each back"
+        )
+    print(f"found of deployment {state.deployment}:")
+    for item in found:
+        print(f"  {item.phase:<15} {item.describe()}")
+    if not args.take_ownership:
+        print(
+            f"nothing written. `orchestrator import --take-ownership` writes {store.path}, "
+            "which then owns all of this: only do it if the state file that made it is lost "
+            "(two state files would both own the deployment)"
+        )
+        return ExitCode.OK
+    if named:
+        state.identity = named[0]  # the lost file's identity: its marks are ours again
+    state.pre_identity = None in identities
+    for item in found:
+        record = state.phase(item.phase)
+        record.resources.append(Resource(item.kind, item.id, created=True, detail=item.detail))
+        # Entered again by the next run (which finds each of these as its own), or rolled
+        # back by `rollback`, as a phase a crash interrupted would be.
+        record.status, record.action = "in_progress", "import"
+    store.save(state)
+    print(
+        f"wrote {store.path}: `orchestrator run` checks and completes the deployment, "
+        "`orchestrator rollback --all` removes it"
+    )
+    return ExitCode.OK
 
 
 def _outcome(engine: Any, work: Any, args: argparse.Namespace) -> int:

@@ -8,8 +8,10 @@ key silently ignored is worse than a refusal.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,33 @@ from typing import Any
 from orchestrator.errors import UsageError
 
 MAX_CONFIG_BYTES = 64 * 1024
+# A config nests 4 levels deep (kubeflow.alb.controller.imageRepository). PyYAML's composer
+# recurses once per level, so a document nested thousands deep ends in a RecursionError, and
+# its scanner slows quadratically with flow nesting: refuse deep documents while scanning.
+MAX_NESTING = 32
 SCHEMES = ("internet-facing", "internal")
 
+# DNS names: labels of 1 to 63 octets, at most 253 characters written without the final dot
+# (255 octets on the wire). Route 53, "DNS domain name format"; ACM, RequestCertificate API
+# reference (botocore's acm model: DomainNameString, max 253).
+DNS_NAME_MAX = 253
+DNS_LABEL_MAX = 63
+# ACM, RequestCertificate API reference: "the length of the domain name (technically, the
+# Common Name) that you provide cannot exceed 64 octets (characters), including periods"
+# (RFC 5280); SANs may have 253. "The maximum number of domain names that you can add to an
+# ACM certificate is 100" (botocore's acm model: DomainList, max 100).
+ACM_FIRST_NAME_MAX = 64
+ACM_NAMES_MAX = 100
+# ACM's DomainName pattern ends in `(?!-)[A-Za-z0-9-]{1,62}[A-Za-z0-9]`: a top-level label of
+# at least two characters (botocore's acm model: DomainNameString).
+ACM_TOP_LABEL_MIN = 2
+# Values quoted in messages are cut to this many characters: one readable line each.
+_SHOWN_MAX = 80
+
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+# EKS, CreateCluster: a name of 1 to 100 characters matching ^[0-9A-Za-z][A-Za-z0-9\-_]*
+# (botocore's eks model). It also goes into the tag key kubernetes.io/cluster/<name>: 122
+# characters at most, within the 128 tag keys allow.
 _CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _ZONE_ID = re.compile(r"^[A-Z0-9]{1,32}$")
 _CONTEXT = re.compile(r"^[^\s]{1,253}$")
@@ -91,7 +116,12 @@ class Config:
 
     @property
     def deployment_id(self) -> str:
-        """Stable name of this deployment: tags, tokens and labels are derived from it."""
+        """Stable name of this deployment: tags, tokens and labels are derived from it.
+
+        At most 49 characters of [a-z0-9-] (a 40-character slug, '-', 8 hex digits), so
+        `alb-controller-<id>` fits IAM's 64 for a role name and the id fits tag values (256)
+        and Kubernetes label values (63); tests/test_config.py checks every derived name.
+        """
         slug = re.sub(r"[^a-z0-9]+", "-", self.subdomain).strip("-")[:40].rstrip("-")
         digest = hashlib.sha256(
             f"{self.cluster_name}|{self.region}|{self.subdomain}".encode()
@@ -177,21 +207,17 @@ def _parse_yaml(raw: str, path: Path) -> dict[str, Any]:
 
     try:
         # Anchors and aliases are how "billion laughs" documents blow up; a config needs none.
-        for token in yaml.scan(raw, Loader=yaml.SafeLoader):
-            if isinstance(token, yaml.AliasToken | yaml.AnchorToken):
-                raise UsageError(
-                    f"{path}: YAML anchors and aliases (&, *) are not allowed in the config "
-                    f"(line {token.start_mark.line + 1})"
-                )
-        documents = list(yaml.safe_load_all(raw))
+        problem = _scan_problem(raw, aliases=False)
+        if problem:
+            raise UsageError(f"{path}: {problem}")
+        documents = _load_documents(raw)
     except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else ""
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{path}: config is not valid YAML{line}: {reason}") from None
+        raise UsageError(f"{path}: config is not valid YAML{_yaml_error(exc)}") from None
     if len(documents) > 1:
         raise UsageError(f"{path}: config holds {len(documents)} YAML documents; expected one")
-    data = documents[0] if documents else None
+    data, duplicates = documents[0] if documents else (None, [])
+    if duplicates:
+        raise UsageError(_report(path, duplicates))
     if data is None:
         raise UsageError(f"{path}: config file is empty; expected keys cluster and route53")
     if not isinstance(data, dict):
@@ -200,6 +226,85 @@ def _parse_yaml(raw: str, path: Path) -> dict[str, Any]:
             f"got {_type_name(data)}"
         )
     return data
+
+
+def _yaml_error(exc: Exception) -> str:
+    """' at line N: what PyYAML found wrong', on one line."""
+    where = getattr(exc, "problem_mark", None)
+    line = f" at line {where.line + 1}" if where else ""
+    reason = getattr(exc, "problem", None) or (str(exc).splitlines() or ["unknown error"])[0]
+    return f"{line}: {reason}"
+
+
+def _scan_problem(raw: str, *, aliases: bool) -> str | None:
+    """Refuse deep nesting (and, unless `aliases`, anchors and aliases) from the tokens alone:
+    the scanner does not recurse, and stopping at MAX_NESTING keeps it fast."""
+    import yaml
+
+    opening = (
+        yaml.BlockMappingStartToken,
+        yaml.BlockSequenceStartToken,
+        yaml.FlowMappingStartToken,
+        yaml.FlowSequenceStartToken,
+    )
+    closing = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+    depth = 0
+    for token in yaml.scan(raw, Loader=yaml.SafeLoader):
+        line = token.start_mark.line + 1
+        if not aliases and isinstance(token, yaml.AliasToken | yaml.AnchorToken):
+            return f"YAML anchors and aliases (&, *) are not allowed in the config (line {line})"
+        if isinstance(token, opening):
+            depth += 1
+            if depth > MAX_NESTING:
+                return f"YAML nested more than {MAX_NESTING} levels deep (line {line})"
+        elif isinstance(token, closing):
+            depth -= 1
+    return None
+
+
+def _load_documents(raw: str) -> list[tuple[Any, list[str]]]:
+    """Each document's data, with the keys it gives twice: SafeLoader keeps the last silently,
+    so a repeated `name` would quietly make another deployment."""
+    import yaml
+
+    loader = yaml.SafeLoader(raw)
+    try:
+        documents = []
+        while loader.check_node():
+            node = loader.get_node()
+            documents.append((loader.construct_document(node), _duplicate_keys(node)))
+        return documents
+    finally:
+        loader.dispose()
+
+
+def _duplicate_keys(root: Any) -> list[str]:
+    """Keys given twice in one mapping, at any depth, by dotted path and line."""
+    import yaml
+
+    found: list[tuple[int, str]] = []
+    pending = [(root, "")]
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend((item, f"{where}[{i}]") for i, item in enumerate(node.value))
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            dotted = f"{where}.{key.value}" if where else str(key.value)
+            pending.append((value, dotted))
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            line, identity = key.start_mark.line + 1, (key.tag, key.value)
+            if identity in first:
+                lines = f"lines {first[identity]} and {line}"
+                if first[identity] == line:
+                    lines = f"twice on line {line}"
+                found.append((line, f"{_shown_key(dotted)}: duplicate key ({lines})"))
+            else:
+                first[identity] = line
+    return [problem for _, problem in sorted(found)]
 
 
 def _type_name(value: Any) -> str:
@@ -223,7 +328,7 @@ def _check_shape(data: dict[str, Any]) -> list[str]:
                 continue
             expected = _SCHEMA.get(dotted)
             if expected is None:
-                problems.append(f"{dotted}: unknown key")
+                problems.append(f"{_shown_key(dotted)}: unknown key")
                 continue
             kinds = expected if isinstance(expected, tuple) else (expected,)
             if type(value) not in kinds:
@@ -271,7 +376,7 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
         value = _lookup(data, key)
         problem = dns_name_problem(value, wildcard=wildcard)
         if problem:
-            problems.append(f"{key}: {value!r} {problem}")
+            problems.append(f"{key}: {_shown(value)} {problem}")
         return normalize_name(value)
 
     root = name("route53.rootDomain.name")
@@ -286,14 +391,17 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
             problems.append(
                 f"route53.subDomain.name: {sub!r} is not under route53.rootDomain.name {root!r}"
             )
+        else:
+            problems.extend(_certificate_name_problems(sub))
 
     region = _lookup(data, "cluster.region")
-    if not _REGION.match(region):
-        problems.append(f"cluster.region: {region!r} is not an AWS region name like 'us-west-2'")
+    problem = region_problem(region)
+    if problem:
+        problems.append(f"cluster.region: {problem}")
     cluster = _lookup(data, "cluster.name")
-    if not _CLUSTER.match(cluster):
+    if not _CLUSTER.fullmatch(cluster):
         problems.append(
-            f"cluster.name: {cluster!r} is not an EKS cluster name "
+            f"cluster.name: {_shown(cluster)} is not an EKS cluster name "
             "(letters, digits, '-' and '_', at most 100, starting with a letter or digit)"
         )
 
@@ -303,21 +411,23 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
 
     scheme = _lookup(data, "kubeflow.alb.scheme") or "internet-facing"
     if scheme not in SCHEMES:
-        problems.append(f"kubeflow.alb.scheme: {scheme!r} must be one of {', '.join(SCHEMES)}")
+        problems.append(
+            f"kubeflow.alb.scheme: {_shown(scheme)} must be one of {', '.join(SCHEMES)}"
+        )
 
     repository = _lookup(data, "kubeflow.alb.controller.imageRepository")
     if repository is None:
         repository = DEFAULT_CONTROLLER_IMAGE_REPOSITORY
-    elif not _IMAGE_REPOSITORY.match(repository):
+    elif not _IMAGE_REPOSITORY.fullmatch(repository):
         problems.append(
-            f"kubeflow.alb.controller.imageRepository: {repository!r} is not an image repository "
-            "like 'registry.example.com/mirror/aws-load-balancer-controller' (no tag or digest: "
-            "orchestrator pins the controller's version)"
+            f"kubeflow.alb.controller.imageRepository: {_shown(repository)} is not an image "
+            "repository like 'registry.example.com/mirror/aws-load-balancer-controller' "
+            "(no tag or digest: orchestrator pins the controller's version)"
         )
 
     context = _lookup(data, "kubernetes.context")
-    if context is not None and not _CONTEXT.match(context):
-        problems.append(f"kubernetes.context: {context!r} is not a kubeconfig context name")
+    if context is not None and not _CONTEXT.fullmatch(context):
+        problems.append(f"kubernetes.context: {_shown(context)} is not a kubeconfig context name")
 
     wildcard_root = bool(_lookup(data, "route53.rootDomain.wildcardCertificate"))
     if wildcard_root and not root_zone:
@@ -347,8 +457,10 @@ def _zone_id(data: dict[str, Any], key: str, problems: list[str]) -> str | None:
     if value is None or value == "":
         return None
     zone_id = value.removeprefix("/hostedzone/")
-    if not _ZONE_ID.match(zone_id):
-        problems.append(f"{key}: {value!r} is not a Route 53 hosted zone id like 'Z0123456789ABC'")
+    if not _ZONE_ID.fullmatch(zone_id):
+        problems.append(
+            f"{key}: {_shown(value)} is not a Route 53 hosted zone id like 'Z0123456789ABC'"
+        )
     return zone_id
 
 
@@ -360,7 +472,7 @@ def _sans(
     for i, value in enumerate(_lookup(data, key) or []):
         problem = dns_name_problem(value, wildcard=True)
         if problem:
-            problems.append(f"{key}[{i}]: {value!r} {problem}")
+            problems.append(f"{key}[{i}]: {_shown(value)} {problem}")
             continue
         san = normalize_name(value)
         bare = san.removeprefix("*.")
@@ -368,10 +480,16 @@ def _sans(
         in_root = bare == root or bare.endswith("." + root)
         if not in_sub and not (in_root and root_zone):
             where = "the subdomain or, with route53.rootDomain.hostedZoneId, the root domain"
-            problems.append(f"{key}[{i}]: {value!r} is not within {where}")
+            problems.append(f"{key}[{i}]: {_shown(value)} is not within {where}")
             continue
         if san != f"*.{sub}" and san not in names:
             names.append(san)
+    # The request names `*.<subdomain>` first, then these.
+    if 1 + len(names) > ACM_NAMES_MAX:
+        problems.append(
+            f"{key}: {len(names)} names besides '*.{sub}'; an ACM certificate holds at most "
+            f"{ACM_NAMES_MAX} names, so list at most {ACM_NAMES_MAX - 1}"
+        )
     return names
 
 
@@ -388,16 +506,196 @@ def dns_name_problem(value: Any, *, wildcard: bool = False) -> str | None:
         return "is empty"
     if not name.isascii():
         return "is not ASCII; write internationalised names in their xn-- (punycode) form"
-    if len(name) > 253:
-        return f"is {len(name)} characters long; DNS names are at most 253"
+    if len(name) > DNS_NAME_MAX:
+        return f"is {len(name)} characters long; DNS names are at most {DNS_NAME_MAX}"
     labels = name.split(".")
     if wildcard and labels[0] == "*":
         labels = labels[1:]
     if len(labels) < 2:
         return "needs at least two labels, like 'example.com'"
     for label in labels:
-        if not _LABEL.match(label):
-            if len(label) > 63:
-                return f"has a label of {len(label)} characters; labels are at most 63"
+        if not _LABEL.fullmatch(label):
+            if len(label) > DNS_LABEL_MAX:
+                return f"has a label of {len(label)} characters; labels are at most {DNS_LABEL_MAX}"
             return f"has an invalid label {label!r} (letters, digits and inner '-' only)"
     return None
+
+
+def _certificate_name_problems(sub: str) -> list[str]:
+    """ACM's rules for the certificate the certificates phase requests: `*.<subdomain>` first.
+    (With wildcardCertificate it also requests `*.<root>`: shorter, same top-level label.)"""
+    key, first = "route53.subDomain.name", f"*.{sub}"
+    problems = []
+    if len(first) > ACM_FIRST_NAME_MAX:
+        problems.append(
+            f"{key}: {sub!r} is {len(sub)} characters; ACM allows at most {ACM_FIRST_NAME_MAX} "
+            f"for a certificate's first name, here '*.' and the subdomain, so the subdomain "
+            f"can have at most {ACM_FIRST_NAME_MAX - 2}"
+        )
+    if len(sub.rsplit(".", 1)[-1]) < ACM_TOP_LABEL_MIN:
+        problems.append(
+            f"{key}: {sub!r} ends in a one-character label; ACM certificate names need a "
+            f"top-level label of at least {ACM_TOP_LABEL_MIN} characters"
+        )
+    return problems
+
+
+def region_problem(region: str) -> str | None:
+    """Why `region` is not one where botocore knows EKS, or None."""
+    known, patterns, version = _eks_regions()
+    if region in known:
+        return None
+    # A region is one DNS label of its endpoints' names (eks.<region>.amazonaws.com), so one
+    # longer than a label cannot be a new region, whatever the partitions' patterns allow.
+    maybe_new = len(region) <= DNS_LABEL_MAX and any(re.fullmatch(p, region) for p in patterns)
+    if maybe_new:
+        return (
+            f"{_shown(region)} is not a region where botocore {version} knows EKS; if it is "
+            "a newer region, upgrade boto3 and botocore"
+        )
+    return f"{_shown(region)} is not an AWS region with EKS, like 'us-west-2'"
+
+
+@functools.lru_cache(maxsize=1)
+def _eks_regions() -> tuple[frozenset[str], tuple[str, ...], str]:
+    """EKS's regions in every partition, and each partition's region pattern, from the
+    endpoint data botocore ships: what Session.get_available_regions("eks", p) reads.
+    Imported here, not at the top: only this check needs it."""
+    import botocore
+    from botocore.loaders import Loader
+    from botocore.regions import EndpointResolver
+
+    endpoints = Loader().load_data("endpoints")
+    resolver = EndpointResolver(endpoints)
+    known = frozenset(
+        region
+        for partition in resolver.get_available_partitions()
+        for region in resolver.get_available_endpoints("eks", partition)
+    )
+    patterns = tuple(p["regionRegex"] for p in endpoints["partitions"] if "regionRegex" in p)
+    return known, patterns, botocore.__version__
+
+
+def _shown(value: Any) -> str:
+    """A value quoted in a message, cut short: a 5,000-character value stays readable."""
+    text = repr(value)
+    if len(text) <= _SHOWN_MAX:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+    return f"{text[: _SHOWN_MAX - 3]}... ({size})"
+
+
+def _shown_key(dotted: str) -> str:
+    """A dotted key as written, unless it would break the line or run on."""
+    return dotted if dotted.isprintable() and len(dotted) <= _SHOWN_MAX else _shown(dotted)
+
+
+# ---- the kubeconfig ---------------------------------------------------------------------------
+
+# Contexts listed in a message, at most: a kubeconfig may hold hundreds.
+_CONTEXTS_SHOWN = 10
+
+
+def kubeconfig_paths() -> list[Path]:
+    """The files the official Python client reads: KUBECONFIG, a list joined with ':' (';' on
+    Windows) whose entries may be missing, else ~/.kube/config."""
+    listed = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    return [Path(entry).expanduser() for entry in listed.split(os.pathsep) if entry]
+
+
+def check_kube_context(config: Config) -> None:
+    """Refuse, before any AWS call, a kubernetes.context the kubeconfig does not hold (or, with
+    none set, a kubeconfig without a usable current-context), naming the files read."""
+    paths = kubeconfig_paths()
+    found = [path for path in paths if path.exists()]
+    if not found:
+        where = f" at {', '.join(map(str, paths))}" if paths else ": KUBECONFIG names no file"
+        raise UsageError(
+            f"no kubeconfig{where}; set KUBECONFIG or run `aws eks update-kubeconfig "
+            f"--name {config.cluster_name} --region {config.region}`"
+        )
+    read = ", ".join(map(str, found))
+    contexts, clusters, current = _merged(found)
+    wanted = config.kube_context
+    if wanted is None:
+        if not isinstance(current, str) or not current:
+            raise UsageError(
+                f"the kubeconfig ({read}) has no current-context and the config sets no "
+                f"kubernetes.context; {_choose_from(contexts)}"
+            )
+        if current not in contexts:
+            raise UsageError(
+                f"the kubeconfig's current-context {_shown(current)} ({read}) is not one of its "
+                f"contexts; set kubernetes.context in the config: {_choose_from(contexts)}"
+            )
+        wanted = current
+    elif wanted not in contexts:
+        raise UsageError(
+            f"kubernetes.context {wanted!r} is not in the kubeconfig ({read}); "
+            f"{_choose_from(contexts)}"
+        )
+    # The client looks the context's cluster up by name and fails without it.
+    context = contexts[wanted]
+    cluster = context.get("cluster") if isinstance(context, dict) else None
+    if cluster not in clusters:
+        raise UsageError(
+            f"kubeconfig context {wanted!r} names cluster {_shown(cluster)}, which is not in "
+            f"the kubeconfig ({read})"
+        )
+
+
+def _choose_from(contexts: dict[str, Any]) -> str:
+    names = list(contexts)
+    if not names:
+        return "it has no contexts"
+    more = len(names) - _CONTEXTS_SHOWN
+    listed = ", ".join(names[:_CONTEXTS_SHOWN]) + (f" and {more} more" if more > 0 else "")
+    return f"its contexts: {listed}"
+
+
+def _merged(paths: list[Path]) -> tuple[dict[str, Any], set[str], Any]:
+    """Contexts by name and cluster names across the files (the first of a name wins), and
+    the current-context (the last file that sets one wins), as the official Python client
+    merges them (kubernetes.config.kube_config.KubeConfigMerger)."""
+    contexts: dict[str, Any] = {}
+    clusters: set[str] = set()
+    current = None
+    for path in paths:
+        data = _read_kubeconfig(path)
+        for entry in _named_entries(data, "contexts", path):
+            contexts.setdefault(entry["name"], entry.get("context"))
+        clusters.update(entry["name"] for entry in _named_entries(data, "clusters", path))
+        if "current-context" in data:
+            current = data["current-context"]
+    return contexts, clusters, current
+
+
+def _named_entries(data: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
+    entries = data.get(key) or []
+    if not isinstance(entries, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in entries
+    ):
+        raise UsageError(f"kubeconfig {path}: {key} is not a list of entries with a name")
+    return entries
+
+
+def _read_kubeconfig(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        raw = path.read_bytes().decode("utf-8")
+        problem = _scan_problem(raw, aliases=True)
+        if problem:
+            raise UsageError(f"kubeconfig {path}: {problem}")
+        data = yaml.safe_load(raw)
+    except OSError as exc:
+        raise UsageError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"kubeconfig {path} is not UTF-8 text ({exc.reason})") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"kubeconfig {path} is not valid YAML{_yaml_error(exc)}") from None
+    if data is None:
+        raise UsageError(f"kubeconfig {path} is empty")
+    if not isinstance(data, dict):
+        raise UsageError(f"kubeconfig {path} is not a mapping (got {_type_name(data)})")
+    return data

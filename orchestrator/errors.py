@@ -19,6 +19,20 @@ class UsageError(Exception):
     exit_code = ExitCode.USAGE
 
 
+class StateConflict(UsageError):
+    """The state file changed under this command (another command wrote it, or its lock
+    file was removed): nothing more may be written, the newer state wins."""
+
+
+class StateWriteFailed(Exception):
+    """The state file could not be written (disk full, permissions changed): the command
+    stops; the last saved state is intact."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"cannot write the state file {path}: {reason}")
+        self.reason = reason
+
+
 class PhaseError(Exception):
     """A phase cannot go on. `hint` tells the operator what to do next."""
 

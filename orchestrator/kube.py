@@ -20,8 +20,6 @@ import tenacity
 from orchestrator import __version__, failpoints
 
 FIELD_MANAGER = "orchestrator"
-DEPLOYMENT_LABEL = "orchestrator.dev/deployment"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "orchestrator"}
 _RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -58,16 +56,6 @@ class KubeError(Exception):
                 "(kubernetes.context) and the network, then run `orchestrator resume`"
             )
         return "fix the cause, then run `orchestrator resume`"
-
-
-def labels_for(deployment: str) -> dict[str, str]:
-    """The labels on everything this deployment creates in Kubernetes."""
-    return {**MANAGED_BY, DEPLOYMENT_LABEL: deployment}
-
-
-def owned_by(obj: dict[str, Any] | None, deployment: str) -> bool:
-    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
-    return labels.get(DEPLOYMENT_LABEL) == deployment
 
 
 def _translate(operation: str, exc: Exception) -> KubeError:
@@ -110,8 +98,12 @@ class Kube:
         # stale. Ours lives in a private directory for this process only.
         cache = tempfile.mkdtemp(prefix="orchestrator-discovery-")
         atexit.register(shutil.rmtree, cache, ignore_errors=True)
-        self._client = dynamic.DynamicClient(
-            api_client, cache_file=os.path.join(cache, "discovery.json")
+        # The client asks the API server what it serves as it is made: the first call.
+        self._client = self._call(
+            "discover the API",
+            lambda: dynamic.DynamicClient(
+                api_client, cache_file=os.path.join(cache, "discovery.json")
+            ),
         )
 
     # ---- which cluster ----------------------------------------------------------------------
@@ -244,6 +236,35 @@ class Kube:
             mutating=True,
         )
         return applied.to_dict()
+
+    def remove_finalizer(
+        self, api_version: str, kind: str, name: str, namespace: str | None, finalizer: str
+    ) -> bool:
+        """Take one finalizer off an object (a controller's, when that controller is gone and
+        its work was done by hand); False if the object or the finalizer was not there."""
+        live = self.get(api_version, kind, name, namespace)
+        finalizers = ((live or {}).get("metadata") or {}).get("finalizers") or []
+        if finalizer not in finalizers:
+            return False
+        resource = self._resource(api_version, kind)
+        body = {
+            "metadata": {
+                "finalizers": [f for f in finalizers if f != finalizer],
+                # Refused if the object changed since we read it: then we read it again.
+                "resourceVersion": live["metadata"]["resourceVersion"],  # type: ignore[index]
+            }
+        }
+        self._call(
+            f"remove finalizer {finalizer} from {kind} {name}",
+            lambda: resource.patch(
+                body=body,
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            ),
+            mutating=True,
+        )
+        return True
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete an object; False if it was already gone."""

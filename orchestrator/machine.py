@@ -9,6 +9,7 @@ says why, so the next command picks up exactly there.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +17,24 @@ from typing import Any
 from transitions import EventData, Machine, State
 
 from orchestrator.config import IMPLIED_SETTINGS, Config, digest
-from orchestrator.errors import NeedsAction, PhaseError, StillWaiting, UsageError
+from orchestrator.errors import (
+    NeedsAction,
+    PhaseError,
+    StateConflict,
+    StateWriteFailed,
+    StillWaiting,
+    UsageError,
+)
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.report import Reporter
-from orchestrator.store import ROLLBACK_ALL, DeploymentState, PhaseRecord, StateStore, now
+from orchestrator.store import (
+    ROLLBACK_ALL,
+    DeploymentState,
+    PhaseRecord,
+    Resource,
+    StateStore,
+    now,
+)
 from orchestrator.waiting import WaitPolicy
 
 START, FINISHED = "start", "finished"
@@ -48,7 +63,10 @@ class Engine:
         confirmations: frozenset[str] = frozenset(),
         aws_factory: Callable[[], Any] | None = None,
         kube_factory: Callable[[], Any] | None = None,
+        inventory: Any = None,
     ) -> None:
+        """`inventory`: finds the deployment's resources by their marks (states.inventory:
+        `find(ctx)`, `ours(ctx, found)`, `by_other_owners(ctx, found)`)."""
         self.phases = {p.name: p for p in phases}
         self.order = [p.name for p in phases]
         self.state = state
@@ -59,6 +77,7 @@ class Engine:
         self.confirmations = confirmations
         self._aws_factory = aws_factory
         self._kube_factory = kube_factory
+        self.inventory = inventory
         self._aws: Any = None
         self._kube: Any = None
 
@@ -91,7 +110,14 @@ class Engine:
         self.save()
         cursor = self._machine(START, forward=True)
         while cursor.state != stop:
+            if cursor.state == self.order[0] and not self._made_anything():
+                # Checked once preflight has shown the world is reachable, before any write.
+                self.refuse_other_owners()
             cursor.advance()
+
+    def _made_anything(self) -> bool:
+        """Whether this state file has made (or meant to make) anything yet."""
+        return any(r.created for record in self.state.phases for r in record.resources)
 
     def _run_phase(self, event: EventData) -> None:
         name = event.state.name
@@ -126,6 +152,8 @@ class Engine:
         """Run a phase handler; on any way out but success, persist why before leaving."""
         try:
             return work()
+        except (StateConflict, StateWriteFailed):
+            raise  # the state file cannot take what happened: nothing more is written
         except StillWaiting as stop:
             record.status, record.waiting_for = "waiting", stop.waiting_for
             self.save()
@@ -153,13 +181,71 @@ class Engine:
         self.state.rollback_to = to or ROLLBACK_ALL
         self.save()
         touched = [n for n in self.order if self.state.phase(n).status not in UNTOUCHED]
-        if not touched or (to and self.order.index(touched[-1]) <= self.order.index(to)):
-            self._finish_rollback()
-            return
-        cursor = self._machine(touched[-1], forward=False)
-        while cursor.state != target:
-            cursor.retreat()
+        if touched and not (to and self.order.index(touched[-1]) <= self.order.index(to)):
+            cursor = self._machine(touched[-1], forward=False)
+            while cursor.state != target:
+                cursor.retreat()
+        if to is None:
+            self._sweep()
         self._finish_rollback()
+
+    def _sweep(self) -> None:
+        """The end of `rollback --all`: what still carries this deployment's and this state
+        file's marks goes too, whatever the state file said (edited, damaged, behind), each
+        through the rollback of the phase that makes it, with all its checks."""
+        if self.inventory is None:
+            return
+        scratch = PhaseContext(self, PhaseRecord("sweep"))
+        kept = {item["id"] for record in self.state.phases for item in record.kept}
+        found = self.look(lambda ctx: self.inventory.ours(ctx, self.inventory.find(ctx)), scratch)
+        left = [f for f in found if f.id not in kept]
+        for name in reversed(self.order):
+            items = [f for f in left if f.phase == name]
+            if not items:
+                continue
+            record = self.state.phase(name)
+            self.report.info(
+                f"sweep: {name}: the state file did not list "
+                f"{', '.join(f.describe() for f in items)}, which carry this deployment's marks"
+            )
+            record.resources += [
+                Resource(f.kind, f.id, created=True, detail=dict(f.detail)) for f in items
+            ]
+            record.status, record.action = "in_progress", "rollback"
+            self.save()
+            undo = functools.partial(
+                self._rollback_checked, self.phases[name], PhaseContext(self, record)
+            )
+            self._guard(name, record, undo)
+            record.status, record.action, record.resources = "rolled_back", None, []
+            self.save()
+
+    def look(self, work: Callable[[PhaseContext], Any], ctx: PhaseContext | None = None) -> Any:
+        """Run read-only work outside any phase (the inventory, say); its failures are told
+        as the phases' are."""
+        ctx = ctx or PhaseContext(self, PhaseRecord("inventory"))
+        try:
+            return work(ctx)
+        except (StillWaiting, KeyboardInterrupt, UsageError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as a failure, like a phase's
+            message, hint = describe_failure(exc)
+            raise PhaseFailed(ctx.record.name, message, hint) from exc
+
+    def refuse_other_owners(self) -> None:
+        """A new state file does not start beside what another state file of the same
+        deployment made: it would take those resources for its own."""
+        if self.inventory is None:
+            return
+        inventory = self.inventory
+        others = self.look(lambda ctx: inventory.by_other_owners(ctx, inventory.find(ctx)))
+        if others:
+            raise UsageError(
+                f"deployment {self.state.deployment} already has live resources made by "
+                f"another state file: {inventory.summary(others)}. Run with that state file "
+                "(--state PATH); if it is lost, rebuild it with `orchestrator import`. "
+                "Nothing was changed."
+            )
 
     def _finish_rollback(self) -> None:
         self.state.rollback_to = None

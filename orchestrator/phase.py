@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from orchestrator.ownership import OWNER_TAG, Owner
 from orchestrator.store import PhaseRecord, Resource, now
 from orchestrator.waiting import wait_until
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-OWNER_TAG = "orchestrator:deployment"
+__all__ = ["OWNER_TAG", "Phase", "PhaseContext"]
 
 
 class Phase:
@@ -72,6 +73,11 @@ class PhaseContext:
     def outputs(self) -> dict[str, Any]:
         return self.record.outputs
 
+    def sibling(self, phase: str) -> PhaseContext:
+        """The context of another phase, to act for it (rollback bringing back what that
+        phase made, say)."""
+        return PhaseContext(self._engine, self._engine.state.phase(phase))
+
     def earlier(self, phase: str) -> dict[str, Any]:
         """Outputs of an earlier phase, which the engine guarantees is done."""
         return self._engine.state.phase(phase).outputs
@@ -81,8 +87,14 @@ class PhaseContext:
         return self.record.name in self._engine.confirmations
 
     @property
+    def owner(self) -> Owner:
+        """This deployment as made by this state file: what it tags and what it may touch."""
+        state = self._engine.state
+        return Owner(state.deployment, state.identity, state.pre_identity)
+
+    @property
     def owner_tags(self) -> list[dict[str, str]]:
-        return [{"Key": OWNER_TAG, "Value": self.deployment}]
+        return self.owner.tags
 
     def token(self, *parts: str, length: int = 32) -> str:
         """A retry-safe idempotency token, derived from the deployment: the same for every

@@ -2,16 +2,27 @@
 
 The file is JSON, written as temp file + fsync + rename in the same directory (so a
 crash leaves either the old or the new file, never half of one), mode 0600. A lock
-file next to it (`state.json.lock`) is held with flock for a whole command; the kernel
-releases it when the holder dies, so a killed run never blocks the next one.
+file next to the file the path resolves to (`state.json.lock`, never removed) is held
+with flock for a whole command; the kernel releases it when the holder dies, so a killed
+run never blocks the next one. Two guards stand behind the lock, for when it is
+sidestepped (the lock file deleted by hand, say): before each save the holder checks that
+the lock file is still the one it locked, and each save checks that the file still holds
+the revision this command last read or wrote, so nothing ever overwrites a newer state.
+
+Each state file has an identity, made when the file is created; it goes into every
+ownership tag and label next to the deployment's id, so a second state file for the
+same deployment never mistakes the first one's resources for its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
+import secrets
 import socket
 import stat
 import sys
@@ -23,9 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import StateConflict, StateWriteFailed, UsageError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STATUSES = ("pending", "in_progress", "waiting", "needs_action", "done", "failed", "rolled_back")
 MAX_STATE_BYTES = 8 * 1024 * 1024
 ROLLBACK_ALL = "*"  # rollback_to while a `rollback --all` runs
@@ -72,6 +83,10 @@ class PhaseRecord:
     kept: list[dict[str, str]] = field(default_factory=list)
 
 
+def new_identity() -> str:
+    return secrets.token_hex(8)
+
+
 @dataclass
 class DeploymentState:
     deployment: str
@@ -81,6 +96,12 @@ class DeploymentState:
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
     rollback_to: str | None = None  # set while a rollback runs; a crash leaves it for resume
+    # This state file's own identity, in every ownership tag and label it writes.
+    identity: str = field(default_factory=new_identity)
+    # A file made before state files had identities: resources tagged with the deployment
+    # and no identity at all were made by it.
+    pre_identity: bool = False
+    revision: int = 0  # bumped by every save; a save never overwrites a newer revision
 
     def phase(self, name: str) -> PhaseRecord:
         for record in self.phases:
@@ -106,12 +127,35 @@ def new_state(deployment: str, settings: dict[str, Any], phase_names: list[str])
 
 class StateStore:
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._lock_fd: int | None = None
+        self.path = Path(path)  # as given, for messages
+        # Locks and writes go to the file the path resolves to, so two names for one file
+        # (a symlink, ./state.json and state.json) share one lock.
+        self.real = Path(os.path.realpath(self.path))
+        # ("/" has no name: check() refuses it, as any directory.)
+        self.lock_path = self.real.parent / f"{self.real.name or 'state'}.lock"
+        self._revision: int | None = None  # of the file as this command last read or wrote it
+        self._lock: tuple[int, int] | None = None  # (device, inode) of the lock file we hold
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return self.real.exists()
+
+    def check(self) -> None:
+        """Refuse, before anything else happens, a path no state file can live at."""
+        if self.real.is_dir() or str(self.path) in ("", "."):
+            raise UsageError(f"{self.path}: the state path is a directory; name a file")
+        if self.real.exists() and not self.real.is_file():
+            raise UsageError(f"{self.path}: the state path is not a regular file")
+        directory = self.real.parent
+        if not directory.is_dir():
+            raise UsageError(f"{directory}: the state file's directory does not exist")
+        mode = directory.stat().st_mode
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            raise UsageError(
+                f"{directory}: the state file's directory is writable by everyone, so others "
+                "could replace the deployment's state; use a private directory (--state PATH)"
+            )
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise UsageError(f"{directory}: the state file's directory is not writable")
 
     def load(self, phase_names: list[str]) -> DeploymentState:
         """Read and validate the state file; raise UsageError, leaving the file as it is."""
@@ -123,66 +167,87 @@ class StateStore:
                 f"{self.path}: state file is corrupted (not valid JSON: {exc}); it was left "
                 "untouched. Restore it from a backup, or move it away to start a new deployment."
             ) from None
-        return parse_state(data, phase_names, self.path)
+        state = parse_state(data, phase_names, self.path)
+        self._revision = state.revision
+        return state
 
     def _read_bytes(self) -> bytes:
-        if self.path.is_dir():
+        if self.real.is_dir():
             raise UsageError(f"{self.path}: state path is a directory, not a file")
         try:
-            with open(self.path, "rb") as fh:
-                raw = fh.read(MAX_STATE_BYTES + 1)
+            # Non-blocking, and only a regular file: a FIFO or device would hang the read.
+            fd = os.open(self.real, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise UsageError(f"{self.path}: cannot read state file: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UsageError(f"{self.path}: the state path is not a regular file")
+            raw = fh.read(MAX_STATE_BYTES + 1)
         if len(raw) > MAX_STATE_BYTES:
             raise UsageError(f"{self.path}: state file is larger than {MAX_STATE_BYTES} bytes")
         return raw
 
     def save(self, state: DeploymentState) -> None:
+        """Write the state atomically, unless another command wrote it since we read it."""
+        self._check_lock()
+        self._check_revision()
         state.updated_at = now()
+        state.revision = (self._revision or 0) + 1
         data = state.to_json().encode()
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        try:
+            self._write(data)
+        except OSError as exc:
+            state.revision -= 1
+            raise StateWriteFailed(self.path, exc.strerror or str(exc)) from None
+        self._revision = state.revision
+
+    def _write(self, data: bytes) -> None:
+        directory = self.real.parent
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.real.name}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
+            os.replace(tmp, self.real)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
         _fsync_dir(directory)
 
-    def check_directory(self) -> None:
-        """Refuse a directory others could swap the state file in (world-writable, no sticky
-        bit), or one that does not exist."""
-        directory = self.path.parent
+    def _check_revision(self) -> None:
+        on_disk = _revision_of(self.real)
+        if on_disk != self._revision:
+            raise StateConflict(
+                f"{self.path} was changed by another command while this one ran (revision "
+                f"{on_disk}, this command had {self._revision}); nothing more was written. Run "
+                "`orchestrator status` to see where the deployment is, then go on from there."
+            )
+
+    def _check_lock(self) -> None:
+        """The lock file we hold must still be the one at the lock path: if it was deleted
+        or replaced, another command may hold a lock of its own, so we stop writing."""
+        if self._lock is None:
+            return
         try:
-            mode = directory.stat().st_mode
+            current = os.stat(self.lock_path)
         except OSError:
-            raise UsageError(f"{directory}: the state file's directory does not exist") from None
-        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
-            raise UsageError(
-                f"{directory}: the state file's directory is writable by everyone, so others "
-                "could replace the deployment's state; use a private directory (--state PATH)"
+            current = None
+        if current is None or (current.st_dev, current.st_ino) != self._lock:
+            raise StateConflict(
+                f"{self.lock_path} was removed or replaced while this command held it, so "
+                "another command may be working on the deployment; nothing more was written. "
+                "Run `orchestrator status`, then go on from there."
             )
 
     @contextlib.contextmanager
     def locked(self, command: str) -> Iterator[str | None]:
         """Hold the exclusive lock for a command; yield a note if a dead holder's lock was taken."""
-        self.check_directory()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        self.check()
+        fd = self._acquire()
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _describe_holder(_read_holder(fd))
-                raise UsageError(
-                    f"{self.path} is locked by {holder}; only one command may work on a "
-                    "deployment at a time. Wait for it to finish, or stop it (Ctrl-C) first."
-                ) from None
             previous = _read_holder(fd)
             note = None
             if previous and not _pid_alive(previous.get("pid")):
@@ -191,14 +256,71 @@ class StateStore:
                     "which is no longer running"
                 )
             _write_holder(fd, command)
-            self._lock_fd = fd
+            self._remove_stale_temp_files()
             try:
                 yield note
             finally:
                 os.ftruncate(fd, 0)
-                self._lock_fd = None
+                self._lock = None
         finally:
             os.close(fd)
+
+    def _acquire(self) -> int:
+        """flock the lock file, making sure the file we locked is the one at the path (it
+        may be removed between our open and our flock)."""
+        for _ in range(5):
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            except OSError as exc:
+                reason = {errno.ELOOP: "a symlink", errno.EISDIR: "a directory"}.get(
+                    exc.errno or 0, exc.strerror
+                )
+                raise UsageError(f"{self.lock_path}: cannot use the lock file: {reason}") from None
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                os.close(fd)
+                raise UsageError(f"{self.lock_path}: cannot use the lock file: not a regular file")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _describe_holder(_read_holder(fd))
+                os.close(fd)
+                raise UsageError(
+                    f"{self.path} is locked by {holder}; only one command may work on a "
+                    "deployment at a time. Wait for it to finish, or stop it (Ctrl-C) first."
+                ) from None
+            try:
+                at_path = os.stat(self.lock_path)
+            except OSError:
+                at_path = None
+            if at_path is not None and (at_path.st_dev, at_path.st_ino) == (
+                info.st_dev,
+                info.st_ino,
+            ):
+                self._lock = (info.st_dev, info.st_ino)
+                return fd
+            os.close(fd)  # locked a file that was just removed or replaced: again
+        raise UsageError(f"{self.lock_path}: the lock file keeps being replaced; try again")
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files a killed save left behind (we hold the lock: nobody is writing)."""
+        for leftover in self.real.parent.glob(f".{self.real.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _revision_of(path: Path) -> int | None:
+    """The revision of the state file at `path` (0 for one from before revisions), or None
+    if there is none."""
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read(MAX_STATE_BYTES + 1))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return -1  # unreadable now: certainly not what this command last saw
+    revision = data.get("revision", 0) if isinstance(data, dict) else -1
+    return revision if isinstance(revision, int) else -1
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -292,6 +414,14 @@ def parse_state(data: Any, phase_names: list[str], path: Path) -> DeploymentStat
     if names != phase_names:
         raise bad(f"phases are {names}, expected {phase_names} in that order")
     phases = [_parse_phase(p, bad) for p in data["phases"]]
+    identity, revision = data.get("identity"), data.get("revision", 0)
+    if not isinstance(identity, str) or not _IDENTITY.match(identity):
+        raise bad(f"'identity' must be 16 hexadecimal digits, got {identity!r}")
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+        raise bad(f"'revision' must be a whole number, got {revision!r}")
+    for key in ("created_at", "updated_at"):
+        if key in data and not _timestamp(data[key]):
+            raise bad(f"'{key}' is not a time like 2026-01-31T12:00:00Z: {data[key]!r}")
     return DeploymentState(
         deployment=data["deployment"],
         settings=data["settings"],
@@ -300,6 +430,9 @@ def parse_state(data: Any, phase_names: list[str], path: Path) -> DeploymentStat
         created_at=str(data.get("created_at") or now()),
         updated_at=str(data.get("updated_at") or now()),
         rollback_to=rollback_to,
+        identity=identity,
+        pre_identity=bool(data.get("pre_identity", False)),
+        revision=revision,
     )
 
 
@@ -319,8 +452,28 @@ def _v2_to_v3(data: dict[str, Any], phase_names: list[str], bad: Any) -> dict[st
     return {**data, "schema": 3}
 
 
+def _v3_to_v4(data: dict[str, Any], phase_names: list[str], bad: Any) -> dict[str, Any]:
+    """Schema 4 gave each state file an identity (and a revision). A file from before gets
+    one now; what it made carries the deployment's tag but no identity, which it may
+    still claim (pre_identity)."""
+    return {**data, "schema": 4, "identity": new_identity(), "pre_identity": True}
+
+
 # Each turns a state of that schema version into the next one.
-MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+_IDENTITY = re.compile(r"^[0-9a-f]{16}$")
+_TIMESTAMP_FIELDS = ("started_at", "finished_at", "waiting_since")
+
+
+def _timestamp(value: Any) -> bool:
+    """Whether `value` is a time as this file writes them (see now())."""
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_phase(raw: dict[str, Any], bad: Any) -> PhaseRecord:
@@ -343,6 +496,9 @@ def _parse_phase(raw: dict[str, Any], bad: Any) -> PhaseRecord:
         isinstance(k, dict) and set(k) == {"kind", "id", "reason"} for k in kept
     ):
         raise bad(f"phase {name}: kept must be a list of {{kind, id, reason}}")
+    for key in _TIMESTAMP_FIELDS:
+        if raw.get(key) is not None and not _timestamp(raw[key]):
+            raise bad(f"phase {name}: '{key}' is not a time like 2026-01-31T12:00:00Z")
     if not isinstance(raw.get("attempts", 0), int) or not isinstance(raw.get("generation", 0), int):
         raise bad(f"phase {name}: attempts and generation must be integers")
     fields = {k: v for k, v in raw.items() if k != "resources"}

@@ -12,10 +12,11 @@ while a certificate that is not ours still uses it.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from orchestrator.errors import PhaseError
-from orchestrator.phase import OWNER_TAG, Phase, PhaseContext
+from orchestrator.phase import Phase, PhaseContext
 from states import records
 from states.records import plain
 
@@ -30,6 +31,8 @@ ALL_STATUSES = [
     "REVOKED",
     "FAILED",
 ]
+# What ACM answers for an ARN that names no certificate (any more, or ever).
+GONE = ("ResourceNotFoundException", "InvalidArnException", "ValidationException")
 DEAD_STATUSES = ("FAILED", "VALIDATION_TIMED_OUT", "REVOKED", "EXPIRED", "INACTIVE")
 VALIDATION_TTL = 300
 
@@ -100,17 +103,24 @@ class CertificatesPhase(Phase):
             ctx.say(f"certificate {arn} for {want['domain']} is {status}; replacing it")
             delete_certificate(ctx, arn)
             replaced = arn
+        # A request whose answer was never seen is retried with its own token (ACM then
+        # answers with that certificate); any other request gets a new one, recorded with
+        # the intent before the call, so a certificate deleted by hand is requested anew.
+        pending = ctx.find(KIND, f"pending:{want['purpose']}")
+        token = (pending.detail.get("token") if pending else None) or secrets.token_hex(16)
         resource = ctx.intend(
             KIND,
             f"pending:{want['purpose']}",
             f"request certificate {want['domain']}",
             purpose=want["purpose"],
+            token=token,
         )
+        if replaced:
+            ctx.say(f"requesting a new certificate for {want['domain']} in place of {replaced}")
         request: dict[str, Any] = {
             "DomainName": want["domain"],
             "ValidationMethod": "DNS",
-            # A new token after each rollback, and after replacing a dead certificate.
-            "IdempotencyToken": ctx.token(want["purpose"], replaced),
+            "IdempotencyToken": token,
             "Tags": [*ctx.owner_tags, {"Key": PURPOSE_TAG, "Value": want["purpose"]}],
         }
         if want["sans"]:
@@ -193,8 +203,9 @@ class CertificatesPhase(Phase):
                     if want["purpose"] == purpose:
                         for arn in self._ours(ctx, want):
                             wait_unused_then_delete(ctx, arn)
-            else:
-                wait_unused_then_delete(ctx, resource.id)
+            elif not wait_unused_then_delete(ctx, resource.id):
+                ctx.keep(resource, "its tags say it is not this state file's")
+                continue
             ctx.forget(resource)
 
 
@@ -219,7 +230,7 @@ def certificates_sharing(ctx: PhaseContext, record_name: str) -> list[str]:
                 continue
             arn = summary["CertificateArn"]
             tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-            if any(t["Key"] == OWNER_TAG and t.get("Value") == ctx.deployment for t in tags):
+            if ctx.owner.owns_tags(tags):
                 continue
             cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
             for option in cert.get("DomainValidationOptions", []):
@@ -231,15 +242,14 @@ def certificates_sharing(ctx: PhaseContext, record_name: str) -> list[str]:
 
 
 def certificates_for(ctx: PhaseContext, domain: str) -> list[str]:
-    """ARNs of this deployment's certificates (by owner tag) whose domain is `domain`."""
+    """ARNs of this state file's certificates (by their tags) whose domain is `domain`."""
     summaries = ctx.aws.acm.pages(
         "list_certificates", "CertificateSummaryList", CertificateStatuses=ALL_STATUSES
     )
     return [
         s["CertificateArn"]
         for s in summaries
-        if s["DomainName"] == domain
-        and _tags(ctx, s["CertificateArn"]).get(OWNER_TAG) == ctx.deployment
+        if s["DomainName"] == domain and ctx.owner.owns_tags(_tags(ctx, s["CertificateArn"]))
     ]
 
 
@@ -258,15 +268,25 @@ def delete_certificate(ctx: PhaseContext, arn: str) -> None:
             raise
 
 
-def wait_unused_then_delete(ctx: PhaseContext, arn: str) -> None:
-    """Delete a certificate once no load balancer uses it any more."""
+def wait_unused_then_delete(ctx: PhaseContext, arn: str) -> bool:
+    """Delete one of our certificates once no load balancer uses it any more. False, and
+    nothing deleted, if its tags say it is not this state file's."""
     from orchestrator.aws import AwsError
+
+    try:
+        tags = _tags(ctx, arn)
+    except AwsError as exc:
+        if exc.code in GONE:
+            return True  # no such certificate (any more): nothing to delete
+        raise
+    if not ctx.owner.owns_tags(tags):
+        return False
 
     def deleted() -> bool | None:
         try:
             cert = ctx.aws.acm.describe_certificate(CertificateArn=arn)["Certificate"]
         except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
+            if exc.code in GONE:
                 return True
             raise
         if cert.get("InUseBy"):
@@ -277,10 +297,11 @@ def wait_unused_then_delete(ctx: PhaseContext, arn: str) -> None:
         except AwsError as exc:
             if exc.code == "ResourceInUseException":
                 return None
-            if exc.code != "ResourceNotFoundException":
+            if exc.code not in GONE:
                 raise
         return True
 
     ctx.wait_until(
         f"certificate {arn.rsplit('/', 1)[-1]} to be unused, to delete it", deleted, limit=900
     )
+    return True

@@ -21,7 +21,7 @@ import base64
 from typing import Any
 
 from orchestrator.errors import PhaseError
-from orchestrator.kube import labels_for, owned_by
+from orchestrator.ownership import Owner, describe_identity
 from orchestrator.phase import Phase, PhaseContext
 from states.controller_manifests import (
     CONTROLLER_NAME,
@@ -100,12 +100,24 @@ class ControllerPhase(Phase):
     def enter(self, ctx: PhaseContext) -> None:
         kube = ctx.kube
         existing = kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
-        if existing is not None and not owned_by(existing, ctx.deployment):
+        if existing is not None and not ctx.owner.owns_object(existing):
             self._adopt(ctx, existing)
         else:
             self._install(ctx)
         ctx.outputs["deployment"] = f"{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
         self._wait_available(ctx)
+
+    def reinstall(self, ctx: PhaseContext) -> None:
+        """Bring back the controller this phase installed (deleted by hand, say), keeping the
+        phase's own status: a rollback needs it to finish tearing the ALB down."""
+        record = ctx.record
+        status = record.status
+        try:
+            self._install(ctx)
+            self._wait_available(ctx)
+        finally:
+            record.status = status
+            ctx.save()
 
     def _adopt(self, ctx: PhaseContext, deployment: dict[str, Any]) -> None:
         cluster = cluster_name_of(deployment)
@@ -131,7 +143,7 @@ class ControllerPhase(Phase):
             region=ctx.config.region,
             vpc_id=ctx.earlier("preflight")["vpc_id"],
             role_arn=ctx.earlier("controller_iam")["role_arn"],
-            labels=labels_for(ctx.deployment),
+            labels=ctx.owner.labels,
             webhook_ca_pem=ca,
             webhook_cert_pem=cert,
             webhook_key_pem=key,
@@ -154,7 +166,7 @@ class ControllerPhase(Phase):
         if mine is None or not mine.created:
             meta = obj["metadata"]
             current = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
-            if current is not None and not owned_by(current, ctx.deployment):
+            if current is not None and not ctx.owner.owns_object(current):
                 ctx.adopt(KIND, rid)  # someone else's: used as it is, never deleted
                 return
         resource = (
@@ -189,7 +201,7 @@ class ControllerPhase(Phase):
         """The webhook's certificates: kept from our Secret if it exists, so re-applying
         changes nothing; new ones otherwise. They live only in the cluster."""
         secret = ctx.kube.get("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE)
-        if secret and owned_by(secret, ctx.deployment):
+        if secret and ctx.owner.owns_object(secret):
             data = secret.get("data") or {}
             try:
                 return tuple(
@@ -245,6 +257,10 @@ class ControllerPhase(Phase):
         self._wait_backend_released(ctx)
         for resource in owned:
             api_version, kind, namespace, name = parse_object_id(resource.id)
+            live = ctx.kube.get(api_version, kind, name, namespace)
+            if live is not None and not ctx.owner.owns_object(live):
+                ctx.keep(resource, not_ours(ctx, kind, live))
+                continue
             ctx.kube.delete(api_version, kind, name, namespace)
             ctx.forget(resource)
 
@@ -300,8 +316,15 @@ def _name(obj: dict[str, Any]) -> str:
     return f"{meta.get('namespace')}/{meta.get('name')}" if meta.get("namespace") else meta["name"]
 
 
+def not_ours(ctx: PhaseContext, kind: str, live: dict[str, Any]) -> str:
+    """Why an object the state file lists is left: its labels name another owner."""
+    other = ctx.owner.other_owner_of_object(live)
+    whose = describe_identity(other) if other is not None else "someone else"
+    return f"the {kind}'s labels say it belongs to {whose}, not this state file"
+
+
 def controller_users(
-    deployment: str,
+    owner: Owner,
     classes: list[dict[str, Any]],
     ingresses: list[dict[str, Any]],
     bindings: list[dict[str, Any]],
@@ -319,7 +342,7 @@ def controller_users(
     users = [
         f"Ingress {_name(i)}"
         for i in ingresses
-        if ingress_class_of(i) in served and not owned_by(i, deployment)
+        if ingress_class_of(i) in served and not owner.owns_object(i)
     ]
     for binding in bindings:
         labels = (binding.get("metadata") or {}).get("labels") or {}
@@ -335,7 +358,7 @@ def users_not_ours(ctx: PhaseContext) -> list[str]:
     kube = ctx.kube
     bindings = kube.list(*TARGET_GROUP_BINDING) if kube.served(*TARGET_GROUP_BINDING) else []
     return controller_users(
-        ctx.deployment,
+        ctx.owner,
         kube.list("networking.k8s.io/v1", "IngressClass"),
         kube.list("networking.k8s.io/v1", "Ingress"),
         bindings,
@@ -344,13 +367,23 @@ def users_not_ours(ctx: PhaseContext) -> list[str]:
     )
 
 
+def cluster_vpc(ctx: PhaseContext) -> str:
+    """The cluster's VPC: as preflight saw it, or (preflight rolled back: the final sweep
+    of a rollback, a state made by import) as EKS says now."""
+    known = ctx.earlier("preflight").get("vpc_id")
+    if known:
+        return str(known)
+    cluster = ctx.aws.eks.describe_cluster(name=ctx.config.cluster_name)["cluster"]
+    return str(cluster["resourcesVpcConfig"]["vpcId"])
+
+
 def backend_security_groups(ctx: PhaseContext) -> list[str]:
     """The cluster's backend security group(s) the controller made, by their tags."""
     groups = ctx.aws.ec2.pages(
         "describe_security_groups",
         "SecurityGroups",
         Filters=[
-            {"Name": "vpc-id", "Values": [ctx.earlier("preflight")["vpc_id"]]},
+            {"Name": "vpc-id", "Values": [cluster_vpc(ctx)]},
             {"Name": f"tag:{CLUSTER_TAG}", "Values": [ctx.config.cluster_name]},
             {"Name": f"tag:{RESOURCE_TAG}", "Values": [BACKEND_SG]},
         ],

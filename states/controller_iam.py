@@ -17,7 +17,8 @@ from typing import Any
 
 from orchestrator.aws import partition_of
 from orchestrator.errors import PhaseError
-from orchestrator.phase import OWNER_TAG, Phase, PhaseContext
+from orchestrator.ownership import OWNER_TAG, describe_identity
+from orchestrator.phase import Phase, PhaseContext
 from states.controller_manifests import (
     CONTROLLER_NAME,
     CONTROLLER_NAMESPACE,
@@ -85,7 +86,7 @@ class ControllerIamPhase(Phase):
         if arn in existing:
             _check_audience(ctx, arn)
             tags = iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=arn)["Tags"]
-            if _ours(tags, ctx.deployment):
+            if ctx.owner.owns_tags(tags):
                 ctx.confirm(mine or ctx.intend(OIDC, arn, "record own OIDC provider"))
             elif mine is None or not mine.created:
                 ctx.adopt(OIDC, arn)  # the cluster's provider already existed: never deleted
@@ -182,7 +183,15 @@ class ControllerIamPhase(Phase):
         self, ctx: PhaseContext, kind: str, rid: str, tags: list[dict[str, str]], what: str
     ) -> None:
         """An existing role or policy with our name: ours if tagged so, else refuse."""
-        if not _ours(tags, ctx.deployment):
+        other = ctx.owner.other_owner_of_tags(tags)
+        if other is not None:
+            raise PhaseError(
+                f"the IAM {what} {rid.rsplit('/', 1)[-1]} belongs to this deployment's "
+                f"{describe_identity(other)}, not to this one",
+                "run orchestrator with that state file (--state PATH), or if it is lost, "
+                "rebuild it with `orchestrator import`",
+            )
+        if not ctx.owner.owns_tags(tags):
             raise PhaseError(
                 f"an IAM {what} named {rid.rsplit('/', 1)[-1]} already exists and was not created "
                 f"by this deployment (no {OWNER_TAG}={ctx.deployment} tag)",
@@ -229,24 +238,30 @@ class ControllerIamPhase(Phase):
             if role == runs_as:
                 ctx.keep(resource, _STILL_USED)
                 continue
+            if not self._ours_or_gone(ctx, ROLE, role):
+                ctx.keep(resource, _NOT_OURS)
+                continue
             _gone_ok(lambda r=role, p=policy_arn: iam.detach_role_policy(RoleName=r, PolicyArn=p))
             ctx.forget(resource)
         kept_roles, deleted_roles = set(), set()
         for resource in ctx.owned(ROLE):
-            if resource.id == runs_as:
-                ctx.keep(resource, _STILL_USED)
+            if resource.id == runs_as or not self._ours_or_gone(ctx, ROLE, resource.id):
+                ctx.keep(resource, _STILL_USED if resource.id == runs_as else _NOT_OURS)
                 kept_roles.add(resource.id)
                 continue
             _gone_ok(lambda r=resource.id: iam.delete_role(RoleName=r))
             deleted_roles.add(resource.id)
             ctx.forget(resource)
         for resource in ctx.owned(POLICY):
-            if kept_roles:
-                ctx.keep(resource, _STILL_USED)
+            if kept_roles or not self._ours_or_gone(ctx, POLICY, resource.id):
+                ctx.keep(resource, _STILL_USED if kept_roles else _NOT_OURS)
                 continue
             self._delete_policy(ctx, resource.id)
             ctx.forget(resource)
         for resource in ctx.owned(OIDC):
+            if not self._ours_or_gone(ctx, OIDC, resource.id):
+                ctx.keep(resource, _NOT_OURS)
+                continue
             trusting = roles_trusting(ctx, resource.id, exclude=deleted_roles)
             if trusting:
                 shown = ", ".join(trusting[:5]) + (" and more" if len(trusting) > 5 else "")
@@ -262,6 +277,12 @@ class ControllerIamPhase(Phase):
             )
             ctx.forget(resource)
 
+    def _ours_or_gone(self, ctx: PhaseContext, kind: str, rid: str) -> bool:
+        """Whether the entity's tags name this deployment and state file (or it is gone:
+        nothing to delete, which is fine)."""
+        tags = _get(lambda: iam_tags(ctx, kind, rid))
+        return tags is None or ctx.owner.owns_tags(tags)
+
     def _delete_policy(self, ctx: PhaseContext, arn: str) -> None:
         iam = ctx.aws.iam
         versions = _get(lambda: iam.list_policy_versions(PolicyArn=arn)["Versions"]) or []
@@ -271,6 +292,7 @@ class ControllerIamPhase(Phase):
         _gone_ok(lambda: iam.delete_policy(PolicyArn=arn))
 
 
+_NOT_OURS = "its tags say it is not this state file's"
 _STILL_USED = (
     "the AWS Load Balancer Controller left in place (still used by others) runs as this role"
 )
@@ -341,8 +363,14 @@ def _document(value: Any) -> dict[str, Any]:
     return dict(json.loads(unquote(str(value))))
 
 
-def _ours(tags: list[dict[str, str]], deployment: str) -> bool:
-    return any(t["Key"] == OWNER_TAG and t["Value"] == deployment for t in tags)
+def iam_tags(ctx: PhaseContext, kind: str, rid: str) -> list[dict[str, str]]:
+    """The tags of one of the IAM entities this phase makes (NoSuchEntity if it is gone)."""
+    iam = ctx.aws.iam
+    if kind == ROLE:
+        return list(iam.list_role_tags(RoleName=rid)["Tags"])
+    if kind == POLICY:
+        return list(iam.list_policy_tags(PolicyArn=rid)["Tags"])
+    return list(iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=rid)["Tags"])
 
 
 def _get(read: Any) -> Any:

@@ -1,16 +1,20 @@
 """hosted_zone: the public Route 53 hosted zone for the subdomain.
 
-Created with a CallerReference derived from the deployment (so a retried create is
-recognised) and tagged with the deployment id. A zone for the name that is neither
-ours nor named in the config stops the run: it is never adopted or deleted silently.
+Created with a CallerReference recorded with the intent before the call (so a retried
+or crashed create is recognised, and a zone deleted by hand is made again under a new
+one: Route 53 remembers every reference forever) and tagged with the deployment and the
+state file's identity. A zone for the name that is neither ours nor named in the config
+stops the run: it is never adopted or deleted silently.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from orchestrator.errors import PhaseError
-from orchestrator.phase import OWNER_TAG, Phase, PhaseContext
+from orchestrator.ownership import OWNER_TAG, STATE_TAG, describe_identity, tag_map
+from orchestrator.phase import Phase, PhaseContext
 from states.records import plain, wait_in_sync
 
 KIND = "route53:hosted-zone"
@@ -40,20 +44,29 @@ class HostedZonePhase(Phase):
         """Our zone if it exists; adopt the zone the config names; refuse anyone else's."""
         name = ctx.config.subdomain
         named = ctx.config.subdomain_zone_id
-        ours_prefix = f"orchestrator:{ctx.deployment}:hosted_zone:"
+        references = {r.id.removeprefix("pending:") for r in ctx.owned(KIND)}
         foreign = []
         for zone in zones_named(ctx, name):
             zone_id = _short(zone["Id"])
             if zone.get("Config", {}).get("PrivateZone"):
                 continue
-            ours = zone.get("CallerReference", "").startswith(ours_prefix)
-            if ours or _tagged_ours(ctx, zone_id):
+            tags = zone_tags(ctx, zone_id)
+            # Ours: tagged so, or made by a create whose answer we never saw (not yet tagged).
+            if ctx.owner.owns_tags(tags) or zone.get("CallerReference") in references:
                 self._claim(ctx, zone_id)
                 self._tag(ctx, zone_id)
                 return zone
             if zone_id == named:
                 ctx.adopt(KIND, zone_id, name=name)
                 return zone
+            other = ctx.owner.other_owner_of_tags(tags)
+            if other is not None:
+                raise PhaseError(
+                    f"the hosted zone {zone_id} for {name} belongs to this deployment's "
+                    f"{describe_identity(other)}, not to this one",
+                    "run orchestrator with that state file (--state PATH), or if it is lost, "
+                    "rebuild it with `orchestrator import`",
+                )
             foreign.append(zone_id)
         if named:
             raise PhaseError(
@@ -82,7 +95,15 @@ class HostedZonePhase(Phase):
     def _create(self, ctx: PhaseContext) -> dict[str, Any]:
         from orchestrator.aws import AwsError
 
-        reference = caller_reference(ctx.deployment, ctx.token("caller-reference", length=16))
+        # A create whose outcome was never seen is retried with its own reference (Route 53
+        # then answers HostedZoneAlreadyExists, and the zone is found by it); any other
+        # create gets a new one, which the intent records before the call.
+        pending = [r for r in ctx.owned(KIND) if r.id.startswith("pending:")]
+        reference = (
+            pending[0].id.removeprefix("pending:")
+            if pending
+            else caller_reference(ctx.deployment, secrets.token_hex(8))
+        )
         resource = ctx.intend(
             KIND, f"pending:{reference}", f"create hosted zone {ctx.config.subdomain}"
         )
@@ -118,7 +139,8 @@ class HostedZonePhase(Phase):
         return zone
 
     def _tag(self, ctx: PhaseContext, zone_id: str) -> None:
-        if not _tagged_ours(ctx, zone_id):
+        tags = zone_tags(ctx, zone_id)
+        if not ctx.owner.owns_tags(tags) or ctx.owner.identity != tags.get(STATE_TAG):
             ctx.aws.route53.change_tags_for_resource(
                 ResourceType="hostedzone", ResourceId=zone_id, AddTags=ctx.owner_tags
             )
@@ -135,31 +157,36 @@ class HostedZonePhase(Phase):
             raise
         if plain(zone["HostedZone"]["Name"]) != ctx.config.subdomain:
             return f"hosted zone {zone_id} is not for {ctx.config.subdomain}"
-        if ctx.owned(KIND) and not _tagged_ours(ctx, zone_id):
-            return f"hosted zone {zone_id} lost its {OWNER_TAG} tag"
+        if ctx.owned(KIND) and not ctx.owner.owns_tags(zone_tags(ctx, zone_id)):
+            return f"hosted zone {zone_id} lost its {OWNER_TAG}/{STATE_TAG} tags"
         return None
 
     def rollback(self, ctx: PhaseContext) -> None:
         for resource in ctx.owned(KIND):
             if resource.id.startswith("pending:"):
                 self._rollback_unconfirmed(ctx, resource)
-            else:
-                delete_zone(ctx, resource.id)
+            elif not delete_zone(ctx, resource.id):
+                ctx.keep(resource, "its tags say it is not this state file's")
+                continue
             ctx.forget(resource)
 
     def _rollback_unconfirmed(self, ctx: PhaseContext, resource: Any) -> None:
-        """A create whose outcome was never recorded: delete the zone if it happened."""
+        """A create whose outcome was never recorded: delete the zone if it happened (its
+        CallerReference, ours alone, says it is ours even before it is tagged)."""
         reference = resource.id.removeprefix("pending:")
         for zone in zones_named(ctx, ctx.config.subdomain):
             if zone.get("CallerReference") == reference:
-                delete_zone(ctx, _short(zone["Id"]))
+                delete_zone(ctx, _short(zone["Id"]), made_by_us=True)
 
 
-def delete_zone(ctx: PhaseContext, zone_id: str) -> None:
-    """Delete our zone; refuse if it holds records this deployment did not write."""
+def delete_zone(ctx: PhaseContext, zone_id: str, made_by_us: bool = False) -> bool:
+    """Delete our zone; refuse if it holds records this deployment did not write. False if
+    its tags say it is not ours (unless `made_by_us`): then it is left."""
     from orchestrator.aws import AwsError
 
     try:
+        if not made_by_us and not ctx.owner.owns_tags(zone_tags(ctx, zone_id)):
+            return False
         leftovers = [
             r
             for r in ctx.aws.route53.pages(
@@ -169,7 +196,7 @@ def delete_zone(ctx: PhaseContext, zone_id: str) -> None:
         ]
     except AwsError as exc:
         if exc.code == "NoSuchHostedZone":
-            return
+            return True  # already gone is fine
         raise
     if leftovers:
         names = ", ".join(f"{plain(r['Name'])} {r['Type']}" for r in leftovers)
@@ -182,6 +209,7 @@ def delete_zone(ctx: PhaseContext, zone_id: str) -> None:
     except AwsError as exc:
         if exc.code != "NoSuchHostedZone":
             raise
+    return True
 
 
 def zones_named(ctx: PhaseContext, name: str) -> list[dict[str, Any]]:
@@ -197,12 +225,9 @@ def zones_named(ctx: PhaseContext, name: str) -> list[dict[str, Any]]:
         kwargs = {"DNSName": page["NextDNSName"], "HostedZoneId": page["NextHostedZoneId"]}
 
 
-def _tagged_ours(ctx: PhaseContext, zone_id: str) -> bool:
+def zone_tags(ctx: PhaseContext, zone_id: str) -> dict[str, str]:
     tags = ctx.aws.route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zone_id)
-    return any(
-        t["Key"] == OWNER_TAG and t["Value"] == ctx.deployment
-        for t in tags.get("ResourceTagSet", {}).get("Tags", [])
-    )
+    return tag_map(tags.get("ResourceTagSet", {}).get("Tags", []))
 
 
 def _short(zone_id: str) -> str:

@@ -18,8 +18,8 @@ import json
 from typing import Any
 
 from orchestrator.errors import PhaseError
-from orchestrator.kube import labels_for, owned_by
-from orchestrator.phase import OWNER_TAG, Phase, PhaseContext
+from orchestrator.ownership import OWNER_TAG, STATE_TAG, Owner
+from orchestrator.phase import Phase, PhaseContext
 
 NAMESPACE = "istio-system"
 NAME = "istio-ingress"
@@ -32,11 +32,14 @@ TARGET_GROUP_BINDING = ("elbv2.k8s.aws/v1beta1", "TargetGroupBinding")
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 STACK_TAG = "ingress.k8s.aws/stack"
 STACK = f"{NAMESPACE}/{NAME}"  # the controller's name for what it makes for the Ingress
+STACK_SELECTOR = f"ingress.k8s.aws/stack-namespace={NAMESPACE},ingress.k8s.aws/stack-name={NAME}"
+INGRESS_FINALIZER = "ingress.k8s.aws/resources"
+BINDING_FINALIZER = "elbv2.k8s.aws/resources"
+# What AWS answers while something still holds what we delete: tried again next pass.
+STILL_HELD = ("DependencyViolation", "ResourceInUse")
 
 
-def ingress_manifest(
-    *, scheme: str, certificate_arns: list[str], deployment: str
-) -> dict[str, Any]:
+def ingress_manifest(*, scheme: str, certificate_arns: list[str], owner: Owner) -> dict[str, Any]:
     prefix = "alb.ingress.kubernetes.io/"
     annotations = {
         prefix + "scheme": scheme,
@@ -48,7 +51,9 @@ def ingress_manifest(
         prefix + "load-balancer-attributes": "routing.http.drop_invalid_header_fields.enabled=true",
         prefix + "healthcheck-path": "/healthz/ready",
         prefix + "healthcheck-port": "15021",  # the gateway's status port
-        prefix + "tags": f"{OWNER_TAG}={deployment}",
+        # The controller tags what it makes for the Ingress (ALB, target groups, security
+        # groups) with these too, so they carry the deployment's and the state's marks.
+        prefix + "tags": f"{OWNER_TAG}={owner.deployment},{STATE_TAG}={owner.identity}",
     }
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -56,7 +61,7 @@ def ingress_manifest(
         "metadata": {
             "name": NAME,
             "namespace": NAMESPACE,
-            "labels": labels_for(deployment),
+            "labels": owner.labels,
             "annotations": annotations,
         },
         "spec": {
@@ -103,12 +108,12 @@ class IngressPhase(Phase):
     def _wanted(self, ctx: PhaseContext) -> dict[str, Any]:
         arns = ctx.earlier("certificates_issued")["issued"]
         return ingress_manifest(
-            scheme=ctx.config.alb_scheme, certificate_arns=arns, deployment=ctx.deployment
+            scheme=ctx.config.alb_scheme, certificate_arns=arns, owner=ctx.owner
         )
 
     def enter(self, ctx: PhaseContext) -> None:
         live = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
-        if live is not None and not owned_by(live, ctx.deployment):
+        if live is not None and not ctx.owner.owns_object(live):
             raise PhaseError(
                 f"Ingress {NAMESPACE}/{NAME} already exists and was not created by this "
                 "deployment; orchestrator will not adopt, change or delete it",
@@ -128,29 +133,126 @@ class IngressPhase(Phase):
 
     def rollback(self, ctx: PhaseContext) -> None:
         for resource in ctx.owned(KIND):
+            live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
+            if live is not None and not ctx.owner.owns_object(live):
+                from states.controller import not_ours
+
+                ctx.keep(resource, not_ours(ctx, "Ingress", live))
+                continue
             ctx.kube.delete(*INGRESS, NAME, NAMESPACE)
             self._wait_torn_down(ctx)
             ctx.forget(resource)
 
     def _wait_torn_down(self, ctx: PhaseContext) -> None:
+        """Wait for the controller's teardown. Without a running controller nothing would
+        happen: the controller this deployment installed is brought back for it; one it
+        did not install (adopted, now gone) is replaced by doing its teardown here."""
+        said: set[str] = set()  # what the operator was told, told once
+
+        def tell(what: str, message: str) -> None:
+            if what not in said:
+                said.add(what)
+                ctx.say(message)
+
         def torn_down() -> bool | None:
             left = stack_leftovers(ctx)
             if not left:
                 return True
-            from states.controller import CONTROLLER_NAME, CONTROLLER_NAMESPACE, available
+            if ctx.kube.get(*INGRESS, NAME, NAMESPACE) is None:
+                # No Ingress, no finalizer: no controller will ever clean these up.
+                tell(
+                    "orphans",
+                    f"what the controller made for {STACK} outlived the Ingress: "
+                    "deleting it by its tags",
+                )
+                tear_down_pass(ctx)
+            elif controller_running(ctx):
+                pass
+            elif installed_controller(ctx):
+                if "reinstall" not in said:
+                    tell(
+                        "reinstall",
+                        "the AWS Load Balancer Controller this deployment installed is not "
+                        "running: installing it again to tear the ALB down (its own rollback "
+                        "removes it afterwards)",
+                    )
+                    from states.controller import ControllerPhase
 
-            running = available(
-                ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
-            )
-            ctx.note(
-                f"left: {'; '.join(left)}"
-                + ("" if running else " (the controller is not running: nothing will finish this)")
-            )
+                    ControllerPhase().reinstall(ctx.sibling("controller"))
+            else:
+                tell(
+                    "by hand",
+                    "the AWS Load Balancer Controller is not running, and it is not this "
+                    f"deployment's to bring back: deleting what it made for {STACK} by its "
+                    "tags, and removing its finalizers",
+                )
+                tear_down_pass(ctx)
+            ctx.note(f"left: {'; '.join(left)}")
             return None
 
         ctx.wait_until(
             f"the controller to tear down what it made for Ingress {STACK}", torn_down, limit=900
         )
+
+
+def installed_controller(ctx: PhaseContext) -> bool:
+    """Whether this deployment installed the controller and can install it again (what that
+    takes is known: after `import` it is not until `run` has checked the phases)."""
+    from states.controller import CONTROLLER_NAME, CONTROLLER_NAMESPACE
+
+    controller = ctx.sibling("controller")
+    deployment = f"apps/v1/Deployment/{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
+    return (
+        ctx.earlier("controller").get("mode") == "installed"
+        and any(r.id == deployment for r in controller.owned(KIND))
+        and bool(ctx.earlier("controller_iam").get("role_arn"))
+        and bool(ctx.earlier("preflight").get("vpc_id"))
+    )
+
+
+def controller_running(ctx: PhaseContext) -> bool:
+    from states.controller import CONTROLLER_NAME, CONTROLLER_NAMESPACE, available
+
+    return available(ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE))
+
+
+def tear_down_pass(ctx: PhaseContext) -> None:
+    """One pass of the controller's teardown of our stack, done by hand, in its order: the
+    load balancer (its listeners go with it); then the TargetGroupBindings and target
+    groups; then the security groups (EC2 refuses while the load balancer's network
+    interfaces drain: the next pass tries again); then the Ingress's finalizer."""
+    from orchestrator.aws import AwsError
+
+    def attempt(call: Any, **kwargs: Any) -> None:
+        try:
+            call(**kwargs)
+        except AwsError as exc:
+            if exc.code not in STILL_HELD and not exc.code.endswith("NotFound"):
+                raise
+
+    # Only what carries this deployment's and state file's tags (from the Ingress's `tags`
+    # annotation, which the controller copies onto everything it makes for it).
+    cluster, kube = ctx.config.cluster_name, ctx.kube
+    balancers = stack_load_balancers(ctx, cluster, ours=True)
+    for arn in balancers:
+        attempt(ctx.aws.elbv2.delete_load_balancer, LoadBalancerArn=arn)
+    if balancers:
+        return
+    if kube.served(*TARGET_GROUP_BINDING):
+        for binding in kube.list(*TARGET_GROUP_BINDING, NAMESPACE, label_selector=STACK_SELECTOR):
+            name = binding["metadata"]["name"]
+            kube.remove_finalizer(*TARGET_GROUP_BINDING, name, NAMESPACE, BINDING_FINALIZER)
+            kube.delete(*TARGET_GROUP_BINDING, name, NAMESPACE)
+    groups = stack_target_groups(ctx, cluster, ours=True)
+    for arn in groups:
+        attempt(ctx.aws.elbv2.delete_target_group, TargetGroupArn=arn)
+    if groups:
+        return
+    security_groups = stack_security_groups(ctx, cluster, ours=True)
+    for group in security_groups:
+        attempt(ctx.aws.ec2.delete_security_group, GroupId=group)
+    if not security_groups:
+        kube.remove_finalizer(*INGRESS, NAME, NAMESPACE, INGRESS_FINALIZER)
 
 
 def stack_leftovers(ctx: PhaseContext) -> list[str]:
@@ -165,41 +267,50 @@ def stack_leftovers(ctx: PhaseContext) -> list[str]:
             + (f" (Terminating, finalizers {', '.join(finalizers)})" if finalizers else "")
         )
     if kube.served(*TARGET_GROUP_BINDING):
-        selector = f"ingress.k8s.aws/stack-namespace={NAMESPACE},ingress.k8s.aws/stack-name={NAME}"
-        for binding in kube.list(*TARGET_GROUP_BINDING, NAMESPACE, label_selector=selector):
+        for binding in kube.list(*TARGET_GROUP_BINDING, NAMESPACE, label_selector=STACK_SELECTOR):
             left.append(f"TargetGroupBinding {NAMESPACE}/{binding['metadata']['name']}")
-    left += [
-        f"load balancer {arn.rsplit('/', 2)[-2]}" for arn in stack_load_balancers(ctx, cluster)
-    ]
-    left += [f"target group {arn.rsplit('/', 2)[-2]}" for arn in stack_target_groups(ctx, cluster)]
-    left += [f"security group {group}" for group in stack_security_groups(ctx, cluster)]
+    balancers = stack_load_balancers(ctx, cluster, ours=True)
+    groups = stack_target_groups(ctx, cluster, ours=True)
+    left += [f"load balancer {arn.rsplit('/', 2)[-2]}" for arn in balancers]
+    left += [f"target group {arn.rsplit('/', 2)[-2]}" for arn in groups]
+    left += [f"security group {g}" for g in stack_security_groups(ctx, cluster, ours=True)]
     return left
 
 
-def _stack_tagged(ctx: PhaseContext, arns: list[str], cluster: str) -> list[str]:
-    """Those of the ELBv2 resources whose tags name our Ingress's stack in this cluster."""
+def _stack_tagged(
+    ctx: PhaseContext, arns: list[str], cluster: str, ours: bool = False
+) -> list[str]:
+    """Those of the ELBv2 resources whose tags name our Ingress's stack in this cluster
+    (and, if `ours`, this deployment and state file too)."""
+    return [
+        arn
+        for arn, tags in _elbv2_tags(ctx, arns)
+        if tags.get(STACK_TAG) == STACK
+        and tags.get(CLUSTER_TAG) == cluster
+        and (not ours or ctx.owner.owns_tags(tags))
+    ]
+
+
+def _elbv2_tags(ctx: PhaseContext, arns: list[str]) -> list[tuple[str, dict[str, str]]]:
     found = []
     for start in range(0, len(arns), 20):  # DescribeTags takes 20 ARNs at most
         described = ctx.aws.elbv2.describe_tags(ResourceArns=arns[start : start + 20])
         for description in described["TagDescriptions"]:
-            tags = {t["Key"]: t.get("Value") for t in description.get("Tags", [])}
-            if tags.get(STACK_TAG) == STACK and tags.get(CLUSTER_TAG) == cluster:
-                found.append(description["ResourceArn"])
+            tags = {t["Key"]: t.get("Value", "") for t in description.get("Tags", [])}
+            found.append((description["ResourceArn"], tags))
     return found
 
 
-def stack_load_balancers(ctx: PhaseContext, cluster: str) -> list[str]:
-    """ARNs of the load balancers the controller made for our Ingress (by its tags)."""
-    balancers = ctx.aws.elbv2.pages("describe_load_balancers", "LoadBalancers")
-    return _stack_tagged(ctx, [lb["LoadBalancerArn"] for lb in balancers], cluster)
-
-
-def stack_target_groups(ctx: PhaseContext, cluster: str) -> list[str]:
-    groups = ctx.aws.elbv2.pages("describe_target_groups", "TargetGroups")
-    return _stack_tagged(ctx, [g["TargetGroupArn"] for g in groups], cluster)
-
-
-def stack_security_groups(ctx: PhaseContext, cluster: str) -> list[str]:
+def stack_tags(ctx: PhaseContext, cluster: str) -> list[dict[str, str]]:
+    """The tags of everything the controller made for our Ingress's stack in this cluster."""
+    elbv2 = ctx.aws.elbv2
+    arns = [lb["LoadBalancerArn"] for lb in elbv2.pages("describe_load_balancers", "LoadBalancers")]
+    arns += [g["TargetGroupArn"] for g in elbv2.pages("describe_target_groups", "TargetGroups")]
+    found = [
+        tags
+        for _, tags in _elbv2_tags(ctx, arns)
+        if tags.get(STACK_TAG) == STACK and tags.get(CLUSTER_TAG) == cluster
+    ]
     groups = ctx.aws.ec2.pages(
         "describe_security_groups",
         "SecurityGroups",
@@ -208,4 +319,27 @@ def stack_security_groups(ctx: PhaseContext, cluster: str) -> list[str]:
             {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
         ],
     )
-    return [g["GroupId"] for g in groups]
+    return found + [{t["Key"]: t.get("Value", "") for t in g.get("Tags", [])} for g in groups]
+
+
+def stack_load_balancers(ctx: PhaseContext, cluster: str, ours: bool = False) -> list[str]:
+    """ARNs of the load balancers the controller made for our Ingress (by its tags)."""
+    balancers = ctx.aws.elbv2.pages("describe_load_balancers", "LoadBalancers")
+    return _stack_tagged(ctx, [lb["LoadBalancerArn"] for lb in balancers], cluster, ours)
+
+
+def stack_target_groups(ctx: PhaseContext, cluster: str, ours: bool = False) -> list[str]:
+    groups = ctx.aws.elbv2.pages("describe_target_groups", "TargetGroups")
+    return _stack_tagged(ctx, [g["TargetGroupArn"] for g in groups], cluster, ours)
+
+
+def stack_security_groups(ctx: PhaseContext, cluster: str, ours: bool = False) -> list[str]:
+    groups = ctx.aws.ec2.pages(
+        "describe_security_groups",
+        "SecurityGroups",
+        Filters=[
+            {"Name": f"tag:{STACK_TAG}", "Values": [STACK]},
+            {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
+        ],
+    )
+    return [g["GroupId"] for g in groups if not ours or ctx.owner.owns_tags(g.get("Tags", []))]

@@ -12,8 +12,11 @@ So an internet-facing ALB must find role-tagged *public* subnets (a route to an 
 gateway), an internal one *private* subnets, and no role-tagged subnet of the wrong kind.
 This phase classifies the VPC's subnets by their route tables, tags one suitable subnet
 in each zone that has none, and adds nothing where suitable subnets are tagged already.
-Rollback removes only the tags it added, only while they hold our value, and keeps them
-while load balancers not ours of this cluster sit in those subnets.
+Next to the tags it adds, a marker tag (`orchestrator:added-tags:<deployment>`: the
+state file's identity and the keys it added) says whose they are, so that `import` and the
+final sweep of `rollback --all` can find them without the state file. Rollback removes
+only the tags it added, only while they hold our value, and keeps them while load
+balancers not ours of this cluster sit in those subnets.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.store import Resource
 
 KIND = "ec2:subnet-tag"
 ROLE_TAGS = {
@@ -34,6 +38,7 @@ CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
 ROLE_VALUES = ("", "1")  # the values the controller's tag filter matches
 MIN_FREE_ADDRESSES = 8  # a load balancer node needs room in its subnet
 MIN_ZONES = 2  # an ALB spans at least two Availability Zones
+MARKER_PREFIX = "orchestrator:added-tags:"
 CONTROLLER_CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 STACK_TAG = "ingress.k8s.aws/stack"
 
@@ -181,6 +186,23 @@ def misplaced_problem(subnets: list[Subnet], cluster: str, scheme: str) -> str |
     )
 
 
+def marker_key(deployment: str) -> str:
+    return MARKER_PREFIX + deployment
+
+
+def marker_value(identity: str, keys: Iterable[str]) -> str:
+    return " ".join([identity, *sorted(set(keys))])
+
+
+def read_marker(tags: dict[str, str], deployment: str) -> tuple[str, set[str]] | None:
+    """(state identity, keys added) from a subnet's marker for `deployment`, if it has one."""
+    value = tags.get(marker_key(deployment))
+    if not value:
+        return None
+    identity, *keys = value.split()
+    return identity, set(keys)
+
+
 # ---- the phase -------------------------------------------------------------------------------
 
 
@@ -218,8 +240,12 @@ class SubnetTagsPhase(Phase):
             if mine is None or not mine.created:
                 mine = ctx.intend(KIND, f"{subnet_id}/{key}", f"tag {subnet_id} {key}", value=value)
             resources.append(mine)
+        added = set(tags) | recorded_keys(ctx, subnet_id)
+        marker = {marker_key(ctx.deployment): marker_value(ctx.owner.identity, added)}
+        # One call, so the marker never says more or less than the tags do.
         ctx.aws.ec2.create_tags(
-            Resources=[subnet_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+            Resources=[subnet_id],
+            Tags=[{"Key": k, "Value": v} for k, v in {**tags, **marker}.items()],
         )
         for resource in resources:
             ctx.confirm(resource)
@@ -234,7 +260,7 @@ class SubnetTagsPhase(Phase):
             subnet_id, key = resource.id.split("/", 1)
             if subnet_id in wrong and key == role:
                 ctx.say(f"removing {key} from {subnet_id}: it is not a suitable subnet")
-                remove_tag(ctx, subnet_id, key, resource.detail["value"])
+                untag(ctx, subnet_id, {key: resource.detail["value"]})
                 ctx.forget(resource)
                 withdrawn = True
         return withdrawn
@@ -255,18 +281,21 @@ class SubnetTagsPhase(Phase):
 
     def rollback(self, ctx: PhaseContext) -> None:
         owned = ctx.owned(KIND)
-        users = foreign_load_balancers(ctx, {r.id.split("/", 1)[0] for r in owned})
+        by_subnet: dict[str, list[Resource]] = {}
         for resource in owned:
-            subnet_id, key = resource.id.split("/", 1)
+            by_subnet.setdefault(resource.id.split("/", 1)[0], []).append(resource)
+        users = foreign_load_balancers(ctx, set(by_subnet))
+        for subnet_id, resources in by_subnet.items():
             if users.get(subnet_id):
                 ctx.keep(
-                    resource,
+                    resources,
                     f"load balancers of this cluster not made for this deployment use subnet "
                     f"{subnet_id}: {', '.join(users[subnet_id])}",
                 )
                 continue
-            remove_tag(ctx, subnet_id, key, resource.detail["value"])
-            ctx.forget(resource)
+            untag(ctx, subnet_id, {r.id.split("/", 1)[1]: r.detail["value"] for r in resources})
+            for resource in resources:
+                ctx.forget(resource)
 
 
 def vpc_subnets(ctx: PhaseContext) -> list[Subnet]:
@@ -279,13 +308,36 @@ def vpc_subnets(ctx: PhaseContext) -> list[Subnet]:
     )
 
 
-def remove_tag(ctx: PhaseContext, subnet_id: str, key: str, value: str) -> None:
-    """Remove a tag we added, if it still holds our value (someone may have changed it)."""
+def recorded_keys(ctx: PhaseContext, subnet_id: str) -> set[str]:
+    """The keys this state file's marker on the subnet lists (tags it added earlier)."""
+    found = read_marker(subnet_tags_of(ctx, subnet_id), ctx.deployment)
+    return found[1] if found and found[0] == ctx.owner.identity else set()
+
+
+def subnet_tags_of(ctx: PhaseContext, subnet_id: str) -> dict[str, str]:
     (subnet,) = ctx.aws.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"] or [{}]
-    current = {t["Key"]: t.get("Value") for t in subnet.get("Tags", [])}
-    if current.get(key) == value:
-        # With a Value, EC2 deletes the tag only if it still has that value.
-        ctx.aws.ec2.delete_tags(Resources=[subnet_id], Tags=[{"Key": key, "Value": value}])
+    return {t["Key"]: t.get("Value", "") for t in subnet.get("Tags", [])}
+
+
+def untag(ctx: PhaseContext, subnet_id: str, ours: dict[str, str]) -> None:
+    """Remove tags we added, each only if it still holds our value (someone may have
+    changed it), and drop them from our marker (the marker too, once it lists nothing)."""
+    current = subnet_tags_of(ctx, subnet_id)
+    # With a Value, EC2 deletes a tag only if it still has that value.
+    gone = [{"Key": k, "Value": v} for k, v in ours.items() if current.get(k) == v]
+    marker = read_marker(current, ctx.deployment)
+    key = marker_key(ctx.deployment)
+    if marker is not None and marker[0] == ctx.owner.identity:
+        left = marker[1] - set(ours)
+        if left:
+            ctx.aws.ec2.create_tags(
+                Resources=[subnet_id],
+                Tags=[{"Key": key, "Value": marker_value(ctx.owner.identity, left)}],
+            )
+        else:
+            gone.append({"Key": key, "Value": current[key]})
+    if gone:
+        ctx.aws.ec2.delete_tags(Resources=[subnet_id], Tags=gone)
 
 
 def foreign_load_balancers(ctx: PhaseContext, subnet_ids: set[str]) -> dict[str, list[str]]:

@@ -4,6 +4,7 @@ Kubernetes call, and leaves the state file exactly as it was."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,3 +68,35 @@ def test_an_oversized_config(shared_world: World, tmp_path: Path) -> None:
 def test_bad_state(shared_world: World, tmp_path: Path, name: str) -> None:
     shutil.copy(CORPUS / "states" / name, tmp_path / "state.json")
     refused(shared_world, tmp_path, shared_world.config, STATES[name])
+
+
+def refused_state(
+    world: World, cwd: Path, state: str, expected: str, commands: tuple = (*COMMANDS, ["status"])
+) -> None:
+    """Every command on this --state exits 2 with one line, at once, touching nothing."""
+    for command in commands:
+        done = world.cli("--config", str(world.config), "--state", state, *command, cwd=cwd)
+        assert done.returncode == ExitCode.USAGE, (command, done.stdout + done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (command, done.stderr)
+    assert world.calls() == [] and world.kube_calls() == []
+
+
+@pytest.mark.parametrize("state", [".", "/", ""], ids=["dot", "root", "empty"])
+def test_a_directory_as_state(shared_world: World, tmp_path: Path, state: str) -> None:
+    refused_state(shared_world, tmp_path, state, "directory")
+
+
+def test_a_fifo_as_state_does_not_hang(shared_world: World, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "state.json")
+    refused_state(shared_world, tmp_path, "state.json", "not a regular file")
+
+
+def test_a_lock_path_that_is_a_directory_or_a_symlink(shared_world: World, tmp_path: Path) -> None:
+    (tmp_path / "a.json.lock").mkdir()
+    expected = "a.json.lock: cannot use the lock file: a directory"
+    refused_state(shared_world, tmp_path, "a.json", expected, COMMANDS)
+    (tmp_path / "b.json.lock").symlink_to(tmp_path / "elsewhere")
+    expected = "b.json.lock: cannot use the lock file: a symlink"
+    refused_state(shared_world, tmp_path, "b.json", expected, COMMANDS)
+    assert not (tmp_path / "elsewhere").exists(), "nothing created through the symlink"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from orchestrator.ownership import Owner
 from states import all_phases, phase_names
 from states.controller import available, failure_of, object_id, parse_object_id
 from states.controller_iam import names, same_document
@@ -22,9 +23,8 @@ def test_phase_names_match_the_phases_in_order() -> None:
 
 
 def test_the_ingress_manifest() -> None:
-    ingress = ingress_manifest(
-        scheme="internal", certificate_arns=["arn:a", "arn:b"], deployment="dep-1"
-    )
+    owner = Owner("dep-1", "0123456789abcdef")
+    ingress = ingress_manifest(scheme="internal", certificate_arns=["arn:a", "arn:b"], owner=owner)
     annotations = ingress["metadata"]["annotations"]
     prefix = "alb.ingress.kubernetes.io/"
     assert annotations[prefix + "scheme"] == "internal"
@@ -41,6 +41,10 @@ def test_the_ingress_manifest() -> None:
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "istio-ingressgateway", "port": {"number": 80}}
     assert ingress["metadata"]["labels"]["orchestrator.dev/deployment"] == "dep-1"
+    assert ingress["metadata"]["labels"]["orchestrator.dev/state"] == "0123456789abcdef"
+    assert annotations[prefix + "tags"] == (
+        "orchestrator:deployment=dep-1,orchestrator:state=0123456789abcdef"
+    )
     assert drift(ingress, ingress) is None
     changed = json.loads(json.dumps(ingress))
     changed["metadata"]["annotations"][prefix + "scheme"] = "internet-facing"

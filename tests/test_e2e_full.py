@@ -407,14 +407,28 @@ def test_a_preexisting_controller_and_oidc_provider_are_used_never_touched(
     assert load_balancers(world) == []
 
 
-def test_an_unusable_kubeconfig_fails_preflight_saying_what_to_fix(
+def test_an_unusable_kubeconfig_stops_the_run_saying_what_to_fix(
     world: World, workdir: Path
 ) -> None:
     config = str(world.config)
     missing = dict(world.env, KUBECONFIG=str(workdir / "no-such-kubeconfig"))
-    failed = world.cli("--config", config, "run", cwd=workdir, env=missing)
+    refused = world.cli("--config", config, "run", cwd=workdir, env=missing)
+    assert refused.returncode == ExitCode.USAGE, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "no-such-kubeconfig" in refused.stderr
+    assert not (workdir / "state.json").exists() and world.calls() == []
+
+    # A kubeconfig naming an API server that does not answer: preflight says so.
+    unreachable = workdir / "unreachable-kubeconfig"
+    unreachable.write_text(
+        (world.directory / "kubeconfig")
+        .read_text()
+        .replace(world.info["endpoints"]["kubernetes"], "https://127.0.0.1:9")
+    )
+    broken = dict(world.env, KUBECONFIG=str(unreachable))
+    failed = world.cli("--config", config, "run", cwd=workdir, env=broken)
     assert failed.returncode == ExitCode.PHASE_FAILED, failed.stderr
-    assert "phase preflight failed: Kubernetes load kubeconfig: BadConfig:" in failed.stderr
+    assert "phase preflight failed: Kubernetes" in failed.stderr
     assert "check KUBECONFIG" in failed.stderr
     assert phase_status(workdir / "state.json", "preflight") == "failed"
     assert world.writes() == [], "preflight is read-only"

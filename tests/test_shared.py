@@ -13,6 +13,7 @@ import pytest
 from phasekit import ACCOUNT, phase_kit
 
 from orchestrator.errors import PhaseError
+from orchestrator.ownership import Owner
 from states.certificates import CertificatesPhase
 from states.controller import ControllerPhase, controller_users, served_by_controller
 from states.controller_iam import ControllerIamPhase, trusts_provider
@@ -47,7 +48,8 @@ def test_trust_policies_name_their_provider_as_a_federated_principal() -> None:
 
 
 def test_what_uses_the_controller_besides_us() -> None:
-    ours = {"orchestrator.dev/deployment": DEPLOYMENT}
+    owner = Owner(DEPLOYMENT, "0123456789abcdef")
+    ours = owner.labels
 
     def ingress(ns: str, name: str, cls: str | None, labels: dict[str, str] | None = None):
         return {
@@ -62,6 +64,10 @@ def test_what_uses_the_controller_besides_us() -> None:
     ingresses = [
         ingress("istio-system", "istio-ingress", "alb", ours),
         ingress("team-data", "dashboard", "alb"),
+        # The same deployment's Ingress, made from another state file: not ours either.
+        ingress(
+            "istio-system", "istio-ingress-2", "alb", {**ours, "orchestrator.dev/state": "f" * 16}
+        ),
         ingress("team-ml", "api", "internal-alb"),
         ingress("web", "site", "nginx"),
         {
@@ -95,9 +101,10 @@ def test_what_uses_the_controller_besides_us() -> None:
         {"metadata": {"namespace": "a", "name": "plain"}, "spec": {"type": "ClusterIP"}},
     ]
     assert controller_users(
-        DEPLOYMENT, classes, ingresses, bindings, services, ("istio-system", "istio-ingress")
+        owner, classes, ingresses, bindings, services, ("istio-system", "istio-ingress")
     ) == [
         "Ingress team-data/dashboard",
+        "Ingress istio-system/istio-ingress-2",
         "Ingress team-ml/api",
         "Ingress old/legacy",
         "TargetGroupBinding team-ml/hand-made",
@@ -262,7 +269,7 @@ def test_a_root_zone_validation_record_another_certificate_shares_is_kept(tmp_pa
         ours = acm.request_certificate(
             DomainName="*.example.com",
             ValidationMethod="DNS",
-            Tags=[{"Key": "orchestrator:deployment", "Value": kit.engine.state.deployment}],
+            Tags=kit.ctx("certificates").owner_tags,
         )
         record = acm.describe_certificate(CertificateArn=ours["CertificateArn"])["Certificate"][
             "DomainValidationOptions"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import StateConflict, UsageError
 from orchestrator.store import SCHEMA_VERSION, StateStore, new_state
 
 NAMES = ["a", "b"]
@@ -128,3 +128,105 @@ def test_a_world_writable_state_directory_is_refused(tmp_path: Path) -> None:
     shared.chmod(0o1777)  # sticky, like /tmp: others cannot replace our files
     with StateStore(shared / "state.json").locked("run"):
         pass
+
+
+def test_a_save_never_overwrites_a_newer_state(tmp_path: Path) -> None:
+    fresh(tmp_path)
+    first, second = StateStore(tmp_path / "state.json"), StateStore(tmp_path / "state.json")
+    mine, theirs = first.load(NAMES), second.load(NAMES)
+    theirs.phase("a").status = "done"
+    second.save(theirs)
+    mine.phase("a").status = "rolled_back"
+    with pytest.raises(StateConflict, match="changed by another command"):
+        first.save(mine)
+    assert StateStore(tmp_path / "state.json").load(NAMES).phase("a").status == "done"
+
+
+def test_a_new_state_is_not_written_over_one_made_meanwhile(tmp_path: Path) -> None:
+    late = StateStore(tmp_path / "state.json")
+    assert not late.exists()
+    fresh(tmp_path)  # another command made it first
+    with pytest.raises(StateConflict):
+        late.save(new_state("dep", {}, NAMES))
+
+
+def test_a_removed_lock_file_stops_the_holder_at_its_next_save(tmp_path: Path) -> None:
+    store = fresh(tmp_path)
+    store.load(NAMES)
+    with store.locked("run"):
+        state = store.load(NAMES)
+        store.save(state)
+        store.lock_path.unlink()
+        with pytest.raises(StateConflict, match="removed or replaced"):
+            store.save(state)
+    with store.locked("run"):  # a new lock file, held by the next command
+        store.save(store.load(NAMES))
+
+
+def test_two_names_for_one_file_share_the_lock(tmp_path: Path) -> None:
+    fresh(tmp_path)
+    (tmp_path / "alias.json").symlink_to(tmp_path / "state.json")
+    with (
+        StateStore(tmp_path / "state.json").locked("run"),
+        pytest.raises(UsageError, match="is locked by pid"),
+        StateStore(tmp_path / "alias.json").locked("run"),
+    ):
+        pass
+
+
+def test_temp_files_of_a_killed_save_are_removed_by_the_next_command(tmp_path: Path) -> None:
+    store = fresh(tmp_path)
+    leftover = tmp_path / ".state.json.k1ll3d.tmp"
+    leftover.write_text("{")
+    with store.locked("run"):
+        pass
+    assert not leftover.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.lock"]
+
+
+def test_a_failed_write_leaves_the_last_state_whole(tmp_path: Path) -> None:
+    """A full disk (here: the file size limit) fails the save in one line, exit 1, and the
+    state file keeps what was saved last."""
+    store = fresh(tmp_path)
+    before = store.path.read_bytes()
+    script = f"""
+import resource, signal, sys
+from orchestrator.store import StateStore
+from orchestrator.errors import StateWriteFailed
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+store = StateStore({str(store.path)!r})
+state = store.load({NAMES!r})
+state.phase("a").outputs["big"] = "x" * 100_000
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    store.save(state)
+except StateWriteFailed as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert "cannot write the state file" in done.stdout, done.stdout + done.stderr
+    assert store.path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_a_fifo_is_refused_not_read(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "state.json")
+    with pytest.raises(UsageError, match="not a regular file"):
+        StateStore(tmp_path / "state.json").load(NAMES)
+
+
+def test_a_directory_the_user_cannot_write_is_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only directory fails before anything else happens, not at the first save."""
+    tmp_path.chmod(0o555)
+    if os.geteuid() == 0:  # root may write anyway: answer as an ordinary user is answered
+        monkeypatch.setattr(os, "access", lambda path, mode: False)
+    try:
+        with (
+            pytest.raises(UsageError, match="the state file's directory is not writable"),
+            StateStore(tmp_path / "state.json").locked("run"),
+        ):
+            pass
+    finally:
+        tmp_path.chmod(0o755)

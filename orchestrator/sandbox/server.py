@@ -84,10 +84,12 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = {setting.name: getattr(args, setting.name) for setting in options.SETTINGS}
     world = World(directory, settings, second_team=args.second_team)
+    # Until the world is ready, SIGTERM ends the process at once: an interrupted `up` stops
+    # a half-started world, and there is nothing to wait for.
+    world.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    world.start()
     print(f"sandbox world up: {json.dumps(world.endpoints)}", flush=True)
     stop.wait()
     # The world lives in memory only: nothing to save, so leave without joining threads.
@@ -188,6 +190,8 @@ class World:
             json.dumps(
                 {
                     "pid": os.getpid(),
+                    # A copy of this directory is not where this world runs.
+                    "directory": str(self.directory),
                     "endpoints": self.endpoints,
                     "seeded": _published(seeded),
                     "account": ACCOUNT,

@@ -1,6 +1,7 @@
 """Start, find and stop the sandbox world, a detached process serving on loopback ports.
 
-Its directory holds `pid`, `world.json` (endpoints; written last, so its presence means
+Its directory holds `lock` (held while a process starts or stops the world), `pid`,
+`world.json` (endpoints and the directory it serves; written last, so its presence means
 ready), `env` (the settings to use it), `kubeconfig` (contexts `sandbox` and `staging`),
 `config.yaml` and `config-staging.yaml` (the seeded deployments, one per cluster), the log,
 `cloudtrail.jsonl` and `kube-audit.jsonl` (every AWS and Kubernetes API request the world
@@ -10,86 +11,73 @@ received, for tests and curiosity).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from orchestrator.errors import UsageError
 from orchestrator.sandbox import options
 
 START_TIMEOUT = 90.0
+STOP_TIMEOUT = 15.0
+# Another process holds the directory's lock while it starts a world (at most START_TIMEOUT,
+# then stops it if it failed) or stops one.
+LOCK_TIMEOUT = START_TIMEOUT + 2 * STOP_TIMEOUT
+SERVER = ("-m", "orchestrator.sandbox.server")
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StartInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during `up`, after up cleaned up: the message says what runs now.
+
+    Still a KeyboardInterrupt, so that whatever stops on an interrupt stops on it too; its
+    own class, so that the command line can tell the user about the world instead of a
+    state file."""
 
 
 def running(directory: Path) -> dict[str, Any] | None:
-    """The world's endpoints if its process is alive, else None."""
+    """The world's endpoints if a world serving `directory` is ready there, else None."""
+    directory = directory.resolve()
+    pid = _world_pid(directory)
     try:
         info = json.loads((directory / "world.json").read_text())
-        pid = int((directory / "pid").read_text())
     except (OSError, ValueError):
         return None
-    if info.get("pid") != pid or not _is_world_process(pid):
+    # A copied directory's world.json names the directory it was copied from.
+    if pid is None or info.get("pid") != pid or info.get("directory") != str(directory):
         return None
     return info
-
-
-def _is_world_process(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
-    return b"orchestrator.sandbox.server" in cmdline
 
 
 def up(
     directory: Path, settings: dict[str, float] | None = None, second_team: bool = False
 ) -> dict[str, Any]:
     """Start the world in `directory` unless it is already running there. `settings`: the
-    delays of options.SETTINGS (by name) that differ from their defaults."""
-    info = running(directory)
-    if info is not None:
-        return info
+    delays of options.SETTINGS (by name) that differ from their defaults.
+
+    Interrupted (Ctrl-C, SIGTERM), it stops the world it was starting and raises
+    StartInterrupted."""
+    directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "world.json").unlink(missing_ok=True)
-    log = open(directory / "sandbox.log", "ab")  # noqa: SIM115 - handed to the child
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator.sandbox.server",
-            "--dir",
-            str(directory),
-            *options.as_arguments(settings or {}, second_team),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-        cwd=os.getcwd(),
-    )
-    log.close()
-    (directory / "pid").write_text(str(process.pid))
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        info = running(directory)
-        if info is not None:
+    try:
+        with _locked(directory):
+            info = running(directory)
+            if info is None:
+                info = _start(directory, settings or {}, second_team)
             return info
-        if process.poll() is not None:
-            raise UsageError(f"the sandbox world failed to start:\n{_tail(directory)}")
-        time.sleep(0.1)
-    process.kill()
-    raise UsageError(
-        f"the sandbox world did not start within {START_TIMEOUT:.0f}s:\n{_tail(directory)}"
-    )
+    except StartInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise StartInterrupted(f"nothing was started in {directory}") from None
 
 
 def ensure_up(directory: Path) -> dict[str, Any]:
@@ -101,20 +89,178 @@ def ensure_up(directory: Path) -> dict[str, Any]:
 
 
 def down(directory: Path) -> bool:
-    """Stop the world; True if it was running."""
-    info = running(directory)
-    if info is None:
+    """Stop the world serving `directory`, ready or still starting; True if one ran."""
+    directory = directory.resolve()
+    if not directory.is_dir():
         return False
-    pid = info["pid"]
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    with _locked(directory):
+        return _stop_world(directory)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Only one process at a time starts or stops the world in `directory`: a second `up`
+    waits for the first and finds its world; a `down` waits for a start to end and stops
+    what it started. The lock file is never removed: a process waiting on a removed file's
+    lock would get a lock no one else sees."""
+    with open(directory / "lock", "a") as lock:
+        if not _try_lock(lock):
+            print(
+                f"waiting for another process starting or stopping the sandbox world in "
+                f"{directory} ...",
+                file=sys.stderr,
+            )
+            deadline = time.monotonic() + LOCK_TIMEOUT
+            while not _try_lock(lock):
+                if time.monotonic() > deadline:
+                    raise UsageError(
+                        f"another process is still starting or stopping the sandbox world in "
+                        f"{directory} after {LOCK_TIMEOUT:.0f}s; try again when it is done"
+                    )
+                time.sleep(0.1)
+        yield  # closing the file releases the lock
+
+
+def _try_lock(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _start(directory: Path, settings: dict[str, float], second_team: bool) -> dict[str, Any]:
+    """Start a world and wait until it is ready; we hold the lock and none is ready."""
+    _stop_world(directory)  # one still starting for an `up` that was killed: no one waits on it
+    with _interrupts_held() as interrupts:  # so that the pid file names every world we start
+        process = _spawn(directory, settings, second_team)
+        (directory / "pid").write_text(str(process.pid))
+    try:
+        if interrupts:
+            raise KeyboardInterrupt
+        return _wait_until_ready(directory, process)
+    except BaseException as error:
+        with _interrupts_held():  # a second Ctrl-C must not cut the clean-up short
+            _stop_child(process)
+            _forget(directory)
+        if isinstance(error, KeyboardInterrupt):
+            raise StartInterrupted(
+                f"the sandbox world starting in {directory} was stopped; nothing runs there"
+            ) from None
+        raise
+
+
+def _spawn(
+    directory: Path, settings: dict[str, float], second_team: bool
+) -> subprocess.Popen[bytes]:
+    """The world's process, in a session of its own: Ctrl-C at the terminal is ours to
+    handle, not the world's."""
+    with open(directory / "sandbox.log", "ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                *SERVER,
+                "--dir",
+                str(directory),
+                *options.as_arguments(settings, second_team),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=os.getcwd(),
+        )
+
+
+def _wait_until_ready(directory: Path, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        info = running(directory)
+        if info is not None:
+            return info
+        if process.poll() is not None:
+            raise UsageError(f"the sandbox world failed to start:\n{_tail(directory)}")
+        time.sleep(0.1)
+    raise UsageError(
+        f"the sandbox world did not start within {START_TIMEOUT:.0f}s:\n{_tail(directory)}"
+    )
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[list[int]]:
+    """Note Ctrl-C and SIGTERM (unless ignored) instead of acting on them while the block
+    runs; yields the signals that came. Only the main thread receives them, and only it can
+    hold them."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def note(signum: int, _frame: Any) -> None:
+        received.append(signum)
+
+    held = [signum for signum in INTERRUPTS if signal.getsignal(signum) is not signal.SIG_IGN]
+    previous = {signum: signal.signal(signum, note) for signum in held}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_child(process: subprocess.Popen[bytes]) -> None:
+    """Stop a world we started (Popen's own calls: its pid cannot have been reused)."""
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _stop_world(directory: Path) -> bool:
+    """Stop the process serving `directory`, ready or not, and forget the files that named
+    it (or a dead world, or the world of the directory this one was copied from)."""
+    pid = _world_pid(directory)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    _forget(directory)
+    return pid is not None
+
+
+def _forget(directory: Path) -> None:
     for name in ("pid", "world.json"):
         (directory / name).unlink(missing_ok=True)
-    return True
+
+
+def _world_pid(directory: Path) -> int | None:
+    """The pid in `directory`'s pid file, if that process is the world serving `directory`:
+    not a dead world's pid since reused, nor, in a copied directory, the original's world."""
+    try:
+        pid = int((directory / "pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _serves(pid, directory) else None
+
+
+def _serves(pid: int, directory: Path) -> bool:
+    """Whether process `pid` is a world server started (by `_spawn`) for `directory`."""
+    if not _alive(pid):
+        return False
+    if not Path("/proc/self").exists():
+        return True  # no /proc (macOS): that it lives is all we can tell
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return args[1:5] == [*SERVER, "--dir", str(directory)]
 
 
 def _alive(pid: int) -> bool:
@@ -128,6 +274,8 @@ def _alive(pid: int) -> bool:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
+        except PermissionError:
+            return True  # another user's process
         return True
     return "\nState:\tZ" not in status
 

@@ -1,0 +1,226 @@
+"""End to end, what operators do between commands: a second state file, a lost one, a
+hand-edited one, a controller deleted by hand, resources deleted by hand, and the lock
+sidestepped. None of it may cost a resource that is not ours, or leave one that is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from harness import World, kube_client, kube_get, left_behind, phase_status, read_state, wait_for
+from test_e2e_full import controller_made
+
+from orchestrator.errors import ExitCode
+
+CONTROLLER = ("apps/v1", "Deployment", "aws-load-balancer-controller", "kube-system")
+
+
+def writes(world: World) -> tuple[int, int]:
+    """How many writes the orchestrator made so far, to AWS and to Kubernetes."""
+    return len(world.writes()), sum(1 for c in world.kube_calls() if c["write"])
+
+
+def state_of(workdir: Path) -> dict[str, Any]:
+    return read_state(workdir / "state.json")
+
+
+def resources(workdir: Path, kind: str) -> list[dict[str, Any]]:
+    return [r for p in state_of(workdir)["phases"] for r in p["resources"] if r["kind"] == kind]
+
+
+def kubectl(world: World, *args: str) -> None:
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(world.directory / "kubeconfig"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_second_state_file_refuses_and_leaves_the_first_intact(
+    world: World, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "laptop", tmp_path / "ci"
+    first.mkdir(), second.mkdir()
+    config = str(world.config)
+    assert world.cli("--config", config, "run", cwd=first).returncode == 0
+    before = writes(world)
+
+    refused = world.cli("--config", config, "run", cwd=second)
+    assert refused.returncode == ExitCode.USAGE, refused.stdout + refused.stderr
+    identity = state_of(first)["identity"]
+    assert f"made by state file {identity}" in refused.stderr
+    assert "route53:hosted-zone" in refused.stderr and "`orchestrator import`" in refused.stderr
+    assert writes(world) == before, "no write at all"
+    # Its rollback has nothing of its own to undo: the first's deployment is untouched.
+    gone = world.cli("--config", config, "rollback", "--all", cwd=second)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert writes(world) == before
+    again = world.cli("--config", config, "run", cwd=first)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert writes(world) == before, "the first state's run verifies and writes nothing"
+
+
+def test_import_rebuilds_a_lost_state_and_rollback_leaves_nothing(
+    world: World, workdir: Path
+) -> None:
+    config = str(world.config)
+    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    identity = state_of(workdir)["identity"]
+    (workdir / "state.json").rename(workdir / "lost.json")
+
+    shown = world.cli("--config", config, "import", cwd=workdir)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "route53:hosted-zone" in shown.stdout and "nothing written" in shown.stdout
+    assert not (workdir / "state.json").exists()
+
+    taken = world.cli("--config", config, "import", "--take-ownership", cwd=workdir)
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert state_of(workdir)["identity"] == identity
+    before = writes(world)
+    checked = world.cli("--config", config, "run", cwd=workdir)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert writes(world)[0] == before[0], "no AWS write: everything was found, not made"
+
+    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert left_behind(world, workdir / "state.json") == []
+    assert controller_made(world) == []
+
+
+def test_rollback_leaves_a_foreign_certificate_the_state_names_and_sweeps_ours(
+    world: World, workdir: Path
+) -> None:
+    config = str(world.config)
+    assert (
+        world.cli("--config", config, "run", "--until", "certificates", cwd=workdir).returncode == 0
+    )
+    acm = world.client("acm")
+    theirs = acm.request_certificate(
+        DomainName="shop.example.org",
+        ValidationMethod="DNS",
+        Tags=[{"Key": "team", "Value": "other"}],
+    )["CertificateArn"]
+    (ours,) = [r["id"] for r in resources(workdir, "acm:certificate")]
+    state = state_of(workdir)
+    for phase in state["phases"]:
+        for resource in phase["resources"]:
+            if resource["kind"] == "acm:certificate":
+                resource["id"] = theirs  # a hand edit, a bad merge, a copied state file
+    (workdir / "state.json").write_text(json.dumps(state))
+
+    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    arns = [c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]]
+    assert theirs in arns, "never deleted on the state file's word alone"
+    assert ours not in arns, "the sweep by tag found ours"
+    assert f"left acm:certificate {theirs} in place" in gone.stdout
+    assert f"sweep: certificates: the state file did not list acm:certificate {ours}" in (
+        gone.stdout
+    )
+    assert left_behind(world, workdir / "state.json") == []
+
+
+def test_a_bogus_certificate_arn_in_the_state_leaks_nothing(world: World, workdir: Path) -> None:
+    config = str(world.config)
+    assert (
+        world.cli("--config", config, "run", "--until", "certificates", cwd=workdir).returncode == 0
+    )
+    text = (workdir / "state.json").read_text()
+    (ours,) = [r["id"] for r in resources(workdir, "acm:certificate")]
+    bogus = ours.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
+    (workdir / "state.json").write_text(text.replace(ours, bogus))
+    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert world.certificates() == []
+    assert left_behind(world, workdir / "state.json") == []
+
+
+def test_rollback_with_our_controller_deleted_by_hand_ends_0_and_leaves_nothing(
+    world: World, workdir: Path
+) -> None:
+    config = str(world.config)
+    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    kubectl(world, "delete", "deployment", "-n", "kube-system", "aws-load-balancer-controller")
+    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert "installing it again to tear the ALB down" in gone.stdout
+    assert controller_made(world) == []
+    assert left_behind(world, workdir / "state.json") == []
+    assert kube_get(kube_client(world), *CONTROLLER) is None
+
+
+def test_a_zone_and_a_certificate_deleted_by_hand_are_made_again(
+    world: World, workdir: Path
+) -> None:
+    config = str(world.config)
+    assert (
+        world.cli("--config", config, "run", "--until", "certificates", cwd=workdir).returncode == 0
+    )
+    zone = state_of(workdir)["phases"][1]["outputs"]["zone_id"]
+    (certificate,) = [r["id"] for r in resources(workdir, "acm:certificate")]
+    route53 = world.client("route53")
+    for record in world.records(zone):
+        if record["Type"] not in ("NS", "SOA"):
+            route53.change_resource_record_sets(
+                HostedZoneId=zone,
+                ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]},
+            )
+    route53.delete_hosted_zone(Id=zone)
+    world.client("acm").delete_certificate(CertificateArn=certificate)
+
+    again = world.cli("--config", config, "run", cwd=workdir)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "hosted_zone: was done, but hosted zone" in again.stdout
+    (new_zone,) = world.zones()
+    assert new_zone["Id"].split("/")[-1] != zone
+    (new_certificate,) = world.certificates()
+    assert new_certificate["CertificateArn"] != certificate
+    assert new_certificate["Status"] == "ISSUED"
+
+
+def test_two_names_for_one_state_file_share_one_lock(tmp_path: Path, workdir: Path) -> None:
+    with World.up(tmp_path / "slow", acm_delay=60.0) as world:
+        (workdir / "alias.json").symlink_to(workdir / "state.json")
+        config = str(world.config)
+        holder = world.start("--config", config, "--state", "state.json", "run", cwd=workdir)
+        try:
+            wait_for(
+                lambda: phase_status(workdir / "state.json", "certificates_issued") == "waiting",
+                timeout=90,
+                what="the first run to wait for ACM",
+            )
+            second = world.cli("--config", config, "--state", "alias.json", "run", cwd=workdir)
+            assert second.returncode == ExitCode.USAGE, second.stdout + second.stderr
+            assert f"locked by pid {holder.pid}" in second.stderr
+        finally:
+            holder.kill()
+            holder.wait()
+
+
+def test_a_deleted_lock_file_lets_a_second_command_in_but_never_two_writers(
+    tmp_path: Path, workdir: Path
+) -> None:
+    with World.up(tmp_path / "slow", acm_delay=8.0) as world:
+        config = str(world.config)
+        first = world.start("--config", config, "run", cwd=workdir)
+        try:
+            wait_for(
+                lambda: phase_status(workdir / "state.json", "certificates_issued") == "waiting",
+                timeout=90,
+                what="the first run to wait for ACM",
+            )
+            (workdir / "state.json.lock").unlink()  # by hand, or a clean-up script
+            second = world.cli("--config", config, "run", cwd=workdir, timeout=120)
+            stopped = first.wait(timeout=120)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert stopped == ExitCode.USAGE
+        assert "was removed or replaced while this command held it" in first.stderr.read()
+        assert {p["status"] for p in state_of(workdir)["phases"]} == {"done"}
