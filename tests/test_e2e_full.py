@@ -287,9 +287,9 @@ def test_a_detached_policy_keeps_the_alb_away_and_status_says_why(
         w.down()
 
 
-def test_a_preexisting_controller_and_oidc_provider_are_used_never_touched(
-    world: World, workdir: Path
-) -> None:
+def install_team_controller(world: World) -> str:
+    """Another team's AWS Load Balancer Controller, as they would have installed it (its
+    CRD, its own IRSA role and OIDC provider), available; the provider's ARN."""
     iam = world.client("iam", "us-east-1")
     issuer = world.info["seeded"]["oidc_issuer"]
     provider = iam.create_open_id_connect_provider(
@@ -384,6 +384,14 @@ def test_a_preexisting_controller_and_oidc_provider_are_used_never_touched(
         ),
         what="the team's controller to be available",
     )
+    return str(provider)
+
+
+def test_a_preexisting_controller_and_oidc_provider_are_used_never_touched(
+    world: World, workdir: Path
+) -> None:
+    provider = install_team_controller(world)
+    iam, client = world.client("iam", "us-east-1"), kube_client(world)
     theirs = kube_get(
         client, "apps/v1", "Deployment", "aws-load-balancer-controller", "kube-system"
     )

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from harness import World, kube_client, kube_get, left_behind, phase_status, read_state, wait_for
-from test_e2e_full import controller_made
+from test_e2e_full import controller_made, install_team_controller
 
 from orchestrator.errors import ExitCode
 
@@ -224,3 +225,57 @@ def test_a_deleted_lock_file_lets_a_second_command_in_but_never_two_writers(
         assert stopped == ExitCode.USAGE
         assert "was removed or replaced while this command held it" in first.stderr.read()
         assert {p["status"] for p in state_of(workdir)["phases"]} == {"done"}
+
+
+def test_rollback_stands_in_for_a_vanished_controller_that_is_not_ours(
+    world: World, workdir: Path
+) -> None:
+    """Another team's controller, adopted by the run, is deleted before the rollback: it is
+    not ours to bring back, so its teardown of our Ingress is done by the stack's tags."""
+    install_team_controller(world)
+    config = str(world.config)
+    done = world.cli("--config", config, "run", cwd=workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert state_of(workdir)["phases"][6]["outputs"]["mode"] == "adopted"
+    kubectl(world, "delete", "deployment", "-n", "kube-system", "aws-load-balancer-controller")
+
+    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert "it is not this deployment's to bring back" in gone.stdout
+    client = kube_client(world)
+    assert (
+        kube_get(client, "networking.k8s.io/v1", "Ingress", "istio-ingress", "istio-system") is None
+    )
+    assert world.client("elbv2").describe_load_balancers()["LoadBalancers"] == []
+    stack = [{"Name": "tag:ingress.k8s.aws/stack", "Values": ["istio-system/istio-ingress"]}]
+    assert world.client("ec2").describe_security_groups(Filters=stack)["SecurityGroups"] == []
+    assert left_behind(world, workdir / "state.json") == []
+
+
+FILE_SIZE_LIMIT = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+sys.argv = ["orchestrator", *sys.argv[1:]]
+runpy.run_module("orchestrator", run_name="__main__")
+"""
+
+
+def test_a_state_file_that_cannot_be_written_stops_the_command_in_one_line(
+    world: World, workdir: Path
+) -> None:
+    """As on a full disk: the first save fails, exit 1, one line, no traceback, no AWS call."""
+    done = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, "--config", str(world.config), "run"],
+        env=world.env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == ExitCode.PHASE_FAILED, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: cannot write the state file state.json: File too large")
+    assert not (workdir / "state.json").exists()
+    assert [p.name for p in workdir.iterdir() if p.name.endswith(".tmp")] == []
+    assert world.calls() == []

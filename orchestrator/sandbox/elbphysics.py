@@ -1,6 +1,7 @@
 """Elastic Load Balancing's physics where moto is lenient: security groups held by load
 balancers, and the health of newly registered targets.
 
+- DeleteLoadBalancer: ACM forgets the load balancer as a user of its certificates.
 - DeleteSecurityGroup: EC2 refuses (DependencyViolation, "resource sg-... has a dependent
   object") while a load balancer uses the group, and for `sg_drain_seconds` after that
   load balancer was deleted, while its network interfaces drain; also while a network
@@ -82,6 +83,11 @@ def _patch_security_groups() -> None:
                 for group_id in balancer.security_groups or []:
                     physics.draining[group_id] = max(until, physics.draining.get(group_id, until))
         delete_balancer(self, arn)
+        # ACM stops naming a deleted load balancer among a certificate's users, whoever
+        # deleted it (moto only ever adds to InUseBy).
+        from orchestrator.sandbox.albprovision import mark_in_use
+
+        mark_in_use(self.account_id, self.region_name, arn, ())
 
     delete_security_group.sandbox_patched = True  # type: ignore[attr-defined]
     SecurityGroupBackend.delete_security_group = delete_security_group
