@@ -14,10 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ExitCode, NeedsAction, StateWriteFailed, StillWaiting, UsageError
-from orchestrator.sandbox.options import SECOND_TEAM_HELP
-from orchestrator.sandbox.options import SETTINGS as SANDBOX_SETTINGS
-from orchestrator.sandbox.world import StartInterrupted
+from orchestrator.errors import (
+    ExitCode,
+    Interrupted,
+    NeedsAction,
+    StateWriteFailed,
+    StillWaiting,
+    UsageError,
+)
 from orchestrator.store import ROLLBACK_ALL
 
 DEFAULT_CONFIG = "config.yaml"
@@ -26,7 +30,13 @@ DEFAULT_SANDBOX_DIR = ".sandbox"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # `sandbox` hands every word after it, --help included, to the sandbox's own parser.
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "sandbox":
+        args.arguments += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     # --config/--state may come before or after the command; neither sets a default.
     args.config = getattr(args, "config", None)
     args.state = getattr(args, "state", DEFAULT_STATE)
@@ -44,21 +54,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return ExitCode.PHASE_FAILED
-    except StartInterrupted as stop:  # while a world started: it says what runs now
+    except Interrupted as stop:  # stopped where it knows best what to say (a world starting)
         print(f"\ninterrupted: {stop}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except KeyboardInterrupt:
-        if args.command == "sandbox":
-            print(
-                f"\ninterrupted: `orchestrator sandbox status --dir {args.dir}` "
-                "tells whether the world runs",
-                file=sys.stderr,
-            )
-        else:
-            print(
-                f"\ninterrupted: state saved in {args.state}; run `orchestrator resume` to go on",
-                file=sys.stderr,
-            )
+        print(
+            f"\ninterrupted: state saved in {args.state}; run `orchestrator resume` to go on",
+            file=sys.stderr,
+        )
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `orchestrator status | head`: the reader left; nothing to say
         sys.stdout = None  # type: ignore[assignment]
@@ -73,7 +76,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from states import phase_names
+    from orchestrator.states import phase_names
 
     phases = phase_names()
     common = argparse.ArgumentParser(add_help=False)
@@ -166,23 +169,12 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(handler=_status)
 
-    sandbox = commands.add_parser("sandbox", parents=[common], help="the embedded sandbox world")
-    sandbox.add_argument("action", choices=["up", "down", "status"])
-    sandbox.add_argument(
-        "--dir",
-        default=DEFAULT_SANDBOX_DIR,
-        help=f"the world's directory (default {DEFAULT_SANDBOX_DIR})",
+    sandbox = commands.add_parser(
+        "sandbox",
+        add_help=False,
+        help="the sandbox world: up | down | status (package kubeflow-alb-sandbox)",
     )
-    for setting in SANDBOX_SETTINGS:
-        sandbox.add_argument(
-            setting.flag,
-            dest=setting.name,
-            type=_seconds,
-            default=setting.default,
-            metavar="SECONDS",
-            help=f"{setting.help} (default {setting.default:g})",
-        )
-    sandbox.add_argument("--second-team", action="store_true", help=SECOND_TEAM_HELP)
+    sandbox.add_argument("arguments", nargs=argparse.REMAINDER)
     sandbox.set_defaults(handler=_sandbox)
     return parser
 
@@ -203,17 +195,13 @@ def _seconds(text: str) -> float:
 def _prepare(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
     """Sandbox environment, config and phases: everything checked before any AWS call."""
     from orchestrator.config import check_kube_context, load_config
+    from orchestrator.states import all_phases
     from orchestrator.store import StateStore
-    from states import all_phases
 
     if getattr(args, "sandbox", False):
-        from orchestrator.sandbox import world
-
-        sandbox_dir = Path(args.sandbox_dir)
-        world.ensure_up(sandbox_dir)
-        world.apply_env(sandbox_dir)
+        world_config = sandbox_world().use(Path(args.sandbox_dir))
         if args.config is None:
-            args.config = str(sandbox_dir / "config.yaml")
+            args.config = str(world_config)
     try:
         config = load_config(args.config or DEFAULT_CONFIG)
     except UsageError as error:
@@ -240,11 +228,11 @@ def _engine(
     state: Any,
     confirmations: frozenset[str] = frozenset(),
 ) -> Any:
+    from orchestrator import inventory
     from orchestrator.aws import Aws
     from orchestrator.machine import Engine
     from orchestrator.report import Reporter
     from orchestrator.waiting import WaitPolicy
-    from states import inventory
 
     report = Reporter()
 
@@ -316,9 +304,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from orchestrator import inventory
     from orchestrator.machine import PhaseFailed
     from orchestrator.store import new_state
-    from states import inventory
 
     config, phases, store = _prepare(args)
     with store.locked("import") as note:
@@ -407,8 +395,8 @@ def _outcome(engine: Any, work: Any, args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from orchestrator.states import phase_names
     from orchestrator.store import StateStore, elapsed_since
-    from states import phase_names
 
     names = phase_names()
     store = StateStore(args.state)
@@ -466,26 +454,23 @@ def _phase_summary(record: Any) -> dict[str, Any]:
 
 # ---- sandbox -----------------------------------------------------------------------------------
 
+SANDBOX_ENTRY_POINTS = "orchestrator.sandbox"
+SANDBOX_PACKAGE = "kubeflow-alb-sandbox"
+
+
+def sandbox_world() -> Any:
+    """The sandbox world, a distribution of its own that production installs do not carry;
+    found through its entry point, so that nothing here imports it."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=SANDBOX_ENTRY_POINTS, name="world")
+    if not found:
+        raise UsageError(
+            f"the sandbox world is not installed: pip install {SANDBOX_PACKAGE} "
+            "(in a checkout of this repository: pip install -e ./kube-api-emulator -e ./sandbox)"
+        )
+    return next(iter(found)).load()
+
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from orchestrator.sandbox import world
-
-    directory = Path(args.dir)
-    if args.action == "up":
-        settings = {s.name: getattr(args, s.name) for s in SANDBOX_SETTINGS}
-        info = world.up(directory, settings, second_team=args.second_team)
-        print(world.describe(directory, info))
-        print(
-            f"use it: source {directory / 'env'}; "
-            f"orchestrator --config {directory / 'config.yaml'} run"
-        )
-        return ExitCode.OK
-    if args.action == "down":
-        print("sandbox stopped" if world.down(directory) else "sandbox was not running")
-        return ExitCode.OK
-    info = world.running(directory)
-    if info is None:
-        print(f"sandbox in {directory} is not running")
-        return ExitCode.PHASE_FAILED
-    print(world.describe(directory, info))
-    return ExitCode.OK
+    return int(sandbox_world().main(args.arguments, prog="orchestrator sandbox"))

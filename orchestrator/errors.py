@@ -19,6 +19,10 @@ class UsageError(Exception):
     exit_code = ExitCode.USAGE
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM), with what to tell the user instead of the usual resume hint."""
+
+
 class StateConflict(UsageError):
     """The state file changed under this command (another command wrote it, or its lock
     file was removed): nothing more may be written, the newer state wins."""

@@ -10,18 +10,18 @@ from orchestrator.phase import Phase
 
 
 def all_phases() -> list[Phase]:
-    from states.certificates import CertificatesPhase
-    from states.certificates_issued import CertificatesIssuedPhase
-    from states.controller import ControllerPhase
-    from states.controller_iam import ControllerIamPhase
-    from states.delegation import DelegationPhase
-    from states.dns_record import DnsRecordPhase
-    from states.endpoint import EndpointPhase
-    from states.hosted_zone import HostedZonePhase
-    from states.ingress import IngressPhase
-    from states.load_balancer import LoadBalancerPhase
-    from states.preflight import PreflightPhase
-    from states.subnet_tags import SubnetTagsPhase
+    from orchestrator.states.certificates import CertificatesPhase
+    from orchestrator.states.certificates_issued import CertificatesIssuedPhase
+    from orchestrator.states.controller import ControllerPhase
+    from orchestrator.states.controller_iam import ControllerIamPhase
+    from orchestrator.states.delegation import DelegationPhase
+    from orchestrator.states.dns_record import DnsRecordPhase
+    from orchestrator.states.endpoint import EndpointPhase
+    from orchestrator.states.hosted_zone import HostedZonePhase
+    from orchestrator.states.ingress import IngressPhase
+    from orchestrator.states.load_balancer import LoadBalancerPhase
+    from orchestrator.states.preflight import PreflightPhase
+    from orchestrator.states.subnet_tags import SubnetTagsPhase
 
     return [
         PreflightPhase(),

@@ -15,10 +15,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from orchestrator.builders import records
+from orchestrator.builders.records import plain
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
-from states import records
-from states.records import plain
 
 KIND = "acm:certificate"
 PURPOSE_TAG = "orchestrator:certificate"

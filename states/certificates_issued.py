@@ -6,7 +6,7 @@ from typing import Any
 
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
-from states.certificates import DEAD_STATUSES
+from orchestrator.states.certificates import DEAD_STATUSES
 
 # ACM gives up on DNS validation after 72 hours; we stop waiting (resumably) long before.
 WAIT_LIMIT = 2 * 3600

@@ -20,10 +20,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from orchestrator.errors import PhaseError
-from orchestrator.ownership import Owner, describe_identity
-from orchestrator.phase import Phase, PhaseContext
-from states.controller_manifests import (
+from orchestrator.builders.controller_manifests import (
     CONTROLLER_NAME,
     CONTROLLER_NAMESPACE,
     ROLE_ANNOTATION,
@@ -32,7 +29,10 @@ from states.controller_manifests import (
     cluster_name_of,
     controller_manifests,
 )
-from states.webhook_tls import webhook_certificates
+from orchestrator.builders.webhook_tls import webhook_certificates
+from orchestrator.errors import PhaseError
+from orchestrator.ownership import Owner, describe_identity
+from orchestrator.phase import Phase, PhaseContext
 
 KIND = "kubernetes:object"
 CRD = "CustomResourceDefinition"
@@ -353,7 +353,7 @@ def controller_users(
 
 
 def users_not_ours(ctx: PhaseContext) -> list[str]:
-    from states.ingress import NAME, NAMESPACE
+    from orchestrator.states.ingress import NAME, NAMESPACE
 
     kube = ctx.kube
     bindings = kube.list(*TARGET_GROUP_BINDING) if kube.served(*TARGET_GROUP_BINDING) else []

@@ -16,10 +16,7 @@ import json
 from typing import Any
 
 from orchestrator.aws import partition_of
-from orchestrator.errors import PhaseError
-from orchestrator.ownership import OWNER_TAG, describe_identity
-from orchestrator.phase import Phase, PhaseContext
-from states.controller_manifests import (
+from orchestrator.builders.controller_manifests import (
     CONTROLLER_NAME,
     CONTROLLER_NAMESPACE,
     ROLE_ANNOTATION,
@@ -30,6 +27,9 @@ from states.controller_manifests import (
     policy_arn,
     trust_policy,
 )
+from orchestrator.errors import PhaseError
+from orchestrator.ownership import OWNER_TAG, describe_identity
+from orchestrator.phase import Phase, PhaseContext
 
 OIDC = "iam:oidc-provider"
 POLICY = "iam:policy"

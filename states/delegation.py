@@ -8,9 +8,7 @@ later `resume` continues once DNS answers (or a human confirms with --confirm).
 from __future__ import annotations
 
 from orchestrator import resolver
-from orchestrator.errors import NeedsAction
-from orchestrator.phase import Phase, PhaseContext
-from states.records import (
+from orchestrator.builders.records import (
     KIND,
     delete_record,
     ensure_record,
@@ -19,6 +17,8 @@ from states.records import (
     record_set,
     wait_in_sync,
 )
+from orchestrator.errors import NeedsAction
+from orchestrator.phase import Phase, PhaseContext
 
 NS_TTL = 300  # short, so a zone re-created after a rollback is reachable again quickly
 

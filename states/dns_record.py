@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from orchestrator.builders import records
 from orchestrator.phase import Phase, PhaseContext
-from states import records
 
 
 class DnsRecordPhase(Phase):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from orchestrator.builders.records import plain, wait_in_sync
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, describe_identity, tag_map
 from orchestrator.phase import Phase, PhaseContext
-from states.records import plain, wait_in_sync
 
 KIND = "route53:hosted-zone"
 

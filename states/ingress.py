@@ -135,7 +135,7 @@ class IngressPhase(Phase):
         for resource in ctx.owned(KIND):
             live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
             if live is not None and not ctx.owner.owns_object(live):
-                from states.controller import not_ours
+                from orchestrator.states.controller import not_ours
 
                 ctx.keep(resource, not_ours(ctx, "Ingress", live))
                 continue
@@ -176,7 +176,7 @@ class IngressPhase(Phase):
                         "running: installing it again to tear the ALB down (its own rollback "
                         "removes it afterwards)",
                     )
-                    from states.controller import ControllerPhase
+                    from orchestrator.states.controller import ControllerPhase
 
                     ControllerPhase().reinstall(ctx.sibling("controller"))
             else:
@@ -198,7 +198,7 @@ class IngressPhase(Phase):
 def installed_controller(ctx: PhaseContext) -> bool:
     """Whether this deployment installed the controller and can install it again (what that
     takes is known: after `import` it is not until `run` has checked the phases)."""
-    from states.controller import CONTROLLER_NAME, CONTROLLER_NAMESPACE
+    from orchestrator.states.controller import CONTROLLER_NAME, CONTROLLER_NAMESPACE
 
     controller = ctx.sibling("controller")
     deployment = f"apps/v1/Deployment/{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
@@ -211,7 +211,7 @@ def installed_controller(ctx: PhaseContext) -> bool:
 
 
 def controller_running(ctx: PhaseContext) -> bool:
-    from states.controller import CONTROLLER_NAME, CONTROLLER_NAMESPACE, available
+    from orchestrator.states.controller import CONTROLLER_NAME, CONTROLLER_NAMESPACE, available
 
     return available(ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE))
 

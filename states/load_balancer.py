@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
-from states.ingress import NAME, NAMESPACE
+from orchestrator.states.ingress import NAME, NAMESPACE
 
 WAIT_LIMIT = 1800
 SERVING = ("active", "active_impaired")

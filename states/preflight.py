@@ -15,12 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.aws import AwsError, partition_of
+from orchestrator.builders.records import plain
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
-from states import subnet_tags
-from states.ingress import GATEWAY_SERVICE
-from states.ingress import NAMESPACE as GATEWAY_NAMESPACE
-from states.records import plain
+from orchestrator.states import subnet_tags
+from orchestrator.states.ingress import GATEWAY_SERVICE
+from orchestrator.states.ingress import NAMESPACE as GATEWAY_NAMESPACE
 
 
 class PreflightPhase(Phase):

@@ -343,7 +343,7 @@ def untag(ctx: PhaseContext, subnet_id: str, ours: dict[str, str]) -> None:
 def foreign_load_balancers(ctx: PhaseContext, subnet_ids: set[str]) -> dict[str, list[str]]:
     """Per subnet, the names of load balancers the controller made for this cluster but not
     for our Ingress: the controller re-discovers their subnets on every reconcile."""
-    from states.ingress import NAME, NAMESPACE
+    from orchestrator.states.ingress import NAME, NAMESPACE
 
     elbv2 = ctx.aws.elbv2
     balancers = [

@@ -30,12 +30,26 @@ def workdir(tmp_path: Path) -> Path:
     return d
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--complete",
+        action="store_true",
+        help="also run the tests marked `complete` (the full crash sweep, packaging): CI",
+    )
+
+
 # The longest tests first, so that running side by side (pytest-xdist) they do not start
 # last and leave one worker running alone at the end.
 SLOW_FIRST = ("test_crash_sweep.py", "test_not_ours.py", "test_e2e_full.py", "test_concurrency.py")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--complete"):
+        skipped = [item for item in items if item.get_closest_marker("complete")]
+        if skipped:
+            config.hook.pytest_deselected(items=skipped)
+            items[:] = [item for item in items if not item.get_closest_marker("complete")]
+
     def rank(item: pytest.Item) -> int:
         name = item.path.name
         return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from orchestrator.sandbox.cloudtrail import classify
+from orchestrator_sandbox.cloudtrail import classify
 
 THROTTLING_CODES = (
     "Throttling",

@@ -16,7 +16,7 @@ from botocore.config import Config
 from footprint import footprint as shared_footprint
 from footprint import kept_ids
 
-from orchestrator.sandbox import cloudtrail, options, world
+from orchestrator_sandbox import cloudtrail, options, world
 
 REGION = "us-west-2"
 SUBDOMAIN = "platform.example.com"

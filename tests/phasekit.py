@@ -19,16 +19,16 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
+from kube_api_emulator import KubeApiServer, write_kubeconfig
 from orchestrator.aws import Aws
 from orchestrator.config import Config
 from orchestrator.kube import Kube
 from orchestrator.machine import Engine
 from orchestrator.phase import PhaseContext
 from orchestrator.report import Reporter
-from orchestrator.sandbox.kubeapi import KubeApiServer, write_kubeconfig
+from orchestrator.states import all_phases
 from orchestrator.store import StateStore, new_state
 from orchestrator.waiting import WaitPolicy
-from states import all_phases
 
 REGION = "us-west-2"
 ACCOUNT = "123456789012"  # moto's

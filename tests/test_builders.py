@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 from orchestrator.ownership import Owner
-from states import all_phases, phase_names
-from states.controller import available, failure_of, object_id, parse_object_id
-from states.controller_iam import names, same_document
-from states.endpoint import parse_status, request_bytes
-from states.ingress import drift, ingress_manifest
-from states.load_balancer import hostname_of, latest_event
+from orchestrator.states import all_phases, phase_names
+from orchestrator.states.controller import available, failure_of, object_id, parse_object_id
+from orchestrator.states.controller_iam import names, same_document
+from orchestrator.states.endpoint import parse_status, request_bytes
+from orchestrator.states.ingress import drift, ingress_manifest
+from orchestrator.states.load_balancer import hostname_of, latest_event
 
 
 def test_phase_names_match_the_phases_in_order() -> None:

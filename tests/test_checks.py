@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from orchestrator.builders.controller_manifests import controller_manifests
+from orchestrator.builders.webhook_tls import webhook_certificates
 from orchestrator.config import DEFAULT_CONTROLLER_IMAGE_REPOSITORY, load_config
 from orchestrator.errors import UsageError
 from orchestrator.kube import KubeError
-from states import endpoint
-from states.controller_manifests import controller_manifests
-from states.load_balancer import impaired_warning
-from states.webhook_tls import webhook_certificates
+from orchestrator.states import endpoint
+from orchestrator.states.load_balancer import impaired_warning
 
 CONFIG = """
 cluster: {name: kube-eks-cluster, region: cn-north-1}
@@ -103,8 +103,8 @@ def test_the_controller_image_comes_from_the_configured_repository(tmp_path: Pat
 
 def test_a_state_from_before_the_image_setting_resumes_with_the_default(tmp_path: Path) -> None:
     from orchestrator.machine import check_state
+    from orchestrator.states import all_phases
     from orchestrator.store import new_state
-    from states import all_phases
 
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG)
@@ -124,7 +124,7 @@ def test_an_impaired_alb_is_used_and_said_not_waited_for(tmp_path: Path) -> None
     from moto.elbv2.models import elbv2_backends
     from phasekit import ACCOUNT, REGION, eks_network, phase_kit
 
-    from states.load_balancer import LoadBalancerPhase
+    from orchestrator.states.load_balancer import LoadBalancerPhase
 
     with phase_kit(tmp_path) as kit:
         network = eks_network(kit.client("ec2"))
@@ -163,7 +163,7 @@ def test_an_impaired_alb_is_used_and_said_not_waited_for(tmp_path: Path) -> None
 def test_a_china_region_gets_aws_cn_arns_everywhere(tmp_path: Path) -> None:
     from phasekit import ACCOUNT, CONFIG, phase_kit
 
-    from states.controller_iam import ControllerIamPhase
+    from orchestrator.states.controller_iam import ControllerIamPhase
 
     china = CONFIG.__class__(**{**vars(CONFIG), "region": "cn-north-1"})
     with phase_kit(tmp_path, china) as kit:
@@ -189,7 +189,7 @@ def test_credentials_of_another_partition_than_the_region_are_refused(
 
     from orchestrator.aws import Aws
     from orchestrator.errors import PhaseError
-    from states.preflight import PreflightPhase
+    from orchestrator.states.preflight import PreflightPhase
 
     # As if cluster.region were in GovCloud while the credentials are commercial ones.
     monkeypatch.setattr(Aws, "region_partition", lambda self: "aws-us-gov")

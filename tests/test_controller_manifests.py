@@ -13,7 +13,7 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from states.controller_manifests import (
+from orchestrator.builders.controller_manifests import (
     CONTROLLER_NAME,
     CONTROLLER_NAMESPACE,
     SERVICE_ACCOUNT,
@@ -24,7 +24,7 @@ from states.controller_manifests import (
     oidc_provider_arn,
     trust_policy,
 )
-from states.webhook_tls import webhook_certificates
+from orchestrator.builders.webhook_tls import webhook_certificates
 
 LABELS = {"app.kubernetes.io/managed-by": "orchestrator", "orchestrator.dev/deployment": "dep-1"}
 ROLE_ARN = "arn:aws:iam::123456789012:role/alb-controller-dep-1"
@@ -83,7 +83,7 @@ def pod_spec(objects: list[Obj]) -> Obj:
 
 def test_the_template_parses_as_plain_kubernetes_objects() -> None:
     text = (
-        resources.files("states")
+        resources.files("orchestrator.builders")
         .joinpath("manifests", "aws-load-balancer-controller.yaml")
         .read_text()
     )

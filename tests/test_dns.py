@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from orchestrator import resolver
-from orchestrator.sandbox.dnsserver import DnsServer
-from orchestrator.sandbox.dnsview import Zone, authoritative, resolve
+from orchestrator_sandbox.dnsserver import DnsServer
+from orchestrator_sandbox.dnsview import Zone, authoritative, resolve
 
 NS = ["ns-1.awsdns.com", "ns-2.awsdns.net"]
 

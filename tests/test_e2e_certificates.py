@@ -14,7 +14,7 @@ from harness import SUBDOMAIN, World, cli, phase_status, read_state, wait_for
 from test_e2e_full import assert_serving
 
 from orchestrator.errors import ExitCode
-from states import phase_names
+from orchestrator.states import phase_names
 
 # These tests are about the DNS and certificate half: they stop after it.
 HALF = ("--until", "certificates_issued")

@@ -25,7 +25,7 @@ from harness import (
 )
 
 from orchestrator.errors import ExitCode
-from states import phase_names
+from orchestrator.states import phase_names
 
 CONTROLLER = "aws-load-balancer-controller"
 CONTROLLER_SA = f"system:serviceaccount:kube-system:{CONTROLLER}"

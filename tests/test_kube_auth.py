@@ -26,14 +26,14 @@ from conftest import needs_kubectl
 from cryptography import x509
 from kubernetes import client, config, dynamic, watch
 
-from orchestrator.sandbox import kubetoken
-from orchestrator.sandbox.kubeapi import (
+from kube_api_emulator import (
     ClusterAccess,
     ClusterTls,
     KubeApiServer,
     write_kubeconfig_contexts,
 )
-from orchestrator.sandbox.kubetoken import ClusterTokens
+from orchestrator_sandbox import kubetoken
+from orchestrator_sandbox.kubetoken import ClusterTokens
 
 CLUSTER = "kube-eks-cluster"
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -190,7 +190,7 @@ def test_the_plugin_fails_plainly_without_a_world(tmp_path: Path) -> None:
 def test_the_plugin_imports_little() -> None:
     heavy = ("boto3", "botocore", "kubernetes", "moto", "cryptography", "yaml", "urllib3")
     code = (
-        "import sys, orchestrator.sandbox.kubetoken;"
+        "import sys, orchestrator_sandbox.kubetoken;"
         f"print([m for m in sys.modules if m.split('.')[0] in {heavy!r}])"
     )
     result = subprocess.run(
@@ -358,7 +358,7 @@ def test_the_kubeconfig_holds_the_ca_and_the_exec_plugin_as_eks_writes_them(
             "command": sys.executable,
             "args": [
                 "-m",
-                "orchestrator.sandbox.kubetoken",
+                "orchestrator_sandbox.kubetoken",
                 "--dir",
                 str(eks.directory),
                 "--cluster",

@@ -11,7 +11,7 @@ from typing import Any
 from harness import SUBDOMAIN, World, kube_client, kube_get, read_state
 
 from orchestrator.errors import ExitCode
-from states import phase_names
+from orchestrator.states import phase_names
 
 OTHER = "other.example.com"
 

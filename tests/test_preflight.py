@@ -13,9 +13,13 @@ from phasekit import CONFIG, eks_network, phase_kit
 
 from orchestrator import pki
 from orchestrator.aws import partition_of
+from orchestrator.builders.controller_manifests import (
+    controller_policy,
+    oidc_provider_arn,
+    policy_arn,
+)
 from orchestrator.errors import PhaseError
-from states.controller_manifests import controller_policy, oidc_provider_arn, policy_arn
-from states.preflight import PreflightPhase, other_cluster
+from orchestrator.states.preflight import PreflightPhase, other_cluster
 
 
 def ca_pem(name: str) -> str:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.builders.records import (
+    alias_record_set,
+    change_batch,
+    plain,
+    record_set,
+    same_record,
+)
 from orchestrator.config import Config
 from orchestrator.errors import PhaseError
-from states.certificates import validation_zone, wanted_certificates
-from states.records import alias_record_set, change_batch, plain, record_set, same_record
+from orchestrator.states.certificates import validation_zone, wanted_certificates
 
 CONFIG = Config(
     cluster_name="c",

@@ -19,14 +19,14 @@ import pytest
 from harness import binding_crd
 from moto import mock_aws
 
-from orchestrator.sandbox import subnets
-from orchestrator.sandbox.albcontroller import FINALIZER, AlbControllerSimulator
-from orchestrator.sandbox.albmodel import ModelError
-from orchestrator.sandbox.elbphysics import make_elb_physical
-from orchestrator.sandbox.kubeapi import ObjectStore
-from orchestrator.sandbox.pki import SandboxCA
-from orchestrator.sandbox.targets import BINDING, BINDING_FINALIZER
-from orchestrator.sandbox.tlsendpoint import AlbEndpoint, server_name_of
+from kube_api_emulator import ObjectStore
+from orchestrator_sandbox import subnets
+from orchestrator_sandbox.albcontroller import FINALIZER, AlbControllerSimulator
+from orchestrator_sandbox.albmodel import ModelError
+from orchestrator_sandbox.elbphysics import make_elb_physical
+from orchestrator_sandbox.pki import SandboxCA
+from orchestrator_sandbox.targets import BINDING, BINDING_FINALIZER
+from orchestrator_sandbox.tlsendpoint import AlbEndpoint, server_name_of
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"

@@ -13,15 +13,15 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from kube_api_emulator import ObjectStore
 from orchestrator import resolver
-from orchestrator.sandbox.acm import AcmSimulator, use_distinct_validation_records
-from orchestrator.sandbox.dnsserver import DnsServer
-from orchestrator.sandbox.dnsview import DnsView
-from orchestrator.sandbox.kubeapi import ObjectStore
-from orchestrator.sandbox.kubeseed import seed_cluster, seed_data_team
-from orchestrator.sandbox.network import make_ec2_strict
-from orchestrator.sandbox.route53 import make_route53_strict, published_zones
-from orchestrator.sandbox.seed import (
+from orchestrator_sandbox.acm import AcmSimulator, use_distinct_validation_records
+from orchestrator_sandbox.dnsserver import DnsServer
+from orchestrator_sandbox.dnsview import DnsView
+from orchestrator_sandbox.kubeseed import seed_cluster, seed_data_team
+from orchestrator_sandbox.network import make_ec2_strict
+from orchestrator_sandbox.route53 import make_route53_strict, published_zones
+from orchestrator_sandbox.seed import (
     PRODUCTION,
     STAGING,
     publish_cluster_endpoint,

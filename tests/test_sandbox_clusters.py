@@ -23,9 +23,9 @@ from harness import World, binding_crd, wait_for
 from kubernetes import client, config
 from test_sandbox_world import ingress
 
+from kube_api_emulator import KubeApiServer, write_kubeconfig_contexts
 from orchestrator.config import load_config
-from orchestrator.sandbox import kubeaudit
-from orchestrator.sandbox.kubeapi import KubeApiServer, write_kubeconfig_contexts
+from orchestrator_sandbox import kubeaudit
 
 DEADLINE = 15.0
 CONTROLLER = "aws-load-balancer-controller"

@@ -21,7 +21,7 @@ import pytest
 from harness import wait_for
 
 from orchestrator.errors import ExitCode, UsageError
-from orchestrator.sandbox import world
+from orchestrator_sandbox import world
 
 WAITING = "waiting for another process starting or stopping the sandbox world"
 
@@ -62,7 +62,7 @@ def servers(directory: Path) -> list[int]:
             args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if "orchestrator.sandbox.server" in args and str(directory.resolve()) in args:
+        if "orchestrator_sandbox.server" in args and str(directory.resolve()) in args:
             found.append(int(entry.name))
     return found
 
@@ -299,7 +299,7 @@ def test_a_reused_pid_is_not_the_world(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             "import time; time.sleep(120)",
-            "orchestrator.sandbox.server",
+            "orchestrator_sandbox.server",
             "--dir",
             str(directory),
         ]

@@ -19,10 +19,10 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from harness import World, binding_crd, wait_for
 
-from orchestrator.sandbox.albmodel import ModelError, parse_listen_ports, resource_name
-from orchestrator.sandbox.irsa import policy_decision, trust_allows
-from orchestrator.sandbox.pki import SandboxCA
-from orchestrator.sandbox.tlsendpoint import balancer_name, covers
+from orchestrator_sandbox.albmodel import ModelError, parse_listen_ports, resource_name
+from orchestrator_sandbox.irsa import policy_decision, trust_allows
+from orchestrator_sandbox.pki import SandboxCA
+from orchestrator_sandbox.tlsendpoint import balancer_name, covers
 
 CLUSTER = "kube-eks-cluster"
 SUBDOMAIN = "platform.example.com"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from harness import World, kube_client, kube_get, read_state
 
+from orchestrator.states.controller import parse_object_id
 from orchestrator.store import Resource
-from states.controller import parse_object_id
 
 SECRET_KEY = "OrchestratorTestSecretKey/do-not-leak-7f3a9c"
 SESSION_TOKEN = "OrchestratorTestSessionToken-do-not-leak-2b8e1d"

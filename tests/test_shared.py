@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from phasekit import ACCOUNT, phase_kit
 
+from orchestrator.builders.records import record_set
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import Owner
-from states.certificates import CertificatesPhase
-from states.controller import ControllerPhase, controller_users, served_by_controller
-from states.controller_iam import ControllerIamPhase, trusts_provider
-from states.records import record_set
+from orchestrator.states.certificates import CertificatesPhase
+from orchestrator.states.controller import ControllerPhase, controller_users, served_by_controller
+from orchestrator.states.controller_iam import ControllerIamPhase, trusts_provider
 
 ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/CAFE"
 PROVIDER = f"arn:aws:iam::{ACCOUNT}:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/CAFE"

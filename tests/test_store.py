@@ -94,7 +94,7 @@ def test_the_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_pat
 
 
 def test_a_schema_1_state_is_migrated_not_rejected(tmp_path: Path) -> None:
-    from states import phase_names
+    from orchestrator.states import phase_names
 
     old = ["preflight", "hosted_zone", "delegation", "certificates", "certificates_issued"]
     data = json.loads(new_state("dep", {}, old).to_json())

@@ -13,7 +13,7 @@ import pytest
 from phasekit import eks_network, phase_kit, tags_of
 
 from orchestrator.errors import PhaseError
-from states.subnet_tags import (
+from orchestrator.states.subnet_tags import (
     Subnet,
     SubnetTagsPhase,
     classify,

@@ -1,4 +1,4 @@
-"""Tests for the in-memory Kubernetes API server emulator (orchestrator.sandbox.kubeapi)."""
+"""Tests for the in-memory Kubernetes API server emulator (kube_api_emulator)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_kubectl
+from emulator_support import needs_kubectl
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
-from orchestrator.sandbox.kubeapi import (
+from kube_api_emulator import (
     AlreadyExists,
     Conflict,
     KubeApiServer,
@@ -29,10 +29,10 @@ from orchestrator.sandbox.kubeapi import (
     ObjectStore,
     write_kubeconfig,
 )
-from orchestrator.sandbox.kubeapi.apply import server_side_apply
-from orchestrator.sandbox.kubeapi.errors import BadRequest, Gone, Invalid
-from orchestrator.sandbox.kubeapi.patching import json_patch, strategic_merge_patch
-from orchestrator.sandbox.kubeapi.selectors import (
+from kube_api_emulator.apply import server_side_apply
+from kube_api_emulator.errors import BadRequest, Gone, Invalid
+from kube_api_emulator.patching import json_patch, strategic_merge_patch
+from kube_api_emulator.selectors import (
     labels_match,
     parse_field_selector,
     parse_label_selector,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.sandbox.seed import DATA_TEAM_NAMESPACE, DATA_TEAM_SERVICE_ACCOUNT
+from orchestrator_sandbox.seed import DATA_TEAM_NAMESPACE, DATA_TEAM_SERVICE_ACCOUNT
 
 NAMESPACES = ("kube-system", "istio-system", "kubeflow", "auth")
 

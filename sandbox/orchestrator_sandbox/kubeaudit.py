@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.sandbox import cloudtrail
+from orchestrator_sandbox import cloudtrail
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

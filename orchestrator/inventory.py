@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.builders import records
+from orchestrator.builders.controller_manifests import oidc_provider_arn, policy_arn
 from orchestrator.ownership import (
     DEPLOYMENT_LABEL,
     OWNER_TAG,
@@ -25,14 +27,13 @@ from orchestrator.ownership import (
     tag_map,
 )
 from orchestrator.phase import PhaseContext
-from states import phase_names, records
-from states.controller import CRD, object_id
-from states.controller import KIND as OBJECT
-from states.controller_iam import ATTACHMENT, OIDC, POLICY, ROLE, names
-from states.controller_manifests import oidc_provider_arn, policy_arn
-from states.ingress import NAME, NAMESPACE
-from states.subnet_tags import KIND as SUBNET_TAG
-from states.subnet_tags import read_marker
+from orchestrator.states import phase_names
+from orchestrator.states.controller import CRD, object_id
+from orchestrator.states.controller import KIND as OBJECT
+from orchestrator.states.controller_iam import ATTACHMENT, OIDC, POLICY, ROLE, names
+from orchestrator.states.ingress import NAME, NAMESPACE
+from orchestrator.states.subnet_tags import KIND as SUBNET_TAG
+from orchestrator.states.subnet_tags import read_marker
 
 ZONE = "route53:hosted-zone"
 CERTIFICATE = "acm:certificate"
@@ -126,7 +127,7 @@ def summary(found: list[Found], shown: int = 4) -> str:
 
 def _zones(ctx: PhaseContext) -> list[Found]:
     """Our hosted zones, their delegation in the root zone, and the alias record in them."""
-    from states.hosted_zone import zone_tags, zones_named
+    from orchestrator.states.hosted_zone import zone_tags, zones_named
 
     found = []
     for zone in zones_named(ctx, ctx.config.subdomain):
@@ -160,7 +161,12 @@ def _record(phase: str, zone_id: str, rrset: dict[str, Any], identity: str | Non
 
 def _certificates(ctx: PhaseContext, zones: dict[str, Found]) -> list[Found]:
     """Our certificates, and their validation records where they are (our zone or root)."""
-    from states.certificates import ALL_STATUSES, PURPOSE_TAG, validation_zone, wanted_certificates
+    from orchestrator.states.certificates import (
+        ALL_STATUSES,
+        PURPOSE_TAG,
+        validation_zone,
+        wanted_certificates,
+    )
 
     acm = ctx.aws.acm
     domains = {want["domain"] for want in wanted_certificates(ctx.config)}
@@ -210,7 +216,7 @@ def _unique(found: list[Found]) -> list[Found]:
 def _iam(ctx: PhaseContext, cluster: dict[str, Any]) -> list[Found]:
     """Our role and policy (by their names), the attachment, and the OIDC provider if ours."""
     from orchestrator.aws import AwsError, partition_of
-    from states.controller_iam import iam_tags
+    from orchestrator.states.controller_iam import iam_tags
 
     iam = ctx.aws.iam
     identity_doc = ctx.aws.sts.get_caller_identity()
@@ -242,7 +248,7 @@ def _iam(ctx: PhaseContext, cluster: dict[str, Any]) -> list[Found]:
 
 def _subnet_tags(ctx: PhaseContext, vpc_id: str) -> list[Found]:
     """The tags our marker on each subnet says we added, where they still are."""
-    from states.subnet_tags import marker_key
+    from orchestrator.states.subnet_tags import marker_key
 
     found = []
     subnets = ctx.aws.ec2.pages(
@@ -305,7 +311,7 @@ def _listed(kube: Any, api_version: str, kind: str, selector: str) -> list[dict[
 def _orphans(ctx: PhaseContext) -> set[str | None]:
     """The identities on what the controller made for our Ingress's stack and this
     deployment (its ALB, target groups, security groups), found by their tags."""
-    from states.ingress import stack_tags
+    from orchestrator.states.ingress import stack_tags
 
     return {
         tags.get(STATE_TAG)

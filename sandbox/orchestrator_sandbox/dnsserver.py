@@ -20,7 +20,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from orchestrator.sandbox.dnsview import DnsView
+from orchestrator_sandbox.dnsview import DnsView
 
 POLL_INTERVAL = 0.05
 

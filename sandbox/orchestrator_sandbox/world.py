@@ -24,23 +24,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from orchestrator.errors import UsageError
-from orchestrator.sandbox import options
+from orchestrator.errors import Interrupted, UsageError
+from orchestrator_sandbox import options
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 # Another process holds the directory's lock while it starts a world (at most START_TIMEOUT,
 # then stops it if it failed) or stops one.
 LOCK_TIMEOUT = START_TIMEOUT + 2 * STOP_TIMEOUT
-SERVER = ("-m", "orchestrator.sandbox.server")
+SERVER = ("-m", "orchestrator_sandbox.server")
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
-class StartInterrupted(KeyboardInterrupt):
+class StartInterrupted(Interrupted):
     """Ctrl-C or SIGTERM during `up`, after up cleaned up: the message says what runs now.
 
-    Still a KeyboardInterrupt, so that whatever stops on an interrupt stops on it too; its
-    own class, so that the command line can tell the user about the world instead of a
+    Still a KeyboardInterrupt, so that whatever stops on an interrupt stops on it too; an
+    Interrupted, so that the command line tells the user about the world instead of a
     state file."""
 
 

@@ -15,7 +15,7 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-from orchestrator.sandbox.albmodel import ModelError
+from orchestrator_sandbox.albmodel import ModelError
 
 Obj = dict[str, Any]
 AUDIENCE = "sts.amazonaws.com"

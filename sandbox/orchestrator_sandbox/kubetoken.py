@@ -9,7 +9,7 @@ The world keeps the secret and the TTL it chose in `<dir>/kube-tokens.json` (mod
 `ClusterTokens.in_directory`), and its kubeconfig runs the plugin as `aws eks get-token`
 would be run:
 
-    python -m orchestrator.sandbox.kubetoken --dir DIR --cluster NAME
+    python -m orchestrator_sandbox.kubetoken --dir DIR --cluster NAME
 
 which prints an ExecCredential. The official Python client runs the plugin again once the
 reported expiry is within 5 minutes (kubectl: once it has passed), so with a TTL of T
@@ -143,7 +143,7 @@ class ClusterTokens:
 
 def exec_args(directory: Path, cluster: str) -> tuple[str, ...]:
     """Arguments for the Python interpreter that run the plugin for `cluster`."""
-    return ("-m", "orchestrator.sandbox.kubetoken", "--dir", str(directory), "--cluster", cluster)
+    return ("-m", "orchestrator_sandbox.kubetoken", "--dir", str(directory), "--cluster", cluster)
 
 
 def read_key_file(directory: Path) -> tuple[bytes, float]:
@@ -180,7 +180,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.sandbox.kubetoken",
+        prog="python -m orchestrator_sandbox.kubetoken",
         description="Print an ExecCredential for a sandbox cluster, as `aws eks get-token` does.",
     )
     parser.add_argument("--dir", required=True, type=Path, help="the sandbox world directory")

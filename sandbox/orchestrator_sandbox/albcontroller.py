@@ -32,7 +32,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from orchestrator.sandbox.albmodel import (
+from kube_api_emulator import ObjectStore
+from orchestrator_sandbox.albmodel import (
     IngressModel,
     ModelError,
     ServiceTarget,
@@ -41,13 +42,12 @@ from orchestrator.sandbox.albmodel import (
     read_model,
     service_target,
 )
-from orchestrator.sandbox.albprovision import AlbProvisioner, Deployed, Plan
-from orchestrator.sandbox.deployments import is_available, service_account_of
-from orchestrator.sandbox.irsa import ControllerIdentity
-from orchestrator.sandbox.kubeapi import ObjectStore
-from orchestrator.sandbox.reconciler import Reconciler
-from orchestrator.sandbox.subnets import discover
-from orchestrator.sandbox.targets import TargetBinder
+from orchestrator_sandbox.albprovision import AlbProvisioner, Deployed, Plan
+from orchestrator_sandbox.deployments import is_available, service_account_of
+from orchestrator_sandbox.irsa import ControllerIdentity
+from orchestrator_sandbox.reconciler import Reconciler
+from orchestrator_sandbox.subnets import discover
+from orchestrator_sandbox.targets import TargetBinder
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # an Ingress's namespace and name
@@ -320,7 +320,7 @@ def container_flag(deployment: Obj, flag: str) -> str | None:
     are started with, if any.
 
     The simulator stands for the real controller, an outside program, so it reads its own
-    flags rather than borrow the orchestrator's parser (states.controller_manifests)."""
+    flags rather than borrow the orchestrator's parser (its builders.controller_manifests)."""
     spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
     for container in spec.get("containers") or []:
         words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]

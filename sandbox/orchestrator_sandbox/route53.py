@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.sandbox.dnsview import Zone, plain
+from orchestrator_sandbox.dnsview import Zone, plain
 
 _TLDS = ("com", "net", "org", "co.uk")
 PENDING, INSYNC = "PENDING", "INSYNC"

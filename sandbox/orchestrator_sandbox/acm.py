@@ -12,8 +12,8 @@ import hashlib
 import time
 from typing import Any
 
-from orchestrator.sandbox.dnsview import DnsView, resolve
-from orchestrator.sandbox.reconciler import Reconciler
+from orchestrator_sandbox.dnsview import DnsView, resolve
+from orchestrator_sandbox.reconciler import Reconciler
 
 
 def use_distinct_validation_records() -> None:

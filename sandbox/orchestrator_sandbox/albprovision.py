@@ -26,14 +26,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from orchestrator.sandbox.albmodel import (
+from kube_api_emulator import ObjectStore
+from orchestrator_sandbox.albmodel import (
     IngressModel,
     ModelError,
     ServiceTarget,
     backend_group_name,
 )
-from orchestrator.sandbox.kubeapi import ObjectStore
-from orchestrator.sandbox.targets import (
+from orchestrator_sandbox.targets import (
     BINDING,
     TargetBinder,
     binding_manifest,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.sandbox.albmodel import ModelError
+from orchestrator_sandbox.albmodel import ModelError
 
 Obj = dict[str, Any]
 

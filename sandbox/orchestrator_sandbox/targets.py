@@ -20,8 +20,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from orchestrator.sandbox.kubeapi import ObjectStore
-from orchestrator.sandbox.subnets import private_blocks
+from kube_api_emulator import ObjectStore
+from orchestrator_sandbox.subnets import private_blocks
 
 Obj = dict[str, Any]
 

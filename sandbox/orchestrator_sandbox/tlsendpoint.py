@@ -35,8 +35,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from orchestrator.sandbox.pki import SandboxCA
-from orchestrator.sandbox.subnets import all_public
+from orchestrator_sandbox.pki import SandboxCA
+from orchestrator_sandbox.subnets import all_public
 
 HTTPS_PORT = 443
 HTTP_PORT = 80

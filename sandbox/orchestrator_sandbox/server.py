@@ -1,4 +1,4 @@
-"""The sandbox world's process: `python -m orchestrator.sandbox.server --dir DIR`.
+"""The sandbox world's process: `python -m orchestrator_sandbox.server --dir DIR`.
 
 Serves a moto server (AWS), a DNS server and, per EKS cluster, a Kubernetes API emulator
 on free loopback ports, and the ALBs' HTTPS endpoint on a loopback address of its own;
@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.sandbox import options
-from orchestrator.sandbox.seed import PRODUCTION, STAGING, ClusterEstate
+from orchestrator_sandbox import options
+from orchestrator_sandbox.seed import PRODUCTION, STAGING, ClusterEstate
 
 if TYPE_CHECKING:
-    from orchestrator.sandbox.kubeapi import ClusterAccess
-    from orchestrator.sandbox.kubeaudit import KubeAuditLog
-    from orchestrator.sandbox.kubetoken import ClusterTokens
+    from kube_api_emulator import ClusterAccess
+    from orchestrator_sandbox.kubeaudit import KubeAuditLog
+    from orchestrator_sandbox.kubetoken import ClusterTokens
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
@@ -66,7 +66,7 @@ SITES = (ClusterSite(PRODUCTION, "sandbox"), ClusterSite(STAGING, "staging", key
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="orchestrator.sandbox.server")
+    parser = argparse.ArgumentParser(prog="orchestrator_sandbox.server")
     parser.add_argument("--dir", required=True)
     for setting in options.SETTINGS:
         parser.add_argument(setting.flag, dest=setting.name, type=float, default=setting.default)
@@ -108,20 +108,20 @@ class World:
         self._stoppers: list[Any] = []
 
     def start(self) -> None:
-        from orchestrator.sandbox.acm import (
+        from kube_api_emulator import write_kubeconfig_contexts
+        from orchestrator_sandbox.acm import (
             AcmSimulator,
             disable_moto_auto_issue,
             use_distinct_validation_records,
         )
-        from orchestrator.sandbox.dnsserver import DnsServer
-        from orchestrator.sandbox.dnsview import DnsView
-        from orchestrator.sandbox.elbphysics import make_elb_physical
-        from orchestrator.sandbox.kubeapi import write_kubeconfig_contexts
-        from orchestrator.sandbox.kubeaudit import KubeAuditLog
-        from orchestrator.sandbox.kubetoken import ClusterTokens
-        from orchestrator.sandbox.network import make_ec2_strict
-        from orchestrator.sandbox.route53 import make_route53_strict, published_zones
-        from orchestrator.sandbox.seed import (
+        from orchestrator_sandbox.dnsserver import DnsServer
+        from orchestrator_sandbox.dnsview import DnsView
+        from orchestrator_sandbox.elbphysics import make_elb_physical
+        from orchestrator_sandbox.kubeaudit import KubeAuditLog
+        from orchestrator_sandbox.kubetoken import ClusterTokens
+        from orchestrator_sandbox.network import make_ec2_strict
+        from orchestrator_sandbox.route53 import make_route53_strict, published_zones
+        from orchestrator_sandbox.seed import (
             deployment_config,
             seed,
             use_distinct_cluster_identities,
@@ -210,7 +210,7 @@ class World:
         from moto.server import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
-        from orchestrator.sandbox.cloudtrail import CloudTrail
+        from orchestrator_sandbox.cloudtrail import CloudTrail
 
         app = CloudTrail(
             DomainDispatcherApplication(create_backend_app), self.directory / "cloudtrail.jsonl"
@@ -232,12 +232,12 @@ class World:
         short-lived tokens from an exec plugin, its URL and CA published by EKS), seeded,
         and what runs in it: Deployments roll out and the load balancer controller acts, on
         its own objects and for its own EKS name."""
-        from orchestrator.sandbox.albcontroller import AlbControllerSimulator
-        from orchestrator.sandbox.deployments import DeploymentRollouts
-        from orchestrator.sandbox.kubeapi import ClusterAccess, ClusterTls, KubeApiServer
-        from orchestrator.sandbox.kubeseed import seed_cluster, seed_data_team
-        from orchestrator.sandbox.kubetoken import exec_args
-        from orchestrator.sandbox.seed import publish_cluster_endpoint
+        from kube_api_emulator import ClusterAccess, ClusterTls, KubeApiServer
+        from orchestrator_sandbox.albcontroller import AlbControllerSimulator
+        from orchestrator_sandbox.deployments import DeploymentRollouts
+        from orchestrator_sandbox.kubeseed import seed_cluster, seed_data_team
+        from orchestrator_sandbox.kubetoken import exec_args
+        from orchestrator_sandbox.seed import publish_cluster_endpoint
 
         name = site.estate.name
         tls = ClusterTls.issue()
@@ -265,8 +265,8 @@ class World:
 
     def _start_alb_endpoint(self, clients: dict[str, Any]) -> Any:
         """The address the world's ALBs answer on, with certificates from the sandbox CA."""
-        from orchestrator.sandbox.pki import SandboxCA
-        from orchestrator.sandbox.tlsendpoint import AlbEndpoint
+        from orchestrator_sandbox.pki import SandboxCA
+        from orchestrator_sandbox.tlsendpoint import AlbEndpoint
 
         self.ca = SandboxCA(self.directory)
         endpoint = AlbEndpoint(self.ca, clients["elbv2"], clients["acm"], clients["ec2"])
@@ -278,7 +278,7 @@ class World:
         import boto3
         from botocore.config import Config
 
-        from orchestrator.sandbox.cloudtrail import SELF_AGENT
+        from orchestrator_sandbox.cloudtrail import SELF_AGENT
 
         return boto3.client(
             service,

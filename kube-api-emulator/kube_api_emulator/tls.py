@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from orchestrator import pki
+# EC P-256 keys: generated in milliseconds, accepted by Go's and Python's TLS.
+Key = ec.EllipticCurvePrivateKey
 
 IN_CLUSTER_NAMES = (
     "kubernetes",
@@ -49,13 +51,11 @@ class ClusterTls:
         """A new CA (CN `kubernetes`, as EKS names it) and a serving certificate it signs
         for `addresses` (IP SANs) and `names` (DNS SANs)."""
         now = datetime.datetime.now(datetime.UTC)
-        ca_key = pki.new_key()
-        ca = pki.ca_certificate(
-            ca_key, pki.common_name("kubernetes"), now - CLOCK_SKEW, now + CA_VALIDITY
-        )
-        key = pki.new_key()
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = ca_certificate(ca_key, now)
+        key = ec.generate_private_key(ec.SECP256R1())
         cert = serving_certificate(key, addresses, names, ca, ca_key, now)
-        return cls(pki.cert_pem(ca), pki.cert_pem(cert), pki.key_pem(key))
+        return cls(_cert_pem(ca), _cert_pem(cert), _key_pem(key))
 
     def server_context(self) -> ssl.SSLContext:
         """A server-side context presenting the serving certificate (TLS 1.2 or later)."""
@@ -70,12 +70,31 @@ class ClusterTls:
         return context
 
 
+def ca_certificate(key: Key, now: datetime.datetime) -> x509.Certificate:
+    """A self-signed CA named `kubernetes`, as EKS names a cluster's CA, that may sign
+    leaves only."""
+    public = key.public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name("kubernetes"))
+        .issuer_name(_name("kubernetes"))
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
 def serving_certificate(
-    key: pki.Key,
+    key: Key,
     addresses: Sequence[str],
     names: Sequence[str],
     ca: x509.Certificate,
-    ca_key: pki.Key,
+    ca_key: Key,
     now: datetime.datetime,
 ) -> x509.Certificate:
     """A TLS server certificate for IP `addresses` and DNS `names`, signed by `ca`."""
@@ -84,27 +103,14 @@ def serving_certificate(
     sans += [x509.DNSName(n) for n in names]
     return (
         x509.CertificateBuilder()
-        .subject_name(pki.common_name("kube-apiserver"))
+        .subject_name(_name("kube-apiserver"))
         .issuer_name(ca.subject)
         .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(now + SERVING_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
@@ -114,3 +120,33 @@ def serving_certificate(
         )
         .sign(ca_key, hashes.SHA256())
     )
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _cert_pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _key_pem(key: Key) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()

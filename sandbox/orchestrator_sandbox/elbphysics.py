@@ -85,7 +85,7 @@ def _patch_security_groups() -> None:
         delete_balancer(self, arn)
         # ACM stops naming a deleted load balancer among a certificate's users, whoever
         # deleted it (moto only ever adds to InUseBy).
-        from orchestrator.sandbox.albprovision import mark_in_use
+        from orchestrator_sandbox.albprovision import mark_in_use
 
         mark_in_use(self.account_id, self.region_name, arn, ())
 

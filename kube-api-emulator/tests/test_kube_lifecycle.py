@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_kubectl
+from emulator_support import needs_kubectl
 from kubernetes import client, config, watch
 
-from orchestrator.sandbox.kubeapi import (
+from kube_api_emulator import (
     Invalid,
     KubeApiServer,
     MethodNotAllowed,

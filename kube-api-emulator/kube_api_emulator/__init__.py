@@ -1,4 +1,4 @@
-"""An in-memory Kubernetes API server emulator for the sandbox world and the tests.
+"""An in-memory Kubernetes API server emulator, for worlds that stand in for a cluster.
 
 It is an emulator, not a cluster: it stores objects and speaks enough of the Kubernetes REST
 conventions (discovery, CRUD, merge/strategic/JSON patch, server-side apply, status
@@ -21,7 +21,7 @@ inside it: Deployments stay unavailable until a simulator marks them with
   wait for their own finalizers; then it and its kind go.
 - Optionally, EKS's front door: HTTPS under a CA of the cluster's own (`ClusterTls`) and
   bearer tokens checked on every path (`authenticator`, e.g. from
-  `orchestrator.sandbox.kubetoken.ClusterTokens`), 401 Unauthorized otherwise.
+  a checker of exec-plugin tokens), 401 Unauthorized otherwise.
 
     server = KubeApiServer()
     server.start()

@@ -16,8 +16,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.sandbox.kubeapi import ObjectStore
-from orchestrator.sandbox.reconciler import Reconciler
+from kube_api_emulator import ObjectStore
+from orchestrator_sandbox.reconciler import Reconciler
 
 Obj = dict[str, Any]
 # The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).

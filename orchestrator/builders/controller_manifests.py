@@ -125,7 +125,11 @@ def _template() -> list[Obj]:
 @cache
 def _package_text(name: str) -> str:
     # importlib.resources rather than a path next to __file__: works from a wheel or zip too.
-    return resources.files("states").joinpath("manifests", name).read_text(encoding="utf-8")
+    return (
+        resources.files("orchestrator.builders")
+        .joinpath("manifests", name)
+        .read_text(encoding="utf-8")
+    )
 
 
 # ---- reading an existing controller --------------------------------------------------------

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.sandbox.network import build_eks_vpc
+from orchestrator_sandbox.network import build_eks_vpc
 
 CLUSTER = "kube-eks-cluster"
 ROOT_DOMAIN = "example.com"

@@ -1,0 +1,91 @@
+"""`orchestrator sandbox up | down | status`, and what `--sandbox` asks of the world.
+
+The orchestrator finds this module through the `orchestrator.sandbox` entry point (name
+`world`) and calls `main` with the words after `sandbox`, or `use` for `--sandbox`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from orchestrator.errors import ExitCode
+from orchestrator_sandbox import world
+from orchestrator_sandbox.options import SECOND_TEAM_HELP, SETTINGS
+
+DEFAULT_DIR = ".sandbox"
+
+
+def use(directory: Path) -> Path:
+    """Start the world in `directory` unless it runs, make this process talk to it, and
+    return the config of its production deployment."""
+    world.ensure_up(directory)
+    world.apply_env(directory)
+    return directory / "config.yaml"
+
+
+def main(argv: list[str], prog: str = "orchestrator sandbox") -> int:
+    args = _parser(prog).parse_args(argv)
+    directory = Path(args.dir)
+    try:
+        return _act(args, directory)
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, world.StartInterrupted):
+            raise
+        raise world.StartInterrupted(
+            f"`{prog} status --dir {directory}` tells whether the world runs"
+        ) from None
+
+
+def _act(args: argparse.Namespace, directory: Path) -> int:
+    if args.action == "up":
+        settings = {s.name: getattr(args, s.name) for s in SETTINGS}
+        info = world.up(directory, settings, second_team=args.second_team)
+        print(world.describe(directory, info))
+        print(
+            f"use it: source {directory / 'env'}; "
+            f"orchestrator --config {directory / 'config.yaml'} run"
+        )
+        return ExitCode.OK
+    if args.action == "down":
+        print("sandbox stopped" if world.down(directory) else "sandbox was not running")
+        return ExitCode.OK
+    info = world.running(directory)
+    if info is None:
+        print(f"sandbox in {directory} is not running")
+        return ExitCode.PHASE_FAILED
+    print(world.describe(directory, info))
+    return ExitCode.OK
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="A local world standing in for AWS and EKS: moto, a Kubernetes API "
+        "emulator, DNS, and simulators of ACM and the AWS Load Balancer Controller.",
+    )
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument(
+        "--dir", default=DEFAULT_DIR, help=f"the world's directory (default {DEFAULT_DIR})"
+    )
+    for setting in SETTINGS:
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name,
+            type=_seconds,
+            default=setting.default,
+            metavar="SECONDS",
+            help=f"{setting.help} (default {setting.default:g})",
+        )
+    parser.add_argument("--second-team", action="store_true", help=SECOND_TEAM_HELP)
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("seconds cannot be negative")
+    return value
