@@ -19,11 +19,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import tenacity
 
 from orchestrator import __version__, failpoints
+
+T = TypeVar("T")
 
 # Codes AWS uses for "slow down": retried for as long as the throttling budget lasts.
 THROTTLING_CODES = frozenset(
@@ -162,6 +164,21 @@ class AwsError(Exception):
         return "fix the cause, then run `orchestrator resume`"
 
 
+def tolerate(call: Callable[..., T], *codes: str, **kwargs: Any) -> T | None:
+    """`call(**kwargs)`, or None if AWS answers with one of `codes`: an answer that is fine
+    where it is asked. Gone, for a delete or a read of something that may not exist (any
+    more); already there, for a create an earlier attempt made before its answer was lost.
+
+        tolerate(iam.delete_role, "NoSuchEntity", RoleName=name)
+    """
+    try:
+        return call(**kwargs)
+    except AwsError as exc:
+        if exc.code in codes:
+            return None
+        raise
+
+
 _THROTTLED_HINT = (
     "AWS kept throttling {service} calls (the account's rate limit is shared with every other "
     "tool using it); run `orchestrator resume` in a few minutes, or allow more time with "
@@ -296,8 +313,9 @@ class AwsClient:
             return result
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
-            if self._on_retry and state.outcome is not None:
-                self._on_retry(state.outcome.exception(), state.attempt_number)
+            error = state.outcome.exception() if state.outcome is not None else None
+            if self._on_retry and isinstance(error, AwsError):
+                self._on_retry(error, state.attempt_number)
 
         return _retrying(self._service, before_sleep)(attempt)
 

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `orchestrator status | head`: the reader left; nothing to say
-        sys.stdout = None  # type: ignore[assignment]
+        sys.stdout = None
         return ExitCode.OK
 
 
@@ -329,6 +329,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _take_over(args: argparse.Namespace, store: Any, state: Any, found: list[Any]) -> int:
     """Show what `import` found; with --take-ownership, write it as the new state file."""
+    from orchestrator.machine import move
     from orchestrator.store import Resource
 
     if not found:
@@ -358,9 +359,10 @@ def _take_over(args: argparse.Namespace, store: Any, state: Any, found: list[Any
     for item in found:
         record = state.phase(item.phase)
         record.resources.append(Resource(item.kind, item.id, created=True, detail=item.detail))
+    for phase in dict.fromkeys(item.phase for item in found):
         # Entered again by the next run (which finds each of these as its own), or rolled
         # back by `rollback`, as a phase a crash interrupted would be.
-        record.status, record.action = "in_progress", "import"
+        move(state.phase(phase), "take_over")
     store.save(state)
     print(
         f"wrote {store.path}: `orchestrator run` checks and completes the deployment, "

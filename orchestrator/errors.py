@@ -1,4 +1,4 @@
-"""Exceptions that end a command, and the exit code each one maps to."""
+"""Exceptions that end a command, and the exit codes (the CLI maps each exception to one)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ class ExitCode(IntEnum):
 class UsageError(Exception):
     """Bad command line, config or state file. Raised before anything is changed."""
 
-    exit_code = ExitCode.USAGE
-
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM), with what to tell the user instead of the usual resume hint."""
@@ -34,13 +32,10 @@ class StateWriteFailed(Exception):
 
     def __init__(self, path: object, reason: str) -> None:
         super().__init__(f"cannot write the state file {path}: {reason}")
-        self.reason = reason
 
 
 class PhaseError(Exception):
     """A phase cannot go on. `hint` tells the operator what to do next."""
-
-    exit_code = ExitCode.PHASE_FAILED
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -54,8 +49,6 @@ class PhaseError(Exception):
 class StillWaiting(Exception):
     """A wait was stopped by --no-wait, --max-wait or its own limit; the phase can resume."""
 
-    exit_code = ExitCode.WAITING
-
     def __init__(self, waiting_for: str, elapsed: float) -> None:
         super().__init__(waiting_for)
         self.waiting_for = waiting_for
@@ -64,8 +57,6 @@ class StillWaiting(Exception):
 
 class NeedsAction(Exception):
     """A human has to do something outside AWS (e.g. at a domain registrar) before going on."""
-
-    exit_code = ExitCode.WAITING
 
     def __init__(self, instructions: str) -> None:
         super().__init__(instructions)

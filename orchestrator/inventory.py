@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.aws import partition_of, tolerate
 from orchestrator.builders import records
 from orchestrator.builders.controller_manifests import oidc_provider_arn, policy_arn
+from orchestrator.kube import tolerate_not_found
 from orchestrator.ownership import (
     DEPLOYMENT_LABEL,
     OWNER_TAG,
@@ -28,12 +30,27 @@ from orchestrator.ownership import (
 )
 from orchestrator.phase import PhaseContext
 from orchestrator.states import phase_names
+from orchestrator.states.certificates import (
+    ALL_STATUSES,
+    PURPOSE_TAG,
+    validation_zone,
+    wanted_certificates,
+)
 from orchestrator.states.controller import CRD, object_id
 from orchestrator.states.controller import KIND as OBJECT
-from orchestrator.states.controller_iam import ATTACHMENT, OIDC, POLICY, ROLE, names
-from orchestrator.states.ingress import NAME, NAMESPACE
+from orchestrator.states.controller_iam import (
+    ATTACHMENT,
+    NO_ENTITY,
+    OIDC,
+    POLICY,
+    ROLE,
+    iam_tags,
+    names,
+)
+from orchestrator.states.hosted_zone import zone_tags, zones_named
+from orchestrator.states.ingress import NAME, NAMESPACE, stack_tags
 from orchestrator.states.subnet_tags import KIND as SUBNET_TAG
-from orchestrator.states.subnet_tags import read_marker
+from orchestrator.states.subnet_tags import marker_key, read_marker
 
 ZONE = "route53:hosted-zone"
 CERTIFICATE = "acm:certificate"
@@ -127,8 +144,6 @@ def summary(found: list[Found], shown: int = 4) -> str:
 
 def _zones(ctx: PhaseContext) -> list[Found]:
     """Our hosted zones, their delegation in the root zone, and the alias record in them."""
-    from orchestrator.states.hosted_zone import zone_tags, zones_named
-
     found = []
     for zone in zones_named(ctx, ctx.config.subdomain):
         zone_id = zone["Id"].removeprefix("/hostedzone/")
@@ -161,13 +176,6 @@ def _record(phase: str, zone_id: str, rrset: dict[str, Any], identity: str | Non
 
 def _certificates(ctx: PhaseContext, zones: dict[str, Found]) -> list[Found]:
     """Our certificates, and their validation records where they are (our zone or root)."""
-    from orchestrator.states.certificates import (
-        ALL_STATUSES,
-        PURPOSE_TAG,
-        validation_zone,
-        wanted_certificates,
-    )
-
     acm = ctx.aws.acm
     domains = {want["domain"] for want in wanted_certificates(ctx.config)}
     found = []
@@ -215,9 +223,6 @@ def _unique(found: list[Found]) -> list[Found]:
 
 def _iam(ctx: PhaseContext, cluster: dict[str, Any]) -> list[Found]:
     """Our role and policy (by their names), the attachment, and the OIDC provider if ours."""
-    from orchestrator.aws import AwsError, partition_of
-    from orchestrator.states.controller_iam import iam_tags
-
     iam = ctx.aws.iam
     identity_doc = ctx.aws.sts.get_caller_identity()
     account, partition = identity_doc["Account"], partition_of(identity_doc["Arn"])
@@ -227,12 +232,10 @@ def _iam(ctx: PhaseContext, cluster: dict[str, Any]) -> list[Found]:
     provider = oidc_provider_arn(account, issuer, partition)
     found = []
     for kind, rid in ((ROLE, role), (POLICY, policy), (OIDC, provider)):
-        try:
-            tags = tag_map(iam_tags(ctx, kind, rid))
-        except AwsError as exc:
-            if exc.code == "NoSuchEntity":
-                continue
-            raise
+        listed = tolerate(iam_tags, NO_ENTITY, ctx=ctx, kind=kind, rid=rid)
+        if listed is None:
+            continue
+        tags = tag_map(listed)
         if tags.get(OWNER_TAG) == ctx.deployment:
             found.append(Found("controller_iam", kind, rid, tags.get(STATE_TAG)))
     if {f.kind for f in found} >= {ROLE, POLICY}:
@@ -248,8 +251,6 @@ def _iam(ctx: PhaseContext, cluster: dict[str, Any]) -> list[Found]:
 
 def _subnet_tags(ctx: PhaseContext, vpc_id: str) -> list[Found]:
     """The tags our marker on each subnet says we added, where they still are."""
-    from orchestrator.states.subnet_tags import marker_key
-
     found = []
     subnets = ctx.aws.ec2.pages(
         "describe_subnets",
@@ -298,21 +299,12 @@ def _kubernetes(ctx: PhaseContext) -> list[Found]:
 
 def _listed(kube: Any, api_version: str, kind: str, selector: str) -> list[dict[str, Any]]:
     """Objects of a kind by label; none if the kind is not served (a CRD's, deleted)."""
-    from orchestrator.kube import KubeError
-
-    try:
-        return list(kube.list(api_version, kind, label_selector=selector))
-    except KubeError as exc:
-        if exc.status == 404:
-            return []
-        raise
+    return tolerate_not_found(lambda: kube.list(api_version, kind, label_selector=selector)) or []
 
 
 def _orphans(ctx: PhaseContext) -> set[str | None]:
     """The identities on what the controller made for our Ingress's stack and this
     deployment (its ALB, target groups, security groups), found by their tags."""
-    from orchestrator.states.ingress import stack_tags
-
     return {
         tags.get(STATE_TAG)
         for tags in stack_tags(ctx, ctx.config.cluster_name)

@@ -9,15 +9,19 @@ errors carry the HTTP status, the Kubernetes reason and message, and what to do.
 from __future__ import annotations
 
 import atexit
+import builtins
 import json
 import os
 import shutil
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import tenacity
 
 from orchestrator import __version__, failpoints
+
+T = TypeVar("T")
 
 FIELD_MANAGER = "orchestrator"
 _RETRYABLE_STATUS = {429, 500, 502, 503, 504}
@@ -56,6 +60,17 @@ class KubeError(Exception):
                 "(kubernetes.context) and the network, then run `orchestrator resume`"
             )
         return "fix the cause, then run `orchestrator resume`"
+
+
+def tolerate_not_found(call: Callable[[], T]) -> T | None:
+    """`call()`, or None if the API server answers 404: no such object, or its kind is not
+    served (a CRD's, not yet Established or deleted)."""
+    try:
+        return call()
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def _translate(operation: str, exc: Exception) -> KubeError:
@@ -155,13 +170,7 @@ class Kube:
 
     def served(self, api_version: str, kind: str) -> bool:
         """Whether the API server serves this kind (a CRD's kind only once it is Established)."""
-        try:
-            self._resource(api_version, kind)
-        except KubeError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return tolerate_not_found(lambda: self._resource(api_version, kind)) is not None
 
     # ---- reads ------------------------------------------------------------------------------
 
@@ -171,16 +180,14 @@ class Kube:
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> dict[str, Any] | None:
-        try:
+        def read() -> Any:
             resource = self._resource(api_version, kind)
-            found = self._call(
+            return self._call(
                 f"get {kind} {name}", lambda: resource.get(name=name, namespace=namespace)
             )
-        except KubeError as exc:
-            if exc.status == 404:  # no such object, or its kind is not served (yet)
-                return None
-            raise
-        return found.to_dict()
+
+        found = tolerate_not_found(read)
+        return None if found is None else found.to_dict()
 
     def list(
         self,
@@ -200,7 +207,8 @@ class Kube:
         )
         return [item.to_dict() for item in found.items]
 
-    def events_for(self, kind: str, name: str, namespace: str) -> list[dict[str, Any]]:
+    # (builtins.list: in this class, `list` is the method above.)
+    def events_for(self, kind: str, name: str, namespace: str) -> builtins.list[dict[str, Any]]:
         """Events about one object, oldest first."""
         events = self.list(
             "v1",
@@ -268,7 +276,8 @@ class Kube:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete an object; False if it was already gone."""
-        try:
+
+        def delete() -> bool:
             resource = self._resource(api_version, kind)
             self._call(
                 f"delete {kind} {name}",
@@ -277,8 +286,6 @@ class Kube:
                 ),
                 mutating=True,
             )
-        except KubeError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+            return True
+
+        return tolerate_not_found(delete) is not None

@@ -1,10 +1,11 @@
-"""The engine: walks the phases forward or back on a `transitions` state machine.
+"""The engine: walks the phases forward or back, moving each phase along its lifecycle.
 
-The machine has one state per phase, between `start` and `finished`. `advance` moves
-forward one phase; entering a phase state runs it (verify if it is done, enter
-otherwise). `retreat` moves back one phase, rolling the phase being left back first.
-A callback that raises leaves the machine on that phase, and the persisted phase record
-says why, so the next command picks up exactly there.
+Each phase's lifecycle (pending, in progress, waiting, needs action, done, failed, rolled
+back) is one `transitions` machine, declared once below (MOVES): every change of a
+phase's status is a named move on it, and a move it does not declare raises IllegalMove.
+The engine runs the phases in order (forward) or newest first (rollback); a handler that
+raises leaves its phase where it was, and the persisted phase record says why, so the
+next command picks up exactly there.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transitions import EventData, Machine, State
+from transitions import EventData, Machine, MachineError
 
-from orchestrator.config import IMPLIED_SETTINGS, Config, digest
+from orchestrator.config import IMPLIED_SETTINGS, Config
 from orchestrator.errors import (
     NeedsAction,
     PhaseError,
@@ -31,14 +32,133 @@ from orchestrator.store import (
     ROLLBACK_ALL,
     DeploymentState,
     PhaseRecord,
+    PhaseStatus,
     Resource,
     StateStore,
     now,
 )
 from orchestrator.waiting import WaitPolicy
 
-START, FINISHED = "start", "finished"
-UNTOUCHED = ("pending", "rolled_back")
+if TYPE_CHECKING:
+    from orchestrator.aws import Aws
+    from orchestrator.kube import Kube
+
+PENDING, IN_PROGRESS, WAITING = PhaseStatus.PENDING, PhaseStatus.IN_PROGRESS, PhaseStatus.WAITING
+NEEDS_ACTION, DONE, FAILED = PhaseStatus.NEEDS_ACTION, PhaseStatus.DONE, PhaseStatus.FAILED
+ROLLED_BACK = PhaseStatus.ROLLED_BACK
+UNTOUCHED = (PENDING, ROLLED_BACK)
+TOUCHED = (IN_PROGRESS, WAITING, NEEDS_ACTION, DONE, FAILED)
+
+# ---- a phase's lifecycle ----------------------------------------------------------------------
+
+# Every move a phase's status makes: (trigger, from, to). `in_progress` is shared by
+# entering and rolling back; the record's `action` says which, and the moves proper to
+# one check it (ONLY_WHILE), so a rollback never ends as done, nor an entry as rolled back.
+MOVES: list[tuple[str, list[PhaseStatus], PhaseStatus]] = [
+    # forward: the first time, or again after a rollback
+    ("enter", [PENDING, ROLLED_BACK], IN_PROGRESS),
+    # resume: retry a failure, wait again, go on after a human acted, a crash or `import`
+    ("enter", [FAILED, WAITING, NEEDS_ACTION, IN_PROGRESS], IN_PROGRESS),
+    # verify found that a done phase no longer holds
+    ("enter", [DONE], IN_PROGRESS),
+    ("wait", [IN_PROGRESS], WAITING),
+    ("stop_waiting", [WAITING], IN_PROGRESS),  # what was waited for came
+    ("need_action", [IN_PROGRESS], NEEDS_ACTION),
+    ("finish", [IN_PROGRESS], DONE),
+    # a handler raised: while working, while waiting, or verifying a done phase
+    ("fail", [IN_PROGRESS, WAITING, DONE], FAILED),
+    # back: a phase this state file touched ...
+    ("start_rollback", list(TOUCHED), IN_PROGRESS),
+    # ... or, in the sweep of `rollback --all`, one whose resources the file did not list
+    ("start_rollback", list(UNTOUCHED), IN_PROGRESS),
+    ("finish_rollback", [IN_PROGRESS], ROLLED_BACK),
+    # `import --take-ownership`: found resources, to be entered again or rolled back
+    ("take_over", [PENDING], IN_PROGRESS),
+]
+# What the phase is doing after a move (the record's `action`); other moves keep it, so
+# a failed or waiting phase still says whether it was being entered or rolled back.
+ACTION_AFTER: dict[str, str | None] = {
+    "enter": "enter",
+    "start_rollback": "rollback",
+    "take_over": "import",
+    "finish": None,
+    "finish_rollback": None,
+}
+# Moves made only while the phase does that work (its `action`).
+ONLY_WHILE = {"finish": "enter", "need_action": "enter", "finish_rollback": "rollback"}
+TARGET = {trigger: dest for trigger, _, dest in MOVES}
+
+
+class IllegalMove(Exception):
+    """A phase's status was asked to move where its lifecycle does not go: a bug."""
+
+    def __init__(self, record: PhaseRecord, trigger: str) -> None:
+        doing = f" (action {record.action})" if record.action else ""
+        super().__init__(
+            f"phase {record.name} cannot {trigger}: {record.status}{doing} -> "
+            f"{TARGET.get(trigger, '?')} is not a move of its lifecycle"
+        )
+        self.phase, self.trigger = record.name, trigger
+        self.source, self.dest = record.status, TARGET.get(trigger)
+
+
+class _Moving:
+    """The model the lifecycle machine moves: one phase record, for one move."""
+
+    def __init__(self, record: PhaseRecord) -> None:
+        self.record = record
+
+    @property
+    def status(self) -> str:
+        # The plain value: transitions would take an Enum by its name.
+        return PhaseStatus(self.record.status).value
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self.record.status = PhaseStatus(value)
+
+    def doing_the_work(self, event: EventData) -> bool:
+        return self.record.action == ONLY_WHILE[event.event.name]
+
+    def note_action(self, event: EventData) -> None:
+        self.record.action = ACTION_AFTER[event.event.name]
+
+
+def _declare() -> Machine:
+    machine = Machine(
+        model=None,
+        states=[s.value for s in PhaseStatus],
+        initial=None,
+        auto_transitions=False,
+        model_attribute="status",
+        send_event=True,
+    )
+    for trigger, sources, dest in MOVES:
+        machine.add_transition(
+            trigger,
+            [s.value for s in sources],
+            dest.value,
+            conditions="doing_the_work" if trigger in ONLY_WHILE else None,
+            after="note_action" if trigger in ACTION_AFTER else None,
+        )
+    return machine
+
+
+LIFECYCLE = _declare()
+
+
+def move(record: PhaseRecord, trigger: str) -> None:
+    """Move `record` along its lifecycle by `trigger`, or raise IllegalMove."""
+    model = _Moving(record)
+    LIFECYCLE.add_model(model, initial=PhaseStatus(record.status).value)
+    try:
+        moved = LIFECYCLE.events[trigger].trigger(model)
+    except MachineError:
+        moved = False
+    finally:
+        LIFECYCLE.remove_model(model)
+    if not moved:
+        raise IllegalMove(record, trigger)
 
 
 class PhaseFailed(Exception):
@@ -61,8 +181,8 @@ class Engine:
         report: Reporter,
         policy: WaitPolicy | None = None,
         confirmations: frozenset[str] = frozenset(),
-        aws_factory: Callable[[], Any] | None = None,
-        kube_factory: Callable[[], Any] | None = None,
+        aws_factory: Callable[[], Aws] | None = None,
+        kube_factory: Callable[[], Kube] | None = None,
         inventory: Any = None,
     ) -> None:
         """`inventory`: finds the deployment's resources by their marks (states.inventory:
@@ -78,19 +198,19 @@ class Engine:
         self._aws_factory = aws_factory
         self._kube_factory = kube_factory
         self.inventory = inventory
-        self._aws: Any = None
-        self._kube: Any = None
+        self._aws: Aws | None = None
+        self._kube: Kube | None = None
 
     # ---- services, made on first use ------------------------------------------------------
 
-    def aws(self) -> Any:
+    def aws(self) -> Aws:
         if self._aws is None:
             if self._aws_factory is None:
                 raise RuntimeError("no AWS access configured")
             self._aws = self._aws_factory()
         return self._aws
 
-    def kube(self) -> Any:
+    def kube(self) -> Kube:
         if self._kube is None:
             if self._kube_factory is None:
                 raise RuntimeError("no Kubernetes access configured")
@@ -100,30 +220,33 @@ class Engine:
     def save(self) -> None:
         self.store.save(self.state)
 
+    def move(self, record: PhaseRecord, trigger: str) -> None:
+        """Move a phase along its declared lifecycle (see MOVES)."""
+        move(record, trigger)
+
     # ---- forward ----------------------------------------------------------------------------
 
     def forward(self, until: str | None = None) -> None:
         """Bring every phase up to `until` (default: the last) to done."""
-        stop = until or self.order[-1]
+        stop = self.order.index(until) if until else len(self.order) - 1
         self.state.rollback_to = None
         self.state.settings = self.config.settings()
         self.save()
-        cursor = self._machine(START, forward=True)
-        while cursor.state != stop:
-            if cursor.state == self.order[0] and not self._made_anything():
+        for index, name in enumerate(self.order[: stop + 1]):
+            if index == 1 and not self._made_anything():
                 # Checked once preflight has shown the world is reachable, before any write.
                 self.refuse_other_owners()
-            cursor.advance()
+            self._run_phase(name)
 
     def _made_anything(self) -> bool:
         """Whether this state file has made (or meant to make) anything yet."""
         return any(r.created for record in self.state.phases for r in record.resources)
 
-    def _run_phase(self, event: EventData) -> None:
-        name = event.state.name
+    def _run_phase(self, name: str) -> None:
+        """Verify a done phase; enter it if it is not done or no longer holds."""
         phase, record = self.phases[name], self.state.phase(name)
         ctx = PhaseContext(self, record)
-        if record.status == "done":
+        if record.status == DONE:
             problem = self._guard(name, record, lambda: phase.verify(ctx))
             if problem is None:
                 self.report.verified(name)
@@ -132,7 +255,7 @@ class Engine:
         self._enter(phase, record, ctx)
 
     def _enter(self, phase: Phase, record: PhaseRecord, ctx: PhaseContext) -> None:
-        record.status, record.action = "in_progress", "enter"
+        self.move(record, "enter")
         record.attempts += 1
         record.started_at, record.finished_at = now(), None
         record.kept = []
@@ -141,10 +264,10 @@ class Engine:
         self.report.started(phase.name, phase.title)
         started = time.monotonic()
         self._guard(phase.name, record, lambda: phase.enter(ctx))
-        record.status, record.action, record.intent = "done", None, None
+        self.move(record, "finish")
+        record.intent = None
         record.finished_at = now()
         record.waiting_for = record.waiting_since = record.waiting_detail = None
-        record.inputs_digest = digest(self.state.settings, phase.inputs)
         self.save()
         self.report.done(phase.name, time.monotonic() - started)
 
@@ -155,11 +278,13 @@ class Engine:
         except (StateConflict, StateWriteFailed):
             raise  # the state file cannot take what happened: nothing more is written
         except StillWaiting as stop:
-            record.status, record.waiting_for = "waiting", stop.waiting_for
+            if record.status != WAITING:  # the wait was another phase's (see wait_until)
+                self.move(record, "wait")
+            record.waiting_for = stop.waiting_for
             self.save()
             raise
         except NeedsAction as action:
-            record.status = "needs_action"
+            self.move(record, "need_action")
             record.waiting_for = action.instructions.splitlines()[0]
             self.save()
             raise
@@ -169,7 +294,8 @@ class Engine:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then reported
             message, hint = describe_failure(exc)
-            record.status, record.error = "failed", f"{message} (next: {hint})"
+            self.move(record, "fail")
+            record.error = f"{message} (next: {hint})"
             self.save()
             raise PhaseFailed(name, message, hint) from exc
 
@@ -177,14 +303,11 @@ class Engine:
 
     def rollback(self, to: str | None) -> None:
         """Undo, newest first, every touched phase after `to` (every phase if None)."""
-        target = to or START
         self.state.rollback_to = to or ROLLBACK_ALL
         self.save()
-        touched = [n for n in self.order if self.state.phase(n).status not in UNTOUCHED]
-        if touched and not (to and self.order.index(touched[-1]) <= self.order.index(to)):
-            cursor = self._machine(touched[-1], forward=False)
-            while cursor.state != target:
-                cursor.retreat()
+        first = self.order.index(to) + 1 if to else 0
+        for name in reversed(self.order[first:]):
+            self._undo_phase(name)
         if to is None:
             self._sweep()
         self._finish_rollback()
@@ -211,13 +334,14 @@ class Engine:
             record.resources += [
                 Resource(f.kind, f.id, created=True, detail=dict(f.detail)) for f in items
             ]
-            record.status, record.action = "in_progress", "rollback"
+            self.move(record, "start_rollback")
             self.save()
             undo = functools.partial(
                 self._rollback_checked, self.phases[name], PhaseContext(self, record)
             )
             self._guard(name, record, undo)
-            record.status, record.action, record.resources = "rolled_back", None, []
+            self.move(record, "finish_rollback")
+            record.resources = []
             self.save()
 
     def look(self, work: Callable[[PhaseContext], Any], ctx: PhaseContext | None = None) -> Any:
@@ -251,22 +375,21 @@ class Engine:
         self.state.rollback_to = None
         self.save()
 
-    def _undo_phase(self, event: EventData) -> None:
-        name = event.transition.source
+    def _undo_phase(self, name: str) -> None:
         phase, record = self.phases[name], self.state.phase(name)
         if record.status in UNTOUCHED:
             return
         ctx = PhaseContext(self, record)
-        record.status, record.action = "in_progress", "rollback"
+        self.move(record, "start_rollback")
         record.error = None
         self.save()
         self.report.rolling_back(name)
         started = time.monotonic()
         self._guard(name, record, lambda: self._rollback_checked(phase, ctx))
-        record.status, record.action, record.intent = "rolled_back", None, None
+        self.move(record, "finish_rollback")
+        record.intent = None
         record.outputs, record.resources = {}, []
         record.generation += 1
-        record.inputs_digest = None
         record.finished_at = now()
         record.waiting_for = record.waiting_since = record.waiting_detail = None
         self.save()
@@ -281,30 +404,6 @@ class Engine:
                 f"rollback left resources this deployment created: {names}",
                 "delete them by hand or run the rollback again",
             )
-
-    # ---- the machine ------------------------------------------------------------------------
-
-    def _machine(self, initial: str, *, forward: bool) -> Any:
-        cursor = Cursor()
-        states = [State(START), *(State(n) for n in self.order), State(FINISHED)]
-        machine = Machine(
-            model=cursor, states=states, initial=initial, auto_transitions=False, send_event=True
-        )
-        if forward:
-            machine.add_ordered_transitions(trigger="advance", loop=False)
-            for name in self.order:
-                machine.get_state(name).add_callback("enter", self._run_phase)
-        else:
-            chain = [START, *self.order]
-            for earlier, later in zip(chain, chain[1:], strict=False):
-                machine.add_transition("retreat", later, earlier, before=self._undo_phase)
-        return cursor
-
-
-class Cursor:
-    """The machine's model: its `state` is the phase being worked on."""
-
-    state: str
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:

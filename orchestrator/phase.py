@@ -13,12 +13,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from orchestrator.ownership import OWNER_TAG, Owner
-from orchestrator.store import PhaseRecord, Resource, now
+from orchestrator.store import PhaseRecord, PhaseStatus, Resource, now
 from orchestrator.waiting import wait_until
 
 if TYPE_CHECKING:
     from orchestrator.aws import Aws
     from orchestrator.config import Config
+    from orchestrator.kube import Kube
     from orchestrator.machine import Engine
 
 T = TypeVar("T")
@@ -34,6 +35,11 @@ class Phase:
     inputs: ClassVar[tuple[str, ...]] = ()
     # Output keys a done phase must have; a state file without them is rejected.
     outputs: ClassVar[tuple[str, ...]] = ()
+    # Outputs only some modes write (read with .get); not required of a done phase.
+    optional_outputs: ClassVar[tuple[str, ...]] = ()
+    # Earlier phases whose outputs this one reads (ctx.earlier): declared, so that a test
+    # can check them against the code and the order of the phases.
+    reads: ClassVar[tuple[str, ...]] = ()
 
     def enter(self, ctx: PhaseContext) -> None:
         raise NotImplementedError
@@ -66,7 +72,7 @@ class PhaseContext:
         return self._engine.aws()
 
     @property
-    def kube(self) -> Any:
+    def kube(self) -> Kube:
         return self._engine.kube()
 
     @property
@@ -79,7 +85,11 @@ class PhaseContext:
         return PhaseContext(self._engine, self._engine.state.phase(phase))
 
     def earlier(self, phase: str) -> dict[str, Any]:
-        """Outputs of an earlier phase, which the engine guarantees is done."""
+        """Outputs of an earlier phase this one declares it reads, which the engine
+        guarantees is done."""
+        me = self._engine.phases.get(self.record.name)
+        if me is not None and phase not in me.reads:  # not for the sweep's scratch records
+            raise RuntimeError(f"phase {me.name} reads {phase} but does not declare it")
         return self._engine.state.phase(phase).outputs
 
     @property
@@ -188,11 +198,18 @@ class PhaseContext:
     def wait_until(
         self, what: str, probe: Callable[[], T | None], *, limit: float | None = None
     ) -> T:
-        """Poll `probe` until it returns non-None; the wait is persisted so status shows it."""
-        self.record.status = "waiting"
-        self.record.waiting_for = what
-        self.record.waiting_since = now()
-        self.record.waiting_detail = None
+        """Poll `probe` until it returns non-None; the wait is persisted so status shows it.
+
+        The phase's status moves to waiting and back only if the engine is working on it
+        (in progress): a handler run for another phase (the controller reinstalled by the
+        ingress rollback) or on its own (a test) leaves the status as it is."""
+        record = self.record
+        moves = record.status == PhaseStatus.IN_PROGRESS
+        if moves:
+            self._engine.move(record, "wait")
+        record.waiting_for = what
+        record.waiting_since = now()
+        record.waiting_detail = None
         self.save()
         result = wait_until(
             probe,
@@ -200,11 +217,12 @@ class PhaseContext:
             policy=self._engine.policy,
             limit=limit,
             on_poll=lambda elapsed: self._engine.report.waiting(
-                self.record.name, what, elapsed, self.record.waiting_detail
+                record.name, what, elapsed, record.waiting_detail
             ),
         )
         # A stopped or interrupted wait stays "waiting": that is what resume picks up.
-        self.record.status = "in_progress"
+        if moves:
+            self._engine.move(record, "stop_waiting")
         return result
 
     def note(self, detail: str | None) -> None:

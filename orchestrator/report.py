@@ -23,9 +23,6 @@ class Reporter:
     def info(self, message: str) -> None:
         self._print(f"    {message}")
 
-    def warn(self, message: str) -> None:
-        print(f"warning: {message}", file=self.err, flush=True)
-
     def started(self, phase: str, title: str) -> None:
         self._print(f"==> {phase}: {title}")
 

@@ -31,13 +31,29 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import StateConflict, StateWriteFailed, UsageError
 
 SCHEMA_VERSION = 4
-STATUSES = ("pending", "in_progress", "waiting", "needs_action", "done", "failed", "rolled_back")
+
+
+class PhaseStatus(StrEnum):
+    """Where a phase is in its lifecycle. A str, so the state file and comparisons with
+    plain strings keep working; the moves between them are declared in machine.py."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"  # being entered or rolled back (`action` says which)
+    WAITING = "waiting"
+    NEEDS_ACTION = "needs_action"
+    DONE = "done"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+STATUSES = tuple(PhaseStatus)
 MAX_STATE_BYTES = 8 * 1024 * 1024
 ROLLBACK_ALL = "*"  # rollback_to while a `rollback --all` runs
 
@@ -64,7 +80,7 @@ class Resource:
 @dataclass
 class PhaseRecord:
     name: str
-    status: str = "pending"
+    status: PhaseStatus = PhaseStatus.PENDING
     outputs: dict[str, Any] = field(default_factory=dict)
     resources: list[Resource] = field(default_factory=list)
     attempts: int = 0
@@ -74,9 +90,8 @@ class PhaseRecord:
     waiting_for: str | None = None
     waiting_since: str | None = None
     waiting_detail: str | None = None
-    action: str | None = None  # "enter" or "rollback" while the phase is being worked on
+    action: str | None = None  # "enter", "rollback" or "import": what in_progress means
     intent: str | None = None  # the mutating call about to be made, for the operator
-    inputs_digest: str | None = None  # digest of the settings the phase was done with
     generation: int = 0  # bumped by each rollback, so retry tokens of a new round differ
     # What the last rollback left in place on purpose (something not ours still uses it):
     # {"kind", "id", "reason"} each, shown by `status` until the phase is entered again.
@@ -379,6 +394,8 @@ def _pid_alive(pid: Any) -> bool:
 # ---- validation -------------------------------------------------------------------------
 
 _PHASE_FIELDS = {f for f in PhaseRecord.__dataclass_fields__}
+# Fields older versions wrote and nothing reads any more: accepted, and dropped.
+_RETIRED_PHASE_FIELDS = {"inputs_digest"}
 _RESOURCE_FIELDS = {f for f in Resource.__dataclass_fields__}
 
 
@@ -478,7 +495,7 @@ def _timestamp(value: Any) -> bool:
 
 def _parse_phase(raw: dict[str, Any], bad: Any) -> PhaseRecord:
     name = raw["name"]
-    unknown = set(raw) - _PHASE_FIELDS
+    unknown = set(raw) - _PHASE_FIELDS - _RETIRED_PHASE_FIELDS
     if unknown:
         raise bad(f"phase {name}: unknown fields {sorted(unknown)}")
     if raw.get("status") not in STATUSES:
@@ -501,7 +518,8 @@ def _parse_phase(raw: dict[str, Any], bad: Any) -> PhaseRecord:
             raise bad(f"phase {name}: '{key}' is not a time like 2026-01-31T12:00:00Z")
     if not isinstance(raw.get("attempts", 0), int) or not isinstance(raw.get("generation", 0), int):
         raise bad(f"phase {name}: attempts and generation must be integers")
-    fields = {k: v for k, v in raw.items() if k != "resources"}
+    fields = {k: v for k, v in raw.items() if k not in ("resources", *_RETIRED_PHASE_FIELDS)}
+    fields["status"] = PhaseStatus(raw["status"])
     return PhaseRecord(**fields, resources=[Resource(**r) for r in resources])
 
 

@@ -1,45 +1,19 @@
 """The provisioning phases, one module each, in the order they run.
 
+Each module holds one Phase class whose `name` is the module's name. PHASES is the one
+declaration of which phases there are and their order.
+
 Certificate validation is the longest wait: `certificates` only requests them, and
 `certificates_issued` waits after the IAM and controller phases, so the two overlap.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from orchestrator.phase import Phase
 
-
-def all_phases() -> list[Phase]:
-    from orchestrator.states.certificates import CertificatesPhase
-    from orchestrator.states.certificates_issued import CertificatesIssuedPhase
-    from orchestrator.states.controller import ControllerPhase
-    from orchestrator.states.controller_iam import ControllerIamPhase
-    from orchestrator.states.delegation import DelegationPhase
-    from orchestrator.states.dns_record import DnsRecordPhase
-    from orchestrator.states.endpoint import EndpointPhase
-    from orchestrator.states.hosted_zone import HostedZonePhase
-    from orchestrator.states.ingress import IngressPhase
-    from orchestrator.states.load_balancer import LoadBalancerPhase
-    from orchestrator.states.preflight import PreflightPhase
-    from orchestrator.states.subnet_tags import SubnetTagsPhase
-
-    return [
-        PreflightPhase(),
-        HostedZonePhase(),
-        DelegationPhase(),
-        CertificatesPhase(),
-        ControllerIamPhase(),
-        SubnetTagsPhase(),
-        ControllerPhase(),
-        CertificatesIssuedPhase(),
-        IngressPhase(),
-        LoadBalancerPhase(),
-        DnsRecordPhase(),
-        EndpointPhase(),
-    ]
-
-
-PHASE_NAMES = (
+PHASES = (
     "preflight",
     "hosted_zone",
     "delegation",
@@ -57,4 +31,21 @@ PHASE_NAMES = (
 
 def phase_names() -> list[str]:
     """The phase names in run order, without importing the phases (fast, for `status`)."""
-    return list(PHASE_NAMES)
+    return list(PHASES)
+
+
+def all_phases() -> list[Phase]:
+    return [phase_class(name)() for name in PHASES]
+
+
+def phase_class(name: str) -> type[Phase]:
+    """The Phase class of module `name`: the one whose `name` is the module's."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    found = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, Phase) and vars(value).get("name") == name
+    ]
+    if len(found) != 1:
+        raise ImportError(f"module {module.__name__} must define one Phase named {name!r}")
+    return found[0]

@@ -15,8 +15,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from orchestrator.aws import AwsError, tolerate
 from orchestrator.builders import records
 from orchestrator.builders.records import plain
+from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
 
@@ -32,7 +34,8 @@ ALL_STATUSES = [
     "FAILED",
 ]
 # What ACM answers for an ARN that names no certificate (any more, or ever).
-GONE = ("ResourceNotFoundException", "InvalidArnException", "ValidationException")
+NOT_FOUND = "ResourceNotFoundException"
+GONE = (NOT_FOUND, "InvalidArnException", "ValidationException")
 DEAD_STATUSES = ("FAILED", "VALIDATION_TIMED_OUT", "REVOKED", "EXPIRED", "INACTIVE")
 VALIDATION_TTL = 300
 
@@ -77,6 +80,7 @@ class CertificatesPhase(Phase):
         "route53.subDomain.subjectAlternativeNames",
     )
     outputs = ("certificates", "certificate_arn")
+    reads = ("hosted_zone",)
 
     def enter(self, ctx: PhaseContext) -> None:
         certificates = [
@@ -98,7 +102,8 @@ class CertificatesPhase(Phase):
         for arn in self._ours(ctx, want):
             status = ctx.aws.acm.describe_certificate(CertificateArn=arn)["Certificate"]["Status"]
             if status not in DEAD_STATUSES:
-                self._claim(ctx, want, arn)
+                pending = ctx.find(KIND, f"pending:{want['purpose']}")
+                claim(ctx, KIND, arn, pending, domain=want["domain"], purpose=want["purpose"])
                 return arn
             ctx.say(f"certificate {arn} for {want['domain']} is {status}; replacing it")
             delete_certificate(ctx, arn)
@@ -108,13 +113,6 @@ class CertificatesPhase(Phase):
         # the intent before the call, so a certificate deleted by hand is requested anew.
         pending = ctx.find(KIND, f"pending:{want['purpose']}")
         token = (pending.detail.get("token") if pending else None) or secrets.token_hex(16)
-        resource = ctx.intend(
-            KIND,
-            f"pending:{want['purpose']}",
-            f"request certificate {want['domain']}",
-            purpose=want["purpose"],
-            token=token,
-        )
         if replaced:
             ctx.say(f"requesting a new certificate for {want['domain']} in place of {replaced}")
         request: dict[str, Any] = {
@@ -125,8 +123,16 @@ class CertificatesPhase(Phase):
         }
         if want["sans"]:
             request["SubjectAlternativeNames"] = [want["domain"], *want["sans"]]
-        arn = ctx.aws.acm.request_certificate(**request)["CertificateArn"]
-        ctx.confirm(resource, id=arn, domain=want["domain"])
+        with creating(
+            ctx,
+            KIND,
+            f"pending:{want['purpose']}",
+            f"request certificate {want['domain']}",
+            purpose=want["purpose"],
+            token=token,
+        ) as made:
+            arn = str(ctx.aws.acm.request_certificate(**request)["CertificateArn"])
+            made.confirm(id=arn, domain=want["domain"])
         return arn
 
     def _ours(self, ctx: PhaseContext, want: dict[str, Any]) -> list[str]:
@@ -136,14 +142,6 @@ class CertificatesPhase(Phase):
             for arn in certificates_for(ctx, want["domain"])
             if _tags(ctx, arn).get(PURPOSE_TAG) == want["purpose"]
         ]
-
-    def _claim(self, ctx: PhaseContext, want: dict[str, Any], arn: str) -> None:
-        pending = ctx.find(KIND, f"pending:{want['purpose']}")
-        if ctx.find(KIND, arn) is None:
-            resource = pending or ctx.intend(KIND, arn, "record own certificate")
-            ctx.confirm(resource, id=arn, domain=want["domain"], purpose=want["purpose"])
-        elif pending is not None:
-            ctx.forget(pending)
 
     def _validation_records(self, ctx: PhaseContext, arns: list[str]) -> list[dict[str, str]]:
         """The validation CNAMEs, once ACM has published them (seconds after a request)."""
@@ -164,15 +162,12 @@ class CertificatesPhase(Phase):
     # ---- verify and rollback ----------------------------------------------------------------
 
     def verify(self, ctx: PhaseContext) -> str | None:
-        from orchestrator.aws import AwsError
-
         for cert in ctx.outputs["certificates"]:
-            try:
-                found = ctx.aws.acm.describe_certificate(CertificateArn=cert["arn"])
-            except AwsError as exc:
-                if exc.code == "ResourceNotFoundException":
-                    return f"certificate for {cert['domain']} ({cert['arn']}) no longer exists"
-                raise
+            found = tolerate(
+                ctx.aws.acm.describe_certificate, NOT_FOUND, CertificateArn=cert["arn"]
+            )
+            if found is None:
+                return f"certificate for {cert['domain']} ({cert['arn']}) no longer exists"
             status = found["Certificate"]["Status"]
             if status in DEAD_STATUSES:
                 return f"certificate for {cert['domain']} is {status}"
@@ -259,46 +254,32 @@ def _tags(ctx: PhaseContext, arn: str) -> dict[str, str]:
 
 
 def delete_certificate(ctx: PhaseContext, arn: str) -> None:
-    from orchestrator.aws import AwsError
-
-    try:
-        ctx.aws.acm.delete_certificate(CertificateArn=arn)
-    except AwsError as exc:
-        if exc.code != "ResourceNotFoundException":
-            raise
+    tolerate(ctx.aws.acm.delete_certificate, NOT_FOUND, CertificateArn=arn)
 
 
 def wait_unused_then_delete(ctx: PhaseContext, arn: str) -> bool:
     """Delete one of our certificates once no load balancer uses it any more. False, and
     nothing deleted, if its tags say it is not this state file's."""
-    from orchestrator.aws import AwsError
-
-    try:
-        tags = _tags(ctx, arn)
-    except AwsError as exc:
-        if exc.code in GONE:
-            return True  # no such certificate (any more): nothing to delete
-        raise
+    tags = tolerate(_tags, *GONE, ctx=ctx, arn=arn)
+    if tags is None:
+        return True  # no such certificate (any more): nothing to delete
     if not ctx.owner.owns_tags(tags):
         return False
 
     def deleted() -> bool | None:
-        try:
-            cert = ctx.aws.acm.describe_certificate(CertificateArn=arn)["Certificate"]
-        except AwsError as exc:
-            if exc.code in GONE:
-                return True
-            raise
-        if cert.get("InUseBy"):
-            ctx.note(f"in use by {', '.join(cert['InUseBy'])}")
+        found = tolerate(ctx.aws.acm.describe_certificate, *GONE, CertificateArn=arn)
+        if found is None:
+            return True
+        users = found["Certificate"].get("InUseBy")
+        if users:
+            ctx.note(f"in use by {', '.join(users)}")
             return None
         try:
-            ctx.aws.acm.delete_certificate(CertificateArn=arn)
+            tolerate(ctx.aws.acm.delete_certificate, *GONE, CertificateArn=arn)
         except AwsError as exc:
             if exc.code == "ResourceInUseException":
-                return None
-            if exc.code not in GONE:
-                raise
+                return None  # a load balancer took it up since: wait on
+            raise
         return True
 
     ctx.wait_until(

@@ -29,6 +29,7 @@ class CertificatesIssuedPhase(Phase):
         "route53.rootDomain.wildcardCertificate",
     )
     outputs = ("certificate_arn", "issued")
+    reads = ("certificates",)
 
     def enter(self, ctx: PhaseContext) -> None:
         certificates = ctx.earlier("certificates")["certificates"]

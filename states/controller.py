@@ -30,6 +30,7 @@ from orchestrator.builders.controller_manifests import (
     controller_manifests,
 )
 from orchestrator.builders.webhook_tls import webhook_certificates
+from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import Owner, describe_identity
 from orchestrator.phase import Phase, PhaseContext
@@ -96,6 +97,7 @@ class ControllerPhase(Phase):
         "kubeflow.alb.controller.imageRepository",
     )
     outputs = ("mode", "deployment")
+    reads = ("preflight", "controller_iam")
 
     def enter(self, ctx: PhaseContext) -> None:
         kube = ctx.kube
@@ -169,13 +171,8 @@ class ControllerPhase(Phase):
             if current is not None and not ctx.owner.owns_object(current):
                 ctx.adopt(KIND, rid)  # someone else's: used as it is, never deleted
                 return
-        resource = (
-            mine
-            if mine and mine.created
-            else ctx.intend(KIND, rid, f"apply {obj['kind']} {obj['metadata']['name']}")
-        )
-        kube.apply(obj)
-        ctx.confirm(resource)
+        with creating(ctx, KIND, rid, f"apply {obj['kind']} {obj['metadata']['name']}"):
+            kube.apply(obj)
 
     def _wait_established(self, ctx: PhaseContext, names: list[str]) -> None:
         """The API server serves a CRD's kind only once the CRD is Established."""
@@ -353,6 +350,7 @@ def controller_users(
 
 
 def users_not_ours(ctx: PhaseContext) -> list[str]:
+    # Imported here: the ingress module imports this one.
     from orchestrator.states.ingress import NAME, NAMESPACE
 
     kube = ctx.kube

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
-from orchestrator.aws import partition_of
+from orchestrator.aws import partition_of, tolerate
 from orchestrator.builders.controller_manifests import (
     CONTROLLER_NAME,
     CONTROLLER_NAMESPACE,
@@ -27,6 +28,7 @@ from orchestrator.builders.controller_manifests import (
     policy_arn,
     trust_policy,
 )
+from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, describe_identity
 from orchestrator.phase import Phase, PhaseContext
@@ -35,6 +37,9 @@ OIDC = "iam:oidc-provider"
 POLICY = "iam:policy"
 ROLE = "iam:role"
 ATTACHMENT = "iam:role-policy-attachment"
+NO_ENTITY = "NoSuchEntity"  # IAM's answer for a role, policy or provider that does not exist
+# IAM's answer to a create that an earlier attempt made before its answer was lost.
+EXISTS = "EntityAlreadyExists"
 # The root CA thumbprint IAM has long used for EKS OIDC issuers; IAM now verifies those
 # issuers itself, but older API versions still ask for one.
 EKS_OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
@@ -57,7 +62,8 @@ class ControllerIamPhase(Phase):
     name = "controller_iam"
     title = "IAM OIDC provider, policy and IRSA role for the load balancer controller"
     inputs = ("cluster.name", "cluster.region")
-    outputs = ("role_arn", "policy_arn", "oidc_provider_arn")
+    outputs = ("role_arn", "role_name", "policy_arn", "oidc_provider_arn")
+    reads = ("preflight",)
 
     def enter(self, ctx: PhaseContext) -> None:
         preflight = ctx.earlier("preflight")
@@ -82,54 +88,46 @@ class ControllerIamPhase(Phase):
         existing = [
             p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
         ]
-        mine = ctx.find(OIDC, arn)
         if arn in existing:
             _check_audience(ctx, arn)
             tags = iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=arn)["Tags"]
+            mine = ctx.find(OIDC, arn)
             if ctx.owner.owns_tags(tags):
-                ctx.confirm(mine or ctx.intend(OIDC, arn, "record own OIDC provider"))
+                claim(ctx, OIDC, arn)
             elif mine is None or not mine.created:
                 ctx.adopt(OIDC, arn)  # the cluster's provider already existed: never deleted
             return arn
-        resource = mine if mine and mine.created else ctx.intend(OIDC, arn, "create OIDC provider")
-        self._create_provider(ctx, issuer)
-        ctx.confirm(resource)
-        return arn
-
-    def _create_provider(self, ctx: PhaseContext, issuer: str) -> None:
-        from orchestrator.aws import AwsError
-
-        try:
-            ctx.aws.iam.create_open_id_connect_provider(
+        with creating(ctx, OIDC, arn, "create OIDC provider"):
+            tolerate(
+                iam.create_open_id_connect_provider,
+                EXISTS,
                 Url=issuer,
                 ClientIDList=[STS_AUDIENCE],
                 ThumbprintList=[EKS_OIDC_THUMBPRINT],
                 Tags=ctx.owner_tags,
             )
-        except AwsError as exc:
-            if exc.code != "EntityAlreadyExists":  # our earlier attempt went through
-                raise
+        return arn
 
     # ---- policy -------------------------------------------------------------------------------
 
     def _policy(self, ctx: PhaseContext, arn: str, name: str) -> str:
         iam = ctx.aws.iam
         document = controller_policy(_partition(ctx))
-        current = _get(lambda: iam.get_policy(PolicyArn=arn)["Policy"])
+        current = tolerate(lambda: iam.get_policy(PolicyArn=arn)["Policy"], NO_ENTITY)
         if current is None:
-            resource = ctx.find(POLICY, arn) or ctx.intend(POLICY, arn, f"create policy {name}")
-            _tolerate_exists(
-                lambda: iam.create_policy(
+            with creating(ctx, POLICY, arn, f"create policy {name}"):
+                tolerate(
+                    iam.create_policy,
+                    EXISTS,
                     PolicyName=name,
                     PolicyDocument=json.dumps(document),
                     Description=f"AWS Load Balancer Controller, orchestrator deployment "
                     f"{ctx.deployment}",
                     Tags=ctx.owner_tags,
                 )
-            )
-            ctx.confirm(resource)
             return arn
-        self._claim(ctx, POLICY, arn, iam.list_policy_tags(PolicyArn=arn)["Tags"], "policy")
+        _refuse_unless_ours(ctx, arn, iam.list_policy_tags(PolicyArn=arn)["Tags"], "policy")
+        claim(ctx, POLICY, arn)
         version = iam.get_policy_version(PolicyArn=arn, VersionId=current["DefaultVersionId"])
         if not same_document(version["PolicyVersion"]["Document"], document):
             self._new_version(ctx, arn, document)
@@ -150,21 +148,21 @@ class ControllerIamPhase(Phase):
 
     def _role(self, ctx: PhaseContext, name: str, trust: dict[str, Any]) -> str:
         iam = ctx.aws.iam
-        current = _get(lambda: iam.get_role(RoleName=name)["Role"])
+        current = tolerate(lambda: iam.get_role(RoleName=name)["Role"], NO_ENTITY)
         if current is None:
-            resource = ctx.find(ROLE, name) or ctx.intend(ROLE, name, f"create role {name}")
-            _tolerate_exists(
-                lambda: iam.create_role(
+            with creating(ctx, ROLE, name, f"create role {name}"):
+                tolerate(
+                    iam.create_role,
+                    EXISTS,
                     RoleName=name,
                     AssumeRolePolicyDocument=json.dumps(trust),
                     Description=f"AWS Load Balancer Controller (IRSA), orchestrator deployment "
                     f"{ctx.deployment}",
                     Tags=ctx.owner_tags,
                 )
-            )
-            ctx.confirm(resource)
-            return iam.get_role(RoleName=name)["Role"]["Arn"]
-        self._claim(ctx, ROLE, name, iam.list_role_tags(RoleName=name)["Tags"], "role")
+            return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+        _refuse_unless_ours(ctx, name, iam.list_role_tags(RoleName=name)["Tags"], "role")
+        claim(ctx, ROLE, name)
         if not same_document(current["AssumeRolePolicyDocument"], trust):
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
         return current["Arn"]
@@ -173,33 +171,10 @@ class ControllerIamPhase(Phase):
         attached = ctx.aws.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
         rid = f"{role}|{policy_arn}"
         if any(p["PolicyArn"] == policy_arn for p in attached):
-            ctx.confirm(ctx.find(ATTACHMENT, rid) or ctx.intend(ATTACHMENT, rid, "record"))
+            claim(ctx, ATTACHMENT, rid)
             return
-        resource = ctx.find(ATTACHMENT, rid) or ctx.intend(ATTACHMENT, rid, "attach policy")
-        ctx.aws.iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)
-        ctx.confirm(resource)
-
-    def _claim(
-        self, ctx: PhaseContext, kind: str, rid: str, tags: list[dict[str, str]], what: str
-    ) -> None:
-        """An existing role or policy with our name: ours if tagged so, else refuse."""
-        other = ctx.owner.other_owner_of_tags(tags)
-        if other is not None:
-            raise PhaseError(
-                f"the IAM {what} {rid.rsplit('/', 1)[-1]} belongs to this deployment's "
-                f"{describe_identity(other)}, not to this one",
-                "run orchestrator with that state file (--state PATH), or if it is lost, "
-                "rebuild it with `orchestrator import`",
-            )
-        if not ctx.owner.owns_tags(tags):
-            raise PhaseError(
-                f"an IAM {what} named {rid.rsplit('/', 1)[-1]} already exists and was not created "
-                f"by this deployment (no {OWNER_TAG}={ctx.deployment} tag)",
-                f"delete or rename that {what} if it is stale, then run `orchestrator resume`",
-            )
-        resource = ctx.find(kind, rid)
-        if resource is None or not resource.confirmed:
-            ctx.confirm(resource or ctx.intend(kind, rid, f"record own {what}"))
+        with creating(ctx, ATTACHMENT, rid, "attach policy"):
+            ctx.aws.iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)
 
     # ---- verify and rollback ------------------------------------------------------------------
 
@@ -216,9 +191,9 @@ class ControllerIamPhase(Phase):
         ).get("ClientIDList", [])
         if STS_AUDIENCE not in audiences:
             return f"OIDC provider {out['oidc_provider_arn']} no longer accepts {STS_AUDIENCE}"
-        if _get(lambda: iam.get_policy(PolicyArn=out["policy_arn"])) is None:
+        if tolerate(iam.get_policy, NO_ENTITY, PolicyArn=out["policy_arn"]) is None:
             return f"policy {out['policy_arn']} is gone"
-        role = _get(lambda: iam.get_role(RoleName=out["role_name"])["Role"])
+        role = tolerate(lambda: iam.get_role(RoleName=out["role_name"])["Role"], NO_ENTITY)
         if role is None:
             return f"role {out['role_name']} is gone"
         issuer = ctx.earlier("preflight")["oidc_issuer"]
@@ -241,7 +216,7 @@ class ControllerIamPhase(Phase):
             if not self._ours_or_gone(ctx, ROLE, role):
                 ctx.keep(resource, _NOT_OURS)
                 continue
-            _gone_ok(lambda r=role, p=policy_arn: iam.detach_role_policy(RoleName=r, PolicyArn=p))
+            tolerate(iam.detach_role_policy, NO_ENTITY, RoleName=role, PolicyArn=policy_arn)
             ctx.forget(resource)
         kept_roles, deleted_roles = set(), set()
         for resource in ctx.owned(ROLE):
@@ -249,7 +224,7 @@ class ControllerIamPhase(Phase):
                 ctx.keep(resource, _STILL_USED if resource.id == runs_as else _NOT_OURS)
                 kept_roles.add(resource.id)
                 continue
-            _gone_ok(lambda r=resource.id: iam.delete_role(RoleName=r))
+            tolerate(iam.delete_role, NO_ENTITY, RoleName=resource.id)
             deleted_roles.add(resource.id)
             ctx.forget(resource)
         for resource in ctx.owned(POLICY):
@@ -270,26 +245,24 @@ class ControllerIamPhase(Phase):
                     f"IAM roles trust it for IRSA ({shown}); deleting it would break them",
                 )
                 continue
-            _gone_ok(
-                lambda a=resource.id: iam.delete_open_id_connect_provider(
-                    OpenIDConnectProviderArn=a
-                )
+            tolerate(
+                iam.delete_open_id_connect_provider, NO_ENTITY, OpenIDConnectProviderArn=resource.id
             )
             ctx.forget(resource)
 
     def _ours_or_gone(self, ctx: PhaseContext, kind: str, rid: str) -> bool:
         """Whether the entity's tags name this deployment and state file (or it is gone:
         nothing to delete, which is fine)."""
-        tags = _get(lambda: iam_tags(ctx, kind, rid))
+        tags = tolerate(lambda: iam_tags(ctx, kind, rid), NO_ENTITY)
         return tags is None or ctx.owner.owns_tags(tags)
 
     def _delete_policy(self, ctx: PhaseContext, arn: str) -> None:
         iam = ctx.aws.iam
-        versions = _get(lambda: iam.list_policy_versions(PolicyArn=arn)["Versions"]) or []
-        for version in versions:
+        versions = tolerate(lambda: iam.list_policy_versions(PolicyArn=arn)["Versions"], NO_ENTITY)
+        for version in versions or []:
             if not version["IsDefaultVersion"]:
                 iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
-        _gone_ok(lambda: iam.delete_policy(PolicyArn=arn))
+        tolerate(iam.delete_policy, NO_ENTITY, PolicyArn=arn)
 
 
 _NOT_OURS = "its tags say it is not this state file's"
@@ -300,8 +273,25 @@ _STILL_USED = (
 
 def _partition(ctx: PhaseContext) -> str:
     """The partition of the caller's ARN (`aws`, `aws-cn`, `aws-us-gov`, ...)."""
-    preflight = ctx.earlier("preflight")
-    return preflight.get("partition") or partition_of(preflight["caller_arn"])
+    return partition_of(ctx.earlier("preflight")["caller_arn"])
+
+
+def _refuse_unless_ours(ctx: PhaseContext, rid: str, tags: list[dict[str, str]], what: str) -> None:
+    """An existing role or policy with our name: ours if tagged so, else refuse."""
+    other = ctx.owner.other_owner_of_tags(tags)
+    if other is not None:
+        raise PhaseError(
+            f"the IAM {what} {rid.rsplit('/', 1)[-1]} belongs to this deployment's "
+            f"{describe_identity(other)}, not to this one",
+            "run orchestrator with that state file (--state PATH), or if it is lost, "
+            "rebuild it with `orchestrator import`",
+        )
+    if not ctx.owner.owns_tags(tags):
+        raise PhaseError(
+            f"an IAM {what} named {rid.rsplit('/', 1)[-1]} already exists and was not created "
+            f"by this deployment (no {OWNER_TAG}={ctx.deployment} tag)",
+            f"delete or rename that {what} if it is stale, then run `orchestrator resume`",
+        )
 
 
 def _check_audience(ctx: PhaseContext, arn: str) -> None:
@@ -358,8 +348,6 @@ def _document(value: Any) -> dict[str, Any]:
     """A policy document as IAM hands it out: decoded already, or URL-encoded JSON."""
     if isinstance(value, dict):
         return value
-    from urllib.parse import unquote
-
     return dict(json.loads(unquote(str(value))))
 
 
@@ -371,30 +359,3 @@ def iam_tags(ctx: PhaseContext, kind: str, rid: str) -> list[dict[str, str]]:
     if kind == POLICY:
         return list(iam.list_policy_tags(PolicyArn=rid)["Tags"])
     return list(iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=rid)["Tags"])
-
-
-def _get(read: Any) -> Any:
-    """The result of an IAM read, or None if the entity does not exist."""
-    from orchestrator.aws import AwsError
-
-    try:
-        return read()
-    except AwsError as exc:
-        if exc.code == "NoSuchEntity":
-            return None
-        raise
-
-
-def _gone_ok(delete: Any) -> None:
-    _get(delete)
-
-
-def _tolerate_exists(create: Any) -> None:
-    """A create that may have gone through on an earlier attempt whose answer was lost."""
-    from orchestrator.aws import AwsError
-
-    try:
-        create()
-    except AwsError as exc:
-        if exc.code != "EntityAlreadyExists":
-            raise

@@ -32,6 +32,9 @@ class DelegationPhase(Phase):
         "route53.subDomain.name",
     )
     outputs = ("mode", "name_servers")
+    # Who saw the delegation in place: only in manual mode ("dns" or "operator").
+    optional_outputs = ("checked_by",)
+    reads = ("hosted_zone",)
 
     def enter(self, ctx: PhaseContext) -> None:
         name_servers = ctx.earlier("hosted_zone")["name_servers"]

@@ -11,6 +11,7 @@ class DnsRecordPhase(Phase):
     title = "alias record kubeflow.<subdomain> -> the ALB"
     inputs = ("route53.subDomain.name",)
     outputs = ("name", "target")
+    reads = ("hosted_zone", "load_balancer")
 
     def _wanted(self, ctx: PhaseContext) -> dict:
         balancer = ctx.earlier("load_balancer")

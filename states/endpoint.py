@@ -51,7 +51,7 @@ def https_check(host: str, address: str, port: int = 443) -> dict[str, Any]:
     ):
         tls.sendall(request_bytes(host))
         line = tls.makefile("rb").readline(1024)
-        certificate = tls.getpeercert() or {}
+        certificate: dict[str, Any] = tls.getpeercert() or {}
         version = tls.version()
     status = parse_status(line)
     if status is None:
@@ -103,6 +103,7 @@ class EndpointPhase(Phase):
     title = "check that Kubeflow answers over HTTPS with a valid certificate"
     inputs = ("route53.subDomain.name", "kubeflow.alb.scheme")
     outputs = ("url", "http_status")
+    reads = ("load_balancer", "certificates_issued")
 
     def enter(self, ctx: PhaseContext) -> None:
         host = ctx.config.kubeflow_host
@@ -113,13 +114,14 @@ class EndpointPhase(Phase):
                 ctx.note(problem)
             return result
 
-        ctx.outputs.update(ctx.wait_until(f"https://{host}/ to answer", works, limit=WAIT_LIMIT))
-        if ctx.outputs["http_status"] is None:
-            ctx.say(f"{ctx.outputs['url']}: {PROBE_SKIPPED}")
+        result = ctx.wait_until(f"https://{host}/ to answer", works, limit=WAIT_LIMIT)
+        ctx.outputs.update(result)
+        if result["http_status"] is None:
+            ctx.say(f"{result['url']}: {PROBE_SKIPPED}")
         else:
             ctx.say(
-                f"Kubeflow answers at {ctx.outputs['url']} (HTTP {ctx.outputs['http_status']}, "
-                f"{ctx.outputs['tls_version']})"
+                f"Kubeflow answers at {result['url']} (HTTP {result['http_status']}, "
+                f"{result['tls_version']})"
             )
 
     def verify(self, ctx: PhaseContext) -> str | None:

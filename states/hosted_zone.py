@@ -12,12 +12,15 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from orchestrator.aws import AwsError, tolerate
 from orchestrator.builders.records import plain, wait_in_sync
+from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, describe_identity, tag_map
 from orchestrator.phase import Phase, PhaseContext
 
 KIND = "route53:hosted-zone"
+NO_ZONE = "NoSuchHostedZone"
 
 
 def caller_reference(deployment: str, token: str) -> str:
@@ -29,6 +32,7 @@ class HostedZonePhase(Phase):
     title = "public hosted zone for the subdomain"
     inputs = ("route53.subDomain.name", "route53.subDomain.hostedZoneId")
     outputs = ("zone_id", "name_servers")
+    reads = ()
 
     def enter(self, ctx: PhaseContext) -> None:
         zone = self._existing(ctx)
@@ -85,16 +89,14 @@ class HostedZonePhase(Phase):
         return None
 
     def _claim(self, ctx: PhaseContext, zone_id: str) -> None:
-        """Record a zone of ours found by look-up (e.g. after a crash right after creating it)."""
-        records = [r for r in ctx.owned(KIND) if r.id == zone_id or not r.confirmed]
-        resource = records[0] if records else ctx.intend(KIND, zone_id, "record own zone")
-        ctx.confirm(resource, id=zone_id, name=ctx.config.subdomain)
-        for extra in records[1:]:
+        """Record a zone of ours found by look-up (e.g. after a crash right after creating
+        it): the first unsettled create settles as that zone; any other is dropped."""
+        pending = [r for r in ctx.owned(KIND) if not r.confirmed]
+        claim(ctx, KIND, zone_id, pending[0] if pending else None, name=ctx.config.subdomain)
+        for extra in pending[1:]:
             ctx.forget(extra)
 
     def _create(self, ctx: PhaseContext) -> dict[str, Any]:
-        from orchestrator.aws import AwsError
-
         # A create whose outcome was never seen is retried with its own reference (Route 53
         # then answers HostedZoneAlreadyExists, and the zone is found by it); any other
         # create gets a new one, which the intent records before the call.
@@ -104,11 +106,20 @@ class HostedZonePhase(Phase):
             if pending
             else caller_reference(ctx.deployment, secrets.token_hex(8))
         )
-        resource = ctx.intend(
-            KIND, f"pending:{reference}", f"create hosted zone {ctx.config.subdomain}"
-        )
+        action = f"create hosted zone {ctx.config.subdomain}"
+        with creating(ctx, KIND, f"pending:{reference}", action) as made:
+            created = self._create_zone(ctx, reference)
+            zone = created["HostedZone"]
+            made.confirm(id=_short(zone["Id"]), name=ctx.config.subdomain)
+        self._tag(ctx, _short(zone["Id"]))
+        if created["ChangeInfo"]:
+            wait_in_sync(ctx, created["ChangeInfo"]["Id"], f"zone {ctx.config.subdomain}")
+        return zone
+
+    def _create_zone(self, ctx: PhaseContext, reference: str) -> dict[str, Any]:
+        """CreateHostedZone's answer; made up from the zone if an earlier attempt made it."""
         try:
-            created = ctx.aws.route53.create_hosted_zone(
+            return ctx.aws.route53.create_hosted_zone(
                 Name=ctx.config.subdomain,
                 CallerReference=reference,
                 HostedZoneConfig={
@@ -130,13 +141,7 @@ class HostedZonePhase(Phase):
             )
             if zone is None:
                 raise
-            created = {"HostedZone": zone, "ChangeInfo": None}
-        zone = created["HostedZone"]
-        ctx.confirm(resource, id=_short(zone["Id"]), name=ctx.config.subdomain)
-        self._tag(ctx, _short(zone["Id"]))
-        if created["ChangeInfo"]:
-            wait_in_sync(ctx, created["ChangeInfo"]["Id"], f"zone {ctx.config.subdomain}")
-        return zone
+            return {"HostedZone": zone, "ChangeInfo": None}
 
     def _tag(self, ctx: PhaseContext, zone_id: str) -> None:
         tags = zone_tags(ctx, zone_id)
@@ -146,15 +151,10 @@ class HostedZonePhase(Phase):
             )
 
     def verify(self, ctx: PhaseContext) -> str | None:
-        from orchestrator.aws import AwsError
-
         zone_id = ctx.outputs["zone_id"]
-        try:
-            zone = ctx.aws.route53.get_hosted_zone(Id=zone_id)
-        except AwsError as exc:
-            if exc.code == "NoSuchHostedZone":
-                return f"hosted zone {zone_id} no longer exists"
-            raise
+        zone = tolerate(ctx.aws.route53.get_hosted_zone, NO_ZONE, Id=zone_id)
+        if zone is None:
+            return f"hosted zone {zone_id} no longer exists"
         if plain(zone["HostedZone"]["Name"]) != ctx.config.subdomain:
             return f"hosted zone {zone_id} is not for {ctx.config.subdomain}"
         if ctx.owned(KIND) and not ctx.owner.owns_tags(zone_tags(ctx, zone_id)):
@@ -181,34 +181,36 @@ class HostedZonePhase(Phase):
 
 def delete_zone(ctx: PhaseContext, zone_id: str, made_by_us: bool = False) -> bool:
     """Delete our zone; refuse if it holds records this deployment did not write. False if
-    its tags say it is not ours (unless `made_by_us`): then it is left."""
-    from orchestrator.aws import AwsError
-
-    try:
-        if not made_by_us and not ctx.owner.owns_tags(zone_tags(ctx, zone_id)):
+    its tags say it is not ours (unless `made_by_us`): then it is left. Already gone is
+    fine: True."""
+    if not made_by_us:
+        tags = tolerate(zone_tags, NO_ZONE, ctx=ctx, zone_id=zone_id)
+        if tags is None:
+            return True
+        if not ctx.owner.owns_tags(tags):
             return False
-        leftovers = [
-            r
-            for r in ctx.aws.route53.pages(
+    rrsets = tolerate(
+        lambda: list(
+            ctx.aws.route53.pages(
                 "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=zone_id
             )
-            if r["Type"] not in ("NS", "SOA") or plain(r["Name"]) != ctx.config.subdomain
-        ]
-    except AwsError as exc:
-        if exc.code == "NoSuchHostedZone":
-            return True  # already gone is fine
-        raise
+        ),
+        NO_ZONE,
+    )
+    if rrsets is None:
+        return True
+    leftovers = [
+        r
+        for r in rrsets
+        if r["Type"] not in ("NS", "SOA") or plain(r["Name"]) != ctx.config.subdomain
+    ]
     if leftovers:
         names = ", ".join(f"{plain(r['Name'])} {r['Type']}" for r in leftovers)
         raise PhaseError(
             f"hosted zone {zone_id} still holds records orchestrator did not create: {names}",
             "delete those records (or move them elsewhere), then run the rollback again",
         )
-    try:
-        ctx.aws.route53.delete_hosted_zone(Id=zone_id)
-    except AwsError as exc:
-        if exc.code != "NoSuchHostedZone":
-            raise
+    tolerate(ctx.aws.route53.delete_hosted_zone, NO_ZONE, Id=zone_id)
     return True
 
 

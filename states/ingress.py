@@ -17,9 +17,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestrator.aws import tolerate
+from orchestrator.builders.controller_manifests import CONTROLLER_NAME, CONTROLLER_NAMESPACE
+from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, Owner
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.states.controller import ControllerPhase, available, not_ours
 
 NAMESPACE = "istio-system"
 NAME = "istio-ingress"
@@ -37,6 +41,14 @@ INGRESS_FINALIZER = "ingress.k8s.aws/resources"
 BINDING_FINALIZER = "elbv2.k8s.aws/resources"
 # What AWS answers while something still holds what we delete: tried again next pass.
 STILL_HELD = ("DependencyViolation", "ResourceInUse")
+# What ELBv2 and EC2 answer for a load balancer, target group or security group that is
+# gone already: nothing more to do.
+GONE = (
+    "LoadBalancerNotFound",
+    "TargetGroupNotFound",
+    "InvalidGroup.NotFound",
+    "InvalidGroupId.NotFound",
+)
 
 
 def ingress_manifest(*, scheme: str, certificate_arns: list[str], owner: Owner) -> dict[str, Any]:
@@ -104,6 +116,7 @@ class IngressPhase(Phase):
     title = f"Ingress {NAMESPACE}/{NAME} for the ALB"
     inputs = ("kubeflow.alb.scheme", "route53.subDomain.name")
     outputs = ("ingress", "certificate_arn")
+    reads = ("preflight", "controller_iam", "controller", "certificates_issued")
 
     def _wanted(self, ctx: PhaseContext) -> dict[str, Any]:
         arns = ctx.earlier("certificates_issued")["issued"]
@@ -119,9 +132,8 @@ class IngressPhase(Phase):
                 "deployment; orchestrator will not adopt, change or delete it",
                 "delete or rename that Ingress if it is stale, then run `orchestrator resume`",
             )
-        resource = ctx.find(KIND, OBJECT_ID) or ctx.intend(KIND, OBJECT_ID, "apply Ingress")
-        ctx.kube.apply(self._wanted(ctx))
-        ctx.confirm(resource)
+        with creating(ctx, KIND, OBJECT_ID, "apply Ingress"):
+            ctx.kube.apply(self._wanted(ctx))
         ctx.outputs.update(
             ingress=f"{NAMESPACE}/{NAME}",
             certificate_arn=ctx.earlier("certificates_issued")["certificate_arn"],
@@ -135,8 +147,6 @@ class IngressPhase(Phase):
         for resource in ctx.owned(KIND):
             live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
             if live is not None and not ctx.owner.owns_object(live):
-                from orchestrator.states.controller import not_ours
-
                 ctx.keep(resource, not_ours(ctx, "Ingress", live))
                 continue
             ctx.kube.delete(*INGRESS, NAME, NAMESPACE)
@@ -176,8 +186,6 @@ class IngressPhase(Phase):
                         "running: installing it again to tear the ALB down (its own rollback "
                         "removes it afterwards)",
                     )
-                    from orchestrator.states.controller import ControllerPhase
-
                     ControllerPhase().reinstall(ctx.sibling("controller"))
             else:
                 tell(
@@ -198,8 +206,6 @@ class IngressPhase(Phase):
 def installed_controller(ctx: PhaseContext) -> bool:
     """Whether this deployment installed the controller and can install it again (what that
     takes is known: after `import` it is not until `run` has checked the phases)."""
-    from orchestrator.states.controller import CONTROLLER_NAME, CONTROLLER_NAMESPACE
-
     controller = ctx.sibling("controller")
     deployment = f"apps/v1/Deployment/{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
     return (
@@ -211,8 +217,6 @@ def installed_controller(ctx: PhaseContext) -> bool:
 
 
 def controller_running(ctx: PhaseContext) -> bool:
-    from orchestrator.states.controller import CONTROLLER_NAME, CONTROLLER_NAMESPACE, available
-
     return available(ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE))
 
 
@@ -221,14 +225,9 @@ def tear_down_pass(ctx: PhaseContext) -> None:
     load balancer (its listeners go with it); then the TargetGroupBindings and target
     groups; then the security groups (EC2 refuses while the load balancer's network
     interfaces drain: the next pass tries again); then the Ingress's finalizer."""
-    from orchestrator.aws import AwsError
 
     def attempt(call: Any, **kwargs: Any) -> None:
-        try:
-            call(**kwargs)
-        except AwsError as exc:
-            if exc.code not in STILL_HELD and not exc.code.endswith("NotFound"):
-                raise
+        tolerate(call, *GONE, *STILL_HELD, **kwargs)
 
     # Only what carries this deployment's and state file's tags (from the Ingress's `tags`
     # annotation, which the controller copies onto everything it makes for it).

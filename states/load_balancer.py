@@ -43,6 +43,7 @@ class LoadBalancerPhase(Phase):
     title = "wait for the controller's ALB to be active"
     inputs = ("kubeflow.alb.scheme",)
     outputs = ("hostname", "load_balancer_arn", "canonical_hosted_zone_id")
+    reads = ()
 
     def enter(self, ctx: PhaseContext) -> None:
         balancer = ctx.wait_until(

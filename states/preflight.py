@@ -22,6 +22,10 @@ from orchestrator.states import subnet_tags
 from orchestrator.states.ingress import GATEWAY_SERVICE
 from orchestrator.states.ingress import NAMESPACE as GATEWAY_NAMESPACE
 
+# The outputs verify compares with the world now. Not the caller's ARN: another session of
+# the same role, say, changes it and nothing built on it.
+CHECKED = ("account", "vpc_id", "subnet_ids", "oidc_issuer")
+
 
 class PreflightPhase(Phase):
     name = "preflight"
@@ -34,7 +38,8 @@ class PreflightPhase(Phase):
         "route53.rootDomain.hostedZoneId",
         "route53.subDomain.name",
     )
-    outputs = ("account", "vpc_id", "subnet_ids", "oidc_issuer")
+    outputs = (*CHECKED, "caller_arn")
+    reads = ()
 
     def enter(self, ctx: PhaseContext) -> None:
         ctx.outputs.update(self._observe(ctx))
@@ -44,7 +49,7 @@ class PreflightPhase(Phase):
             observed = self._observe(ctx)
         except PhaseError as exc:
             return exc.message
-        changed = [k for k in self.outputs if observed.get(k) != ctx.outputs.get(k)]
+        changed = [k for k in CHECKED if observed.get(k) != ctx.outputs.get(k)]
         return f"{', '.join(changed)} changed" if changed else None
 
     def _observe(self, ctx: PhaseContext) -> dict[str, Any]:

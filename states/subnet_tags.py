@@ -22,11 +22,14 @@ balancers not ours of this cluster sit in those subnets.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.states.ingress import NAME, NAMESPACE
 from orchestrator.store import Resource
 
 KIND = "ec2:subnet-tag"
@@ -211,6 +214,7 @@ class SubnetTagsPhase(Phase):
     title = "tag the right subnets for the load balancer controller's discovery"
     inputs = ("cluster.name", "cluster.region", "kubeflow.alb.scheme")
     outputs = ("subnet_ids", "tags")
+    reads = ("preflight",)
 
     def enter(self, ctx: PhaseContext) -> None:
         cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
@@ -234,21 +238,19 @@ class SubnetTagsPhase(Phase):
         ctx.outputs.update(subnet_ids=used, tags={ROLE_TAGS[scheme]: "1"})
 
     def _tag(self, ctx: PhaseContext, subnet_id: str, tags: dict[str, str]) -> None:
-        resources = []
-        for key, value in tags.items():
-            mine = ctx.find(KIND, f"{subnet_id}/{key}")
-            if mine is None or not mine.created:
-                mine = ctx.intend(KIND, f"{subnet_id}/{key}", f"tag {subnet_id} {key}", value=value)
-            resources.append(mine)
-        added = set(tags) | recorded_keys(ctx, subnet_id)
-        marker = {marker_key(ctx.deployment): marker_value(ctx.owner.identity, added)}
-        # One call, so the marker never says more or less than the tags do.
-        ctx.aws.ec2.create_tags(
-            Resources=[subnet_id],
-            Tags=[{"Key": k, "Value": v} for k, v in {**tags, **marker}.items()],
-        )
-        for resource in resources:
-            ctx.confirm(resource)
+        # Each tag is intended before the one call that makes them all, confirmed after it.
+        with ExitStack() as creates:
+            for key, value in tags.items():
+                creates.enter_context(
+                    creating(ctx, KIND, f"{subnet_id}/{key}", f"tag {subnet_id} {key}", value=value)
+                )
+            added = set(tags) | recorded_keys(ctx, subnet_id)
+            marker = {marker_key(ctx.deployment): marker_value(ctx.owner.identity, added)}
+            # One call, so the marker never says more or less than the tags do.
+            ctx.aws.ec2.create_tags(
+                Resources=[subnet_id],
+                Tags=[{"Key": k, "Value": v} for k, v in {**tags, **marker}.items()],
+            )
 
     def _withdraw_misplaced(self, ctx: PhaseContext, subnets: list[Subnet]) -> bool:
         """Role tags this deployment added to subnets of the wrong kind (earlier versions of
@@ -343,8 +345,6 @@ def untag(ctx: PhaseContext, subnet_id: str, ours: dict[str, str]) -> None:
 def foreign_load_balancers(ctx: PhaseContext, subnet_ids: set[str]) -> dict[str, list[str]]:
     """Per subnet, the names of load balancers the controller made for this cluster but not
     for our Ingress: the controller re-discovers their subnets on every reconcile."""
-    from orchestrator.states.ingress import NAME, NAMESPACE
-
     elbv2 = ctx.aws.elbv2
     balancers = [
         lb

@@ -9,14 +9,19 @@ emulator: real boto3 and the official Kubernetes client, no subprocess, no sandb
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
+import unittest.mock
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.client
+import botocore.loaders
+import botocore.session
 from moto import mock_aws
 
 from kube_api_emulator import KubeApiServer, write_kubeconfig
@@ -24,6 +29,7 @@ from orchestrator.aws import Aws
 from orchestrator.config import Config
 from orchestrator.kube import Kube
 from orchestrator.machine import Engine
+from orchestrator.ownership import Owner
 from orchestrator.phase import PhaseContext
 from orchestrator.report import Reporter
 from orchestrator.states import all_phases
@@ -42,12 +48,36 @@ CONFIG = Config(
 )
 
 
+# Operations that only read: every other AWS call is a write.
+READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Check")
+
+
+@dataclass(frozen=True)
+class AwsCall:
+    service: str
+    operation: str
+    params: dict[str, Any]
+
+    @property
+    def writes(self) -> bool:
+        return not self.operation.startswith(READ_PREFIXES)
+
+
+def configured(**changes: Any) -> Config:
+    """CONFIG with some settings changed (`root_zone_id=...`, `alb_scheme="internal"`)."""
+    return dataclasses.replace(CONFIG, **changes)
+
+
 @dataclass
 class Kit:
     engine: Engine
     kube_server: KubeApiServer
     out: io.StringIO
     clients: dict[str, Any] = field(default_factory=dict)
+    # Every AWS call made in the kit (the test's own clients' too) and every request the
+    # Kubernetes API emulator served (its audit records), in order.
+    aws_calls: list[AwsCall] = field(default_factory=list)
+    kube_requests: list[dict[str, Any]] = field(default_factory=list)
 
     def client(self, service: str) -> Any:
         """A boto3 client of the test's own, to arrange and inspect what exists."""
@@ -65,17 +95,139 @@ class Kit:
         record.status = "done"
         record.outputs.update(outputs)
 
+    def configure(self, **changes: Any) -> None:
+        """Change settings of the running kit's config (an id known only once moto made it)."""
+        self.engine.config = dataclasses.replace(self.engine.config, **changes)
+
     def ctx(self, phase: str) -> PhaseContext:
         return PhaseContext(self.engine, self.engine.state.phase(phase))
 
     def said(self) -> str:
         return self.out.getvalue()
 
+    # ---- what the phases did --------------------------------------------------------------
+
+    @property
+    def owner(self) -> Owner:
+        """This deployment as made by the kit's state file."""
+        state = self.engine.state
+        return Owner(state.deployment, state.identity)
+
+    def other_state(self, identity: str = "f" * 16) -> Owner:
+        """The same deployment, made by another state file."""
+        return Owner(self.engine.state.deployment, identity)
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[Activity]:
+        """What happens inside the block: AWS calls and Kubernetes requests."""
+        activity = Activity(len(self.aws_calls), len(self.kube_requests), self)
+        yield activity
+        activity.close()
+
+    # ---- the world, arranged by the test ----------------------------------------------------
+
+    def namespace(self, name: str) -> None:
+        if self.store.get("v1", "Namespace", name) is None:
+            self.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    def make_available(self, name: str, namespace: str) -> None:
+        """Mark a Deployment available, as kubelet and the deployment controller would."""
+        live = self.store.get("apps/v1", "Deployment", name, namespace)
+        assert live is not None, f"no Deployment {namespace}/{name}"
+        replicas = (live.get("spec") or {}).get("replicas", 1)
+        self.store.patch_status(
+            "apps/v1",
+            "Deployment",
+            name,
+            namespace,
+            {
+                "observedGeneration": live["metadata"].get("generation", 1),
+                "replicas": replicas,
+                "readyReplicas": replicas,
+                "availableReplicas": replicas,
+                "conditions": [
+                    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
+                ],
+            },
+        )
+
+    def acm_status(self, arn: str, status: str, reason: str | None = None) -> None:
+        """Set what ACM says of a certificate (moto issues only after a minute)."""
+        from moto.acm.models import acm_backends
+
+        bundle = acm_backends[ACCOUNT][REGION].get_certificate(arn)
+        bundle.status = status
+        if reason is not None:  # moto never says why
+            describe = type(bundle).describe
+
+            def with_reason(self: Any = bundle) -> dict[str, Any]:
+                found = describe(self)
+                found["Certificate"]["FailureReason"] = reason
+                return found
+
+            bundle.describe = with_reason
+
+    def certificate_used_by(self, arn: str, *users: str) -> None:
+        """Load balancers that use the certificate (ACM refuses to delete it meanwhile)."""
+        from moto.acm.models import acm_backends
+
+        acm_backends[ACCOUNT][REGION].get_certificate(arn).in_use_by = list(users)
+
+
+@dataclass
+class Activity:
+    """The AWS calls and Kubernetes requests made inside `Kit.watching()`."""
+
+    aws_start: int
+    kube_start: int
+    kit: Kit
+    aws_calls: list[AwsCall] = field(default_factory=list)
+    kube_requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.aws_calls = self.kit.aws_calls[self.aws_start :]
+        self.kube_requests = self.kit.kube_requests[self.kube_start :]
+
+    @property
+    def aws_writes(self) -> list[str]:
+        return [f"{c.service}:{c.operation}" for c in self.aws_calls if c.writes]
+
+    @property
+    def kube_writes(self) -> list[str]:
+        return [
+            f"{r.get('method')} {r.get('path')}"
+            for r in self.kube_requests
+            if r.get("method") not in ("GET", "HEAD")
+        ]
+
+    def calls(self, operation: str) -> list[AwsCall]:
+        return [c for c in self.aws_calls if c.operation == operation]
+
+
+_LOADERS: dict[str | None, Any] = {}
+
+
+def _shared_loader(search_path: str | None = None) -> Any:
+    """One botocore data loader for every session the kit's tests make: each boto3 session
+    (the product's `Aws` makes its own) otherwise parses the service models' JSON again."""
+    if search_path not in _LOADERS:
+        _LOADERS[search_path] = botocore.loaders.create_loader(search_path)
+    return _LOADERS[search_path]
+
 
 @contextlib.contextmanager
-def phase_kit(tmp_path: Path, config: Config = CONFIG, no_wait: bool = True) -> Iterator[Kit]:
+def phase_kit(
+    tmp_path: Path,
+    config: Config = CONFIG,
+    no_wait: bool = True,
+    *,
+    crd_establish_seconds: float | None = None,
+    confirmations: frozenset[str] = frozenset(),
+) -> Iterator[Kit]:
     """moto for AWS (credentials and endpoint of the caller's environment set aside) and an
-    emulated API server for Kubernetes; waits check once unless `no_wait` is False."""
+    emulated API server for Kubernetes; waits check once unless `no_wait` is False.
+    `crd_establish_seconds`: how long the emulator takes to Establish a CRD (0: at once);
+    `confirmations`: phases a human confirmed (`resume --confirm PHASE`)."""
     saved = dict(os.environ)
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(key, None)
@@ -87,8 +239,30 @@ def phase_kit(tmp_path: Path, config: Config = CONFIG, no_wait: bool = True) -> 
     )
     kubeconfig = tmp_path / "kubeconfig"
     out = io.StringIO()
+    aws_calls: list[AwsCall] = []
+    kube_requests: list[dict[str, Any]] = []
+    make_api_call = botocore.client.BaseClient._make_api_call
+
+    def recorded(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        aws_calls.append(AwsCall(client.meta.service_model.service_name, operation, params))
+        return make_api_call(client, operation, params)
+
+    server_options: dict[str, Any] = {"audit": kube_requests.append}
+    if crd_establish_seconds is not None:
+        server_options["crd_establish_seconds"] = crd_establish_seconds
+    engine_options: dict[str, Any] = {}
+    if confirmations:
+        engine_options["confirmations"] = confirmations
     try:
-        with mock_aws(), KubeApiServer() as server:
+        with (
+            mock_aws(),
+            KubeApiServer(**server_options) as server,
+            unittest.mock.patch.object(botocore.client.BaseClient, "_make_api_call", recorded),
+            unittest.mock.patch.object(botocore.session, "create_loader", _shared_loader),
+            # The state file is saved after every step; its durability is test_store.py's
+            # business, not the phases': no waiting for the disk here.
+            unittest.mock.patch.object(os, "fsync", lambda fd: None),
+        ):
             write_kubeconfig(kubeconfig, server.url)
             os.environ["KUBECONFIG"] = str(kubeconfig)
             phases = all_phases()
@@ -102,8 +276,9 @@ def phase_kit(tmp_path: Path, config: Config = CONFIG, no_wait: bool = True) -> 
                 WaitPolicy(no_wait=no_wait),
                 aws_factory=lambda: Aws(config.region),
                 kube_factory=lambda: Kube(),
+                **engine_options,
             )
-            yield Kit(engine, server, out)
+            yield Kit(engine, server, out, aws_calls=aws_calls, kube_requests=kube_requests)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -161,3 +336,36 @@ def eks_network(ec2: Any, zones: tuple[str, ...] = ("a", "b", "c")) -> Network:
 def tags_of(ec2: Any, subnet_id: str) -> dict[str, str]:
     (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
     return {t["Key"]: t["Value"] for t in subnet.get("Tags", [])}
+
+
+# ---- an EKS cluster in moto, with the Istio gateway in the emulator ----------------------------
+
+
+def eks_cluster(
+    kit: Kit, subnet_ids: list[str], endpoint: str | None = None, gateway: bool = True
+) -> Any:
+    """An ACTIVE EKS cluster in moto whose API server is the kit's emulator (or `endpoint`),
+    in the VPC of `subnet_ids`, and (`gateway`) the Istio ingress gateway Service. Returns
+    moto's cluster object, to change what EKS reports."""
+    from moto.eks.models import eks_backends
+
+    iam = kit.client("iam")
+    role = iam.create_role(RoleName="eks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    kit.client("eks").create_cluster(
+        name=CONFIG.cluster_name, roleArn=role, resourcesVpcConfig={"subnetIds": subnet_ids}
+    )
+    cluster = eks_backends[ACCOUNT][REGION].clusters[CONFIG.cluster_name]
+    cluster.endpoint = endpoint or kit.kube_server.url
+    (subnet,) = kit.client("ec2").describe_subnets(SubnetIds=subnet_ids[:1])["Subnets"]
+    cluster.resources_vpc_config = {**cluster.resources_vpc_config, "vpcId": subnet["VpcId"]}
+    if gateway:
+        kit.namespace("istio-system")
+        kit.store.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+                "spec": {"ports": [{"port": 80}]},
+            }
+        )
+    return cluster

@@ -47,6 +47,7 @@ def proxied(world: World) -> Iterator[tuple[World, FaultProxy]]:
         yield world, proxy
 
 
+@pytest.mark.complete
 def test_throttling_5xx_and_dropped_connections_are_survived(
     proxied: tuple[World, FaultProxy], workdir: Path
 ) -> None:
@@ -66,6 +67,7 @@ def test_throttling_5xx_and_dropped_connections_are_survived(
     assert "retrying" in done.stdout
 
 
+@pytest.mark.complete
 def test_a_lost_answer_to_a_create_does_not_duplicate_it(
     proxied: tuple[World, FaultProxy], workdir: Path
 ) -> None:
@@ -78,6 +80,7 @@ def test_a_lost_answer_to_a_create_does_not_duplicate_it(
     assert_deployed(world)
 
 
+@pytest.mark.complete
 def test_access_denied_fails_the_phase_at_once_then_resume_finishes(
     proxied: tuple[World, FaultProxy], workdir: Path
 ) -> None:
@@ -175,6 +178,7 @@ PERMANENT = [
     PERMANENT,
     ids=[f"{p[0]}-{p[2]}" for p in PERMANENT],
 )
+@pytest.mark.complete
 def test_a_permanent_error_fails_its_phase_at_once(
     proxied: tuple[World, FaultProxy],
     workdir: Path,
@@ -205,6 +209,7 @@ def test_a_permanent_error_fails_its_phase_at_once(
 # ---- throttling: patience with Route 53 and the rest --------------------------------------------
 
 
+@pytest.mark.complete
 def test_sixty_percent_throttling_ends_0_at_under_3x_the_calls(
     proxied: tuple[World, FaultProxy], tmp_path: Path
 ) -> None:
@@ -243,6 +248,7 @@ def run_and_roll_back(world: World, workdir: Path) -> None:
     assert left_behind(world, workdir / "state.json") == []
 
 
+@pytest.mark.complete
 def test_a_throttled_client_paces_itself_instead_of_hammering(
     proxied: tuple[World, FaultProxy], monkeypatch: pytest.MonkeyPatch
 ) -> None:

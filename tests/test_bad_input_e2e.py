@@ -1,6 +1,7 @@
-"""Bad input never half-runs: every input of the corpus under tests/bad_inputs/ exits 2
-through the real CLI with a one-line message naming the problem, before any AWS or
-Kubernetes call, and leaves the state file exactly as it was."""
+"""Bad input never half-runs, through the real CLI against a sandbox world: a few inputs
+of the corpus under tests/bad_inputs/ (test_bad_input.py runs all of them in process)
+exit 2 with a one-line message naming the problem, before any AWS or Kubernetes request
+the world sees, and leave the state file exactly as it was."""
 
 from __future__ import annotations
 
@@ -15,16 +16,18 @@ from harness import World
 from orchestrator.errors import ExitCode
 
 CORPUS = Path(__file__).parent / "bad_inputs"
-CONFIGS = sorted((CORPUS / "configs").glob("*.yaml"))
+# Representatives: a rule checked while loading YAML, one from AWS's own data, and one that
+# needs the kubeconfig; a state of another deployment and a corrupted one.
+CONFIGS = [
+    CORPUS / "configs" / f"{name}.yaml"
+    for name in ("duplicate-key", "region-unknown", "kube-context-missing")
+]
 STATES = {
     line.split(": ", 1)[0]: line.split(": ", 1)[1]
     for line in (CORPUS / "states" / "EXPECT").read_text().splitlines()
+    if line.startswith(("another-deployment.json", "truncated.json"))
 }
 COMMANDS = (["run"], ["resume"], ["rollback", "--all"])
-
-
-def test_the_corpus_has_at_least_25_inputs() -> None:
-    assert len(CONFIGS) + len(STATES) + 2 >= 25  # +2: the generated cases below
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +57,6 @@ def test_bad_config(shared_world: World, tmp_path: Path, path: Path) -> None:
     refused(shared_world, tmp_path, path, expected)
 
 
-def test_a_directory_as_config(shared_world: World, tmp_path: Path) -> None:
-    refused(shared_world, tmp_path, tmp_path, "not a regular file")
-
-
-def test_an_oversized_config(shared_world: World, tmp_path: Path) -> None:
-    huge = tmp_path / "huge.yaml"
-    huge.write_text(shared_world.config.read_text() + "# padding\n" * 10_000)
-    refused(shared_world, tmp_path, huge, "the limit is 65536")
-
-
 @pytest.mark.parametrize("name", sorted(STATES))
 def test_bad_state(shared_world: World, tmp_path: Path, name: str) -> None:
     shutil.copy(CORPUS / "states" / name, tmp_path / "state.json")
@@ -80,11 +73,6 @@ def refused_state(
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], (command, done.stderr)
     assert world.calls() == [] and world.kube_calls() == []
-
-
-@pytest.mark.parametrize("state", [".", "/", ""], ids=["dot", "root", "empty"])
-def test_a_directory_as_state(shared_world: World, tmp_path: Path, state: str) -> None:
-    refused_state(shared_world, tmp_path, state, "directory")
 
 
 def test_a_fifo_as_state_does_not_hang(shared_world: World, tmp_path: Path) -> None:

@@ -4,12 +4,14 @@ second command is refused at once, naming the holder."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+import pytest
 from harness import World, left_behind, phase_status, read_state, wait_for
 
 from orchestrator.errors import ExitCode
+
+pytestmark = pytest.mark.complete  # slow: CI runs it (`pytest --complete`)
 
 
 def both(world: World, workdir: Path, *args: str) -> list[tuple[int, str]]:
@@ -57,9 +59,10 @@ def test_a_second_command_on_the_same_state_is_refused_at_once(
             lambda: phase_status(workdir / "state.json", "certificates_issued") == "waiting",
             what="the run to wait for ACM",
         )
-        started = time.monotonic()
         second = w.cli("--config", config, "rollback", "--all", cwd=workdir)
-        assert time.monotonic() - started < 5, "refused at once, not after waiting for the lock"
+        # Refused at once, not after waiting for the lock: the run (waiting a minute on
+        # ACM) still holds it.
+        assert run.poll() is None
         assert second.returncode == ExitCode.USAGE
         assert f"locked by pid {run.pid}" in second.stderr and "`run`" in second.stderr
         run.terminate()  # a CI time-out's SIGTERM: state saved, exit 130

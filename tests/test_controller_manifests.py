@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import urllib.parse
 from importlib import resources
 from typing import Any
 
@@ -582,6 +583,17 @@ def test_iam_accepts_both_documents(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with moto.mock_aws():
         iam = boto3.client("iam")
-        iam.create_policy(PolicyName="alb", PolicyDocument=json.dumps(controller_policy()))
+        arn = iam.create_policy(PolicyName="alb", PolicyDocument=json.dumps(controller_policy()))[
+            "Policy"
+        ]["Arn"]
         trust = trust_policy(oidc_provider_arn=PROVIDER_ARN, issuer=ISSUER)
         iam.create_role(RoleName="alb", AssumeRolePolicyDocument=json.dumps(trust))
+        # What IAM stored is what was built: nothing dropped or rewritten.
+        version = iam.get_policy_version(PolicyArn=arn, VersionId="v1")["PolicyVersion"]
+        assert _document(version["Document"]) == controller_policy()
+        assert _document(iam.get_role(RoleName="alb")["Role"]["AssumeRolePolicyDocument"]) == trust
+
+
+def _document(stored: Any) -> Any:
+    """IAM returns a policy document URL-encoded, or (boto3) already parsed."""
+    return stored if isinstance(stored, dict) else json.loads(urllib.parse.unquote(stored))

@@ -2,16 +2,16 @@
 
 A failpoint (ORCHESTRATOR_FAILPOINT=before:N / after:N) kills the CLI with os._exit
 right before or right after its Nth mutating call to AWS or Kubernetes, with no
-clean-up and no state save. For every N of a full run, and of a `rollback --all`, the
-sweep crashes there, resumes, and compares what exists with what a clean run makes.
-The "after" points are swept in full; "before" is sampled (every fifth point), to
-keep CI fast.
+clean-up and no state save. For every N of a full run, and of a `rollback --all`, both
+before and after the call, the sweep crashes there; the resume that follows is crashed
+too, at one of its own first calls (a crash while recovering from a crash); then a
+last resume finishes, and what exists is compared with what a clean run makes (or, after
+the rollback, with nothing).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,14 @@ from harness import SUBDOMAIN, World, footprint, read_state
 
 from orchestrator.failpoints import EXIT_CODE
 
+pytestmark = pytest.mark.complete  # slow: CI runs it (`pytest --complete`)
+
+
 HOST = f"kubeflow.{SUBDOMAIN}"
-BEFORE_SAMPLE = 5
-CHUNKS = 6  # the points are shared by six tests, which pytest-xdist runs side by side
+CHUNKS = 8  # the points are shared by eight tests, which pytest-xdist runs side by side
+# Where the resume after a crash crashes in turn: one of its first mutating calls, which
+# is where it re-reads and re-confirms what the crashed command left half done.
+SECOND_CRASHES = ("after:1", "before:2", "after:2", "before:1", "after:3")
 
 
 def inventory(world: World, deployment: str) -> Counter[str]:
@@ -96,6 +101,7 @@ class Sweeper:
         self.config = str(self.world.config)
         self.estate = estate(self.world)
         self.runs = 0
+        self.second_crashes = 0
 
     def cli(self, *args: str, failpoint: str | None = None, log: Path | None = None) -> Any:
         env = dict(self.world.env)
@@ -124,14 +130,18 @@ class Sweeper:
     def crash_point(
         self, mode: str, n: int, forward: int, backward: int, expected: Counter[str]
     ) -> list[str]:
-        """Crash the run and then the rollback at point n; return what went wrong."""
+        """Crash the run and then the rollback at point n, and each resume after them once
+        more; return what went wrong."""
         self.fresh_workdir(f"{mode}-{n}")
+        second = SECOND_CRASHES[n % len(SECOND_CRASHES)]
         problems = []
         if n <= forward:
             crashed = self.cli("run", failpoint=f"{mode}:{n}")
             if crashed.returncode != EXIT_CODE:
                 return [f"run {mode}:{n} did not crash: {crashed.returncode} {crashed.stderr}"]
-        resumed = self.cli("resume" if n <= forward else "run")
+            resumed = self.recover(second)
+        else:
+            resumed = self.cli("run")
         if resumed.returncode != 0:
             return [f"resume after run {mode}:{n}: {resumed.returncode} {resumed.stderr}"]
         state = read_state(self.workdir / "state.json")
@@ -146,7 +156,7 @@ class Sweeper:
             crashed = self.cli("rollback", "--all", failpoint=f"{mode}:{n}")
             if crashed.returncode != EXIT_CODE:
                 problems.append(f"rollback {mode}:{n} did not crash: {crashed.returncode}")
-            finished = self.cli("resume")  # finishes the interrupted rollback
+            finished = self.recover(second)  # resume finishes an interrupted rollback
         else:
             finished = self.cli("rollback", "--all")
         if finished.returncode != 0:
@@ -156,11 +166,18 @@ class Sweeper:
             problems.append(f"rollback {mode}:{n} left {left or 'the estate changed'}")
         return problems
 
+    def recover(self, second_crash: str) -> Any:
+        """`resume` crashed at `second_crash` (unless it finishes first), then `resume`."""
+        resumed = self.cli("resume", failpoint=second_crash)
+        if resumed.returncode == EXIT_CODE:
+            self.second_crashes += 1
+            resumed = self.cli("resume")
+        return resumed
+
 
 def sweep_points(forward: int, backward: int) -> list[tuple[str, int]]:
     last = max(forward, backward)
-    points = [("after", n) for n in range(1, last + 1)]
-    return points + [("before", n) for n in range(1, last + 1, BEFORE_SAMPLE)]
+    return [(mode, n) for n in range(1, last + 1) for mode in ("before", "after")]
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
@@ -180,15 +197,9 @@ def test_crash_at_every_mutating_call_then_resume(tmp_path: Path, chunk: int) ->
         print(
             f"\ncrash sweep chunk {chunk}: {forward} mutating calls in a run, {backward} in a "
             f"rollback; swept after {swept['after']}, before {swept['before']}; "
-            f"CLI runs {sweeper.runs}; problems {len(problems)}"
+            f"second crashes {sweeper.second_crashes}; CLI runs {sweeper.runs}; "
+            f"problems {len(problems)}"
         )
         assert problems == [], "\n".join(problems)
     finally:
         sweeper.world.down()
-
-
-def test_failpoints_cost_nothing_when_unset() -> None:
-    assert "ORCHESTRATOR_FAILPOINT" not in os.environ
-    from orchestrator import failpoints
-
-    assert failpoints._active is False

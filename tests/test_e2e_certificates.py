@@ -10,6 +10,7 @@ import stat
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from harness import SUBDOMAIN, World, cli, phase_status, read_state, wait_for
 from test_e2e_full import assert_serving
 
@@ -91,6 +92,7 @@ def test_quick_start_from_an_empty_directory_then_again_changes_nothing(tmp_path
         assert len(w.writes()) == writes
 
 
+@pytest.mark.complete
 def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
     world: World, workdir: Path
 ) -> None:
@@ -146,6 +148,7 @@ def test_kill_9_while_waiting_for_validation_then_resume(tmp_path: Path, workdir
         assert actions["POST /2013-04-01/hostedzone"] == 1
 
 
+@pytest.mark.complete
 def test_no_wait_exits_3_waiting_and_resume_finishes(tmp_path: Path, workdir: Path) -> None:
     with World.up(tmp_path / "slow", acm_delay=6.0) as w:
         config = str(w.config)
@@ -164,6 +167,7 @@ def test_no_wait_exits_3_waiting_and_resume_finishes(tmp_path: Path, workdir: Pa
         assert set(statuses(w, workdir).values()) == {"done"}
 
 
+@pytest.mark.complete
 def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None:
     with World.up(tmp_path / "slow", acm_delay=30.0) as w:
         config = str(w.config)
@@ -180,6 +184,7 @@ def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None
         assert "ACM to issue" in waiting_phase(w, workdir)["waiting_for"]
 
 
+@pytest.mark.complete
 def test_until_stops_after_the_named_phase(world: World, workdir: Path) -> None:
     done = world.cli("--config", str(world.config), "run", "--until", "delegation", cwd=workdir)
     assert done.returncode == 0, done.stderr
@@ -198,6 +203,7 @@ def manual_config(w: World, directory: Path) -> Path:
     return path
 
 
+@pytest.mark.complete
 def test_manual_delegation_prints_ns_then_resumes_when_dns_answers(
     world: World, workdir: Path
 ) -> None:
@@ -248,6 +254,7 @@ def test_manual_delegation_prints_ns_then_resumes_when_dns_answers(
     assert world.record(world.root_zone_id, SUBDOMAIN, "NS") is not None
 
 
+@pytest.mark.complete
 def test_manual_delegation_confirmed_by_a_human(world: World, workdir: Path) -> None:
     config = str(manual_config(world, workdir))
     assert world.cli("--config", config, "run", *HALF, cwd=workdir).returncode == ExitCode.WAITING
@@ -268,6 +275,7 @@ def test_manual_delegation_confirmed_by_a_human(world: World, workdir: Path) -> 
     assert delegation["outputs"]["checked_by"] == "operator"
 
 
+@pytest.mark.complete
 def test_a_second_concurrent_command_exits_2_and_ctrl_c_saves_state(
     tmp_path: Path, workdir: Path
 ) -> None:
@@ -293,6 +301,7 @@ def test_a_second_concurrent_command_exits_2_and_ctrl_c_saves_state(
         assert later.returncode == ExitCode.WAITING, later.stderr
 
 
+@pytest.mark.complete
 def test_corrupted_state_exits_2_and_is_left_untouched(world: World, workdir: Path) -> None:
     state = workdir / "state.json"
     state.write_bytes(b'{"schema": 1, "deployment": "x", "phases": [')
@@ -305,6 +314,7 @@ def test_corrupted_state_exits_2_and_is_left_untouched(world: World, workdir: Pa
     assert world.calls() == []
 
 
+@pytest.mark.complete
 def test_resume_with_another_subdomain_exits_2(world: World, workdir: Path) -> None:
     config = world.config
     assert (
@@ -327,6 +337,7 @@ def test_resume_with_another_subdomain_exits_2(world: World, workdir: Path) -> N
     assert world.cli("--config", str(sans), "resume", *HALF, cwd=workdir).returncode == 0
 
 
+@pytest.mark.complete
 def test_resume_without_a_state_file_exits_2(world: World, workdir: Path) -> None:
     done = world.cli("--config", str(world.config), "resume", *HALF, cwd=workdir)
     assert done.returncode == ExitCode.USAGE
@@ -334,6 +345,7 @@ def test_resume_without_a_state_file_exits_2(world: World, workdir: Path) -> Non
     assert not (workdir / "state.json").exists()
 
 
+@pytest.mark.complete
 def test_status_json_lists_phases_in_run_order(world: World, workdir: Path) -> None:
     assert (
         world.cli(
@@ -349,6 +361,7 @@ def test_status_json_lists_phases_in_run_order(world: World, workdir: Path) -> N
     assert report["phases"][1]["outputs"]["zone_id"]
 
 
+@pytest.mark.complete
 def test_a_validation_record_deleted_by_hand_is_written_again(world: World, workdir: Path) -> None:
     config = str(world.config)
     assert world.cli("--config", config, "run", *HALF, cwd=workdir).returncode == 0

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import World, kube_client, kube_get, left_behind, phase_status, read_state, wait_for
 from test_e2e_full import controller_made, install_team_controller
 
@@ -65,6 +66,7 @@ def test_a_second_state_file_refuses_and_leaves_the_first_intact(
     assert writes(world) == before, "the first state's run verifies and writes nothing"
 
 
+@pytest.mark.complete
 def test_import_rebuilds_a_lost_state_and_rollback_leaves_nothing(
     world: World, workdir: Path
 ) -> None:
@@ -92,6 +94,7 @@ def test_import_rebuilds_a_lost_state_and_rollback_leaves_nothing(
     assert controller_made(world) == []
 
 
+@pytest.mark.complete
 def test_rollback_leaves_a_foreign_certificate_the_state_names_and_sweeps_ours(
     world: World, workdir: Path
 ) -> None:
@@ -125,6 +128,7 @@ def test_rollback_leaves_a_foreign_certificate_the_state_names_and_sweeps_ours(
     assert left_behind(world, workdir / "state.json") == []
 
 
+@pytest.mark.complete
 def test_a_bogus_certificate_arn_in_the_state_leaks_nothing(world: World, workdir: Path) -> None:
     config = str(world.config)
     assert (
@@ -140,6 +144,7 @@ def test_a_bogus_certificate_arn_in_the_state_leaks_nothing(world: World, workdi
     assert left_behind(world, workdir / "state.json") == []
 
 
+@pytest.mark.complete
 def test_rollback_with_our_controller_deleted_by_hand_ends_0_and_leaves_nothing(
     world: World, workdir: Path
 ) -> None:
@@ -154,6 +159,7 @@ def test_rollback_with_our_controller_deleted_by_hand_ends_0_and_leaves_nothing(
     assert kube_get(kube_client(world), *CONTROLLER) is None
 
 
+@pytest.mark.complete
 def test_a_zone_and_a_certificate_deleted_by_hand_are_made_again(
     world: World, workdir: Path
 ) -> None:
@@ -183,6 +189,7 @@ def test_a_zone_and_a_certificate_deleted_by_hand_are_made_again(
     assert new_certificate["Status"] == "ISSUED"
 
 
+@pytest.mark.complete
 def test_two_names_for_one_state_file_share_one_lock(tmp_path: Path, workdir: Path) -> None:
     with World.up(tmp_path / "slow", acm_delay=60.0) as world:
         (workdir / "alias.json").symlink_to(workdir / "state.json")
@@ -202,6 +209,7 @@ def test_two_names_for_one_state_file_share_one_lock(tmp_path: Path, workdir: Pa
             holder.wait()
 
 
+@pytest.mark.complete
 def test_a_deleted_lock_file_lets_a_second_command_in_but_never_two_writers(
     tmp_path: Path, workdir: Path
 ) -> None:
@@ -227,6 +235,7 @@ def test_a_deleted_lock_file_lets_a_second_command_in_but_never_two_writers(
         assert {p["status"] for p in state_of(workdir)["phases"]} == {"done"}
 
 
+@pytest.mark.complete
 def test_rollback_stands_in_for_a_vanished_controller_that_is_not_ours(
     world: World, workdir: Path
 ) -> None:
@@ -261,6 +270,7 @@ runpy.run_module("orchestrator", run_name="__main__")
 """
 
 
+@pytest.mark.complete
 def test_a_state_file_that_cannot_be_written_stops_the_command_in_one_line(
     world: World, workdir: Path
 ) -> None:

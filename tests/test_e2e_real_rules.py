@@ -11,9 +11,12 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import World, kube_client, kube_get, read_state
 
 from orchestrator.errors import ExitCode
+
+pytestmark = pytest.mark.complete  # slow: CI runs it (`pytest --complete`)
 
 HOST = "kubeflow.platform.example.com"
 CONTROLLER = ("apps/v1", "Deployment", "aws-load-balancer-controller", "kube-system")

@@ -8,10 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import SUBDOMAIN, World, kube_client, kube_get, read_state
 
 from orchestrator.errors import ExitCode
 from orchestrator.states import phase_names
+
+pytestmark = pytest.mark.complete  # slow: CI runs it (`pytest --complete`)
 
 OTHER = "other.example.com"
 

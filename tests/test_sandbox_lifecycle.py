@@ -23,6 +23,8 @@ from harness import wait_for
 from orchestrator.errors import ExitCode, UsageError
 from orchestrator_sandbox import world
 
+pytestmark = pytest.mark.complete  # slow: CI runs it (`pytest --complete`)
+
 WAITING = "waiting for another process starting or stopping the sandbox world"
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from harness import World, kube_client, kube_get, read_state
 
 from orchestrator.states.controller import parse_object_id
@@ -36,6 +37,7 @@ CLUSTER_WIDE_ALLOWED = {
 }
 
 
+@pytest.mark.complete
 def test_a_run_is_secure(world: World, workdir: Path) -> None:
     env = dict(world.env, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SESSION_TOKEN=SESSION_TOKEN)
     config = str(world.config)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import StateConflict, UsageError
-from orchestrator.store import SCHEMA_VERSION, StateStore, new_state
+from orchestrator.store import SCHEMA_VERSION, PhaseStatus, StateStore, new_state
 
 NAMES = ["a", "b"]
 
@@ -55,6 +55,17 @@ def test_invalid_state_is_refused_and_untouched(tmp_path: Path, mutate, problem:
     with pytest.raises(UsageError, match=problem):
         store.load(NAMES)
     assert store.path.read_bytes() == before
+
+
+def test_status_loads_as_the_enum_and_a_retired_field_is_dropped(tmp_path: Path) -> None:
+    store = fresh(tmp_path)
+    data = json.loads(store.path.read_text())
+    data["phases"][0].update(status="done", inputs_digest="0123456789abcdef")
+    store.path.write_text(json.dumps(data))
+    record = store.load(NAMES).phase("a")
+    assert record.status is PhaseStatus.DONE and record.status == "done"
+    store.save(store.load(NAMES))
+    assert "inputs_digest" not in json.loads(store.path.read_text())["phases"][0]
 
 
 def test_truncated_json_is_reported_as_corrupted(tmp_path: Path) -> None:

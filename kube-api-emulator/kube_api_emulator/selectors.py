@@ -48,7 +48,9 @@ def _compare(value: str | None, op: str, bound: str) -> bool:
 
 def _split_top_level(text: str) -> list[str]:
     """Split on commas that are not inside a `(...)` value set."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "," and depth == 0:
             parts.append("".join(current))

@@ -298,7 +298,7 @@ class KubeApiServer:
         if self._httpd is None:
             raise RuntimeError("the API server is not running; call start() first")
         host, port = self._httpd.server_address[:2]
-        return f"{'https' if self.tls else 'http'}://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def __enter__(self) -> KubeApiServer:
         self.start()

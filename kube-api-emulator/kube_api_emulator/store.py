@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from typing import Any
 
@@ -128,7 +129,8 @@ class ObjectStore(ControlledStore):
         kind: str,
         name: str,
         namespace: str | None,
-        change: Callable[[list[str]], list[str]],
+        # builtins.list: `list` here is the store's own method
+        change: Callable[[builtins.list[str]], builtins.list[str]],
     ) -> Obj | None:
         rt = self._type(api_version, kind)
         namespace = self._namespace(rt, namespace)

@@ -188,14 +188,18 @@ def _json_path(expression: str) -> list[str | int]:
 
 
 def _crd_columns(rt: ResourceType) -> list[tuple[str, str, Cell]]:
-    columns = [NAME]
+    columns: list[tuple[str, str, Cell]] = [NAME]
     for column in rt.printer_columns:
         path = _json_path(column.get("jsonPath", ""))
         if column.get("type") == "date":
-            columns.append((column["name"], "string", lambda o, p=path: age_of(_get(o, *p))))
+            columns.append((column["name"], "string", _age_at(path)))
         else:
             columns.append((column["name"], column.get("type", "string"), _cell_at(path)))
     return columns
+
+
+def _age_at(path: list[str | int]) -> Cell:
+    return lambda obj: age_of(_get(obj, *path))
 
 
 def _cell_at(path: list[str | int]) -> Cell:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.aws import tolerate
+from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.phase import PhaseContext
 from orchestrator.store import Resource
@@ -63,13 +65,13 @@ def same_record(a: dict[str, Any], b: dict[str, Any]) -> bool:
     if plain(a["Name"]) != plain(b["Name"]) or a["Type"] != b["Type"]:
         return False
     alias_a, alias_b = a.get("AliasTarget"), b.get("AliasTarget")
-    if alias_a or alias_b:
-        return bool(alias_a and alias_b) and (
-            plain(alias_a["DNSName"]) == plain(alias_b["DNSName"])
-            and alias_a["HostedZoneId"].removeprefix("/hostedzone/")
-            == alias_b["HostedZoneId"].removeprefix("/hostedzone/")
-        )
-    return values_of(a) == values_of(b)
+    if not alias_a and not alias_b:
+        return values_of(a) == values_of(b)
+    if not alias_a or not alias_b:
+        return False
+    same_target = plain(alias_a["DNSName"]) == plain(alias_b["DNSName"])
+    zone_a, zone_b = (x["HostedZoneId"].removeprefix("/hostedzone/") for x in (alias_a, alias_b))
+    return same_target and zone_a == zone_b
 
 
 def record_id(zone_id: str, name: str, rtype: str) -> str:
@@ -88,17 +90,15 @@ def describe(rrset: dict[str, Any]) -> str:
 
 def get_record(ctx: PhaseContext, zone_id: str, name: str, rtype: str) -> dict[str, Any] | None:
     """The record set, or None if it (or its whole zone) does not exist."""
-    from orchestrator.aws import AwsError
-
-    try:
-        page = ctx.aws.route53.list_resource_record_sets(
-            HostedZoneId=zone_id, StartRecordName=fqdn(name), StartRecordType=rtype, MaxItems="1"
-        )
-    except AwsError as exc:
-        if exc.code == "NoSuchHostedZone":
-            return None
-        raise
-    for rrset in page.get("ResourceRecordSets", []):
+    page = tolerate(
+        ctx.aws.route53.list_resource_record_sets,
+        "NoSuchHostedZone",
+        HostedZoneId=zone_id,
+        StartRecordName=fqdn(name),
+        StartRecordType=rtype,
+        MaxItems="1",
+    )
+    for rrset in (page or {}).get("ResourceRecordSets", []):
         if plain(rrset["Name"]) == plain(name) and rrset["Type"] == rtype:
             return rrset
     return None
@@ -114,8 +114,8 @@ def ensure_record(
     if current is not None and same_record(current, wanted):
         if mine is None:
             ctx.adopt(KIND, rid, zone=zone_id, rrset=current, purpose=purpose)
-        elif not mine.confirmed:
-            ctx.confirm(mine)
+        else:
+            claim(ctx, KIND, rid)  # our write, whose answer a crash may have lost
         return None
     if current is not None and not (mine and mine.created):
         raise PhaseError(
@@ -124,15 +124,13 @@ def ensure_record(
             "if that record is stale, delete it yourself, then run `orchestrator resume`; "
             "orchestrator never overwrites records it does not own",
         )
-    resource = ctx.intend(
-        KIND, rid, f"UPSERT {describe(wanted)}", zone=zone_id, rrset=wanted, purpose=purpose
-    )
-    change = ctx.aws.route53.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch=change_batch("UPSERT", wanted, f"orchestrator {ctx.deployment}: {purpose}"),
-    )
-    ctx.confirm(resource, rrset=wanted)
-    return change["ChangeInfo"]["Id"]
+    action = f"UPSERT {describe(wanted)}"
+    with creating(ctx, KIND, rid, action, zone=zone_id, rrset=wanted, purpose=purpose):
+        change = ctx.aws.route53.change_resource_record_sets(
+            HostedZoneId=zone_id,
+            ChangeBatch=change_batch("UPSERT", wanted, f"orchestrator {ctx.deployment}: {purpose}"),
+        )
+    return str(change["ChangeInfo"]["Id"])
 
 
 def wait_in_sync(ctx: PhaseContext, change_id: str | None, what: str) -> None:

@@ -103,8 +103,8 @@ class ServiceTarget:
         """The target group's name, which is also its TargetGroupBinding's."""
         port = self.group_port(model.target_type)
         identity = (cluster, model.stack, model.namespace, model.name, self.uid, str(self.port))
-        identity += (str(port), model.target_type, "HTTP", "HTTP1")
-        return resource_name(self.namespace, self.service, *identity)
+        protocol = (str(port), model.target_type, "HTTP", "HTTP1")
+        return resource_name(self.namespace, self.service, *identity, *protocol)
 
     def resource_id(self, model: IngressModel) -> str:
         """The target group's `ingress.k8s.aws/resource` tag."""

@@ -50,11 +50,11 @@ def _act(args: argparse.Namespace, directory: Path) -> int:
     if args.action == "down":
         print("sandbox stopped" if world.down(directory) else "sandbox was not running")
         return ExitCode.OK
-    info = world.running(directory)
-    if info is None:
+    running = world.running(directory)
+    if running is None:
         print(f"sandbox in {directory} is not running")
         return ExitCode.PHASE_FAILED
-    print(world.describe(directory, info))
+    print(world.describe(directory, running))
     return ExitCode.OK
 
 

@@ -45,10 +45,10 @@ def is_public(subnet_id: str, route_tables: list[Obj]) -> bool:
                 main = table
             if association.get("SubnetId") == subnet_id:
                 explicit = table
-    table = explicit or main
-    if table is None:
+    chosen = explicit or main
+    if chosen is None:
         return False  # every VPC has a main table; without one, nothing routes anywhere
-    return any(str(r.get("GatewayId", "")).startswith("igw") for r in table.get("Routes", []))
+    return any(str(r.get("GatewayId", "")).startswith("igw") for r in chosen.get("Routes", []))
 
 
 def role_tagged(subnets: list[Obj], scheme: str) -> list[Obj]:
