@@ -27,6 +27,20 @@ def caller_reference(deployment: str, token: str) -> str:
     return f"orchestrator:{deployment}:hosted_zone:{token}"
 
 
+def our_references(ctx: PhaseContext) -> set[str]:
+    """The CallerReferences of this state file's creates: pending ones are the intent's id;
+    confirmed ones are kept in the record's detail. Only references this deployment makes
+    count, so that an edited state cannot name another tool's zone into ours."""
+    ours = caller_reference(ctx.deployment, "")
+    references = set()
+    for resource in ctx.owned(KIND):
+        if resource.id.startswith("pending:"):
+            references.add(resource.id.removeprefix("pending:"))
+        else:
+            references.add(str(resource.detail.get("caller_reference", "")))
+    return {r for r in references if r.startswith(ours)}
+
+
 class HostedZonePhase(Phase):
     name = "hosted_zone"
     title = "public hosted zone for the subdomain"
@@ -48,16 +62,18 @@ class HostedZonePhase(Phase):
         """Our zone if it exists; adopt the zone the config names; refuse anyone else's."""
         name = ctx.config.subdomain
         named = ctx.config.subdomain_zone_id
-        references = {r.id.removeprefix("pending:") for r in ctx.owned(KIND)}
+        references = our_references(ctx)
         foreign = []
         for zone in zones_named(ctx, name):
             zone_id = _short(zone["Id"])
             if zone.get("Config", {}).get("PrivateZone"):
                 continue
             tags = zone_tags(ctx, zone_id)
-            # Ours: tagged so, or made by a create whose answer we never saw (not yet tagged).
+            # Ours: tagged so, or made by a create of ours not yet tagged (its answer lost,
+            # or a crash between the create and the tagging): AWS keeps the CallerReference
+            # we gave it, so that is ours on AWS's word, not only on the state file's.
             if ctx.owner.owns_tags(tags) or zone.get("CallerReference") in references:
-                self._claim(ctx, zone_id)
+                self._claim(ctx, zone)
                 self._tag(ctx, zone_id)
                 return zone
             if zone_id == named:
@@ -88,11 +104,18 @@ class HostedZonePhase(Phase):
             )
         return None
 
-    def _claim(self, ctx: PhaseContext, zone_id: str) -> None:
+    def _claim(self, ctx: PhaseContext, zone: dict[str, Any]) -> None:
         """Record a zone of ours found by look-up (e.g. after a crash right after creating
         it): the first unsettled create settles as that zone; any other is dropped."""
         pending = [r for r in ctx.owned(KIND) if not r.confirmed]
-        claim(ctx, KIND, zone_id, pending[0] if pending else None, name=ctx.config.subdomain)
+        claim(
+            ctx,
+            KIND,
+            _short(zone["Id"]),
+            pending[0] if pending else None,
+            name=ctx.config.subdomain,
+            caller_reference=zone.get("CallerReference"),
+        )
         for extra in pending[1:]:
             ctx.forget(extra)
 
@@ -110,7 +133,9 @@ class HostedZonePhase(Phase):
         with creating(ctx, KIND, f"pending:{reference}", action) as made:
             created = self._create_zone(ctx, reference)
             zone = created["HostedZone"]
-            made.confirm(id=_short(zone["Id"]), name=ctx.config.subdomain)
+            made.confirm(
+                id=_short(zone["Id"]), name=ctx.config.subdomain, caller_reference=reference
+            )
         self._tag(ctx, _short(zone["Id"]))
         if created["ChangeInfo"]:
             wait_in_sync(ctx, created["ChangeInfo"]["Id"], f"zone {ctx.config.subdomain}")

@@ -21,7 +21,7 @@ from orchestrator.errors import NeedsAction, PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, Owner
 from orchestrator.states.delegation import DelegationPhase
 from orchestrator.states.dns_record import DnsRecordPhase
-from orchestrator.states.hosted_zone import HostedZonePhase
+from orchestrator.states.hosted_zone import KIND, HostedZonePhase
 
 SUB = CONFIG.subdomain
 HOST = CONFIG.kubeflow_host
@@ -218,9 +218,10 @@ def test_hosted_zone_deleted_behind_our_back_is_made_again_under_a_new_caller_re
         assert HostedZonePhase().verify(ctx) is None
 
 
-def test_hosted_zone_that_lost_its_tags_is_reported_and_not_claimed_from_the_state_alone(
+def test_hosted_zone_that_lost_its_tags_is_reported_then_tagged_again_by_its_reference(
     tmp_path: Path,
 ) -> None:
+    """The CallerReference we created it with is AWS's word that the zone is ours."""
     with phase_kit(tmp_path) as kit:
         ctx = kit.ctx("hosted_zone")
         HostedZonePhase().enter(ctx)
@@ -231,9 +232,47 @@ def test_hosted_zone_that_lost_its_tags_is_reported_and_not_claimed_from_the_sta
         assert HostedZonePhase().verify(ctx) == (
             f"hosted zone {zone_id} lost its {OWNER_TAG}/{STATE_TAG} tags"
         )
+        HostedZonePhase().enter(ctx)
+        assert [z["Id"].removeprefix("/hostedzone/") for z in zones_named(kit)] == [zone_id]
+        assert zone_tags(kit, zone_id)[STATE_TAG] == kit.owner.identity
+        assert HostedZonePhase().verify(ctx) is None
+
+
+def test_hosted_zone_crash_between_create_and_tagging_is_picked_up_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with phase_kit(tmp_path) as kit:
+        ctx = kit.ctx("hosted_zone")
+
+        def crash(*args: Any) -> None:
+            raise KeyboardInterrupt  # the process dies before ChangeTagsForResource
+
+        with monkeypatch.context() as patched:
+            patched.setattr(HostedZonePhase, "_tag", crash)
+            with pytest.raises(KeyboardInterrupt):
+                HostedZonePhase().enter(ctx)
+        (zone,) = zones_named(kit)
+        zone_id = zone["Id"].removeprefix("/hostedzone/")
+        assert zone_tags(kit, zone_id).get(OWNER_TAG) is None
+
+        HostedZonePhase().enter(ctx)
+        assert [z["Id"] for z in zones_named(kit)] == [zone["Id"]]
+        assert zone_tags(kit, zone_id)[STATE_TAG] == kit.owner.identity
+        assert created(ctx) == [True]
+
+
+def test_hosted_zone_a_state_naming_an_untagged_zone_not_made_by_us_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A hand-edited state cannot make a zone ours: we never made its CallerReference."""
+    with phase_kit(tmp_path) as kit:
+        theirs = new_zone(kit, SUB, "their-terraform-run")
+        ctx = kit.ctx("hosted_zone")
+        ctx.intend(KIND, theirs, "edited by hand", caller_reference="their-terraform-run")
+        ctx.confirm(ctx.find(KIND, theirs))  # type: ignore[arg-type]
         with pytest.raises(PhaseError, match="not created by this deployment"):
             HostedZonePhase().enter(ctx)
-        assert len(zones_named(kit)) == 1
+        assert zone_tags(kit, theirs) == {}
 
 
 def test_hosted_zone_rollback_deletes_the_zone_we_made(tmp_path: Path) -> None:
