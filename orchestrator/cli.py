@@ -11,6 +11,7 @@ import argparse
 import json
 import signal
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,13 @@ from orchestrator.errors import (
     StillWaiting,
     UsageError,
 )
+from orchestrator.hints import Flags, rewriting
 from orchestrator.store import ROLLBACK_ALL
 
 DEFAULT_CONFIG = "config.yaml"
 DEFAULT_STATE = "state.json"
 DEFAULT_SANDBOX_DIR = ".sandbox"
+DISTRIBUTION = "kubeflow-alb-orchestrator"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +40,24 @@ def main(argv: list[str] | None = None) -> int:
         args.arguments += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    flags = args.hints = _given_flags(args)
     # --config/--state may come before or after the command; neither sets a default.
     args.config = getattr(args, "config", None)
     args.state = getattr(args, "state", DEFAULT_STATE)
     signal.signal(signal.SIGTERM, _interrupt)  # a CI time-out stops us like Ctrl-C does
     try:
-        return args.handler(args)
+        # Every hint printed names a command with the user's flags (orchestrator/hints.py).
+        with rewriting(flags, stdout=not getattr(args, "json", False)):
+            return _handle(args)
+    except BrokenPipeError:  # `orchestrator status | head`: the reader left; nothing to say
+        sys.stdout = None
+        return ExitCode.OK
+
+
+def _handle(args: argparse.Namespace) -> int:
+    """Run the command; map what ends it to a message and an exit code."""
+    try:
+        return int(args.handler(args))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
@@ -58,14 +73,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted: {stop}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: state saved in {args.state}; run `orchestrator resume` to go on",
-            file=sys.stderr,
-        )
+        if args.command in ("run", "resume", "rollback"):
+            print(
+                f"\ninterrupted: state saved in {args.state}; run `orchestrator resume` to go on",
+                file=sys.stderr,
+            )
+        else:  # nothing was under way that resume would go on with
+            print("\ninterrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    except BrokenPipeError:  # `orchestrator status | head`: the reader left; nothing to say
-        sys.stdout = None
-        return ExitCode.OK
+
+
+def _given_flags(args: argparse.Namespace) -> Flags:
+    """The flags the user gave, read before any default fills them in."""
+    sandbox_dir = getattr(args, "sandbox_dir", DEFAULT_SANDBOX_DIR)
+    return Flags(
+        config=getattr(args, "config", None),
+        state=getattr(args, "state", None),
+        sandbox=getattr(args, "sandbox", False),
+        sandbox_dir=None if sandbox_dir == DEFAULT_SANDBOX_DIR else sandbox_dir,
+    )
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -91,8 +117,21 @@ def _parser() -> argparse.ArgumentParser:
         prog="orchestrator",
         parents=[common],
         description="Expose Kubeflow on EKS over HTTPS through an ALB, resumably.",
+        epilog=_top_epilog(phases),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"orchestrator {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str, examples: str) -> Any:
+        return commands.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=_wrap(description),
+            epilog=f"example:\n{examples}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     def with_waits(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -124,12 +163,27 @@ def _parser() -> argparse.ArgumentParser:
             help=f"the sandbox world's directory (default {DEFAULT_SANDBOX_DIR})",
         )
 
-    run = commands.add_parser("run", parents=[common], help="start, or continue, forward")
+    run = command(
+        "run",
+        "start, or continue, forward",
+        "Bring every phase, in order, to done: a done phase is re-checked (reads only) and "
+        "skipped, any other is entered. Ends by printing the URL once every phase is done.",
+        "  orchestrator --config config.yaml run\n"
+        "  orchestrator run --sandbox --no-wait      # on the local sandbox world; exit 3 "
+        "while AWS works",
+    )
     with_sandbox(run)
     with_waits(run)
     run.set_defaults(handler=_forward, resume=False, confirm=[])
 
-    resume = commands.add_parser("resume", parents=[common], help="continue from the state file")
+    resume = command(
+        "resume",
+        "continue from the state file",
+        "Continue from where the state file says the last command stopped (a wait, a "
+        "failure, Ctrl-C, a crash), or finish an interrupted rollback.",
+        "  orchestrator resume --max-wait 600\n"
+        "  orchestrator resume --confirm delegation   # the NS records are at the registrar",
+    )
     with_sandbox(resume)
     with_waits(resume)
     resume.add_argument(
@@ -143,7 +197,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume.set_defaults(handler=_forward, resume=True)
 
-    rollback = commands.add_parser("rollback", parents=[common], help="undo phases, newest first")
+    rollback = command(
+        "rollback",
+        "undo phases, newest first",
+        "Undo, newest first, every phase after PHASE (--to), or every phase and then "
+        "whatever still carries the deployment's tags (--all). What something not ours "
+        "still uses is left in place, and `status` says why.",
+        "  orchestrator rollback --to certificates_issued   # remove the Ingress and the ALB\n"
+        "  orchestrator rollback --all",
+    )
     with_sandbox(rollback)
     target = rollback.add_mutually_exclusive_group(required=True)
     target.add_argument(
@@ -152,10 +214,13 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--all", action="store_true", help="undo every phase")
     rollback.set_defaults(handler=_rollback)
 
-    imports = commands.add_parser(
+    imports = command(
         "import",
-        parents=[common],
-        help="rebuild a lost state file from the deployment's tags and labels",
+        "rebuild a lost state file from the deployment's tags and labels",
+        "Show what in AWS and Kubernetes carries this deployment's tags and labels; with "
+        "--take-ownership, write a state file that owns it (only when the one that made it "
+        "is lost).",
+        "  orchestrator import\n  orchestrator import --take-ownership",
     )
     with_sandbox(imports)
     imports.add_argument(
@@ -165,9 +230,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     imports.set_defaults(handler=_import)
 
-    status = commands.add_parser("status", parents=[common], help="show each phase's status")
+    status = command(
+        "status",
+        "show each phase's status",
+        "Each phase's status and outputs, what a waiting phase waits for, what a rollback "
+        "kept and why; then a summary line. Reads the state file only (no lock, no AWS "
+        "call).\n\nexit codes: 0 every phase done, or none started or holding anything "
+        "(fresh, rolled back, stopped by --until); 1 a phase failed; 3 a phase is waiting, "
+        "needs action or in progress, or a rollback was interrupted",
+        "  orchestrator status\n  orchestrator status --json | jq .summary",
+    )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(handler=_status)
+
+    outputs = command(
+        "outputs",
+        "print the deployment's outputs (URL, ALB, certificates, zone)",
+        "What the done phases recorded: the URL, the ALB's DNS name, the certificate ARNs, "
+        "the hosted zone and its name servers, ... Reads the state file only.\n\n"
+        "With NAME, just that value (a list one item a line); exit 2 for an unknown NAME, "
+        "3 while the phase that records it is not done.",
+        "  orchestrator outputs\n  orchestrator outputs url\n"
+        "  orchestrator outputs name_servers --json",
+    )
+    outputs.add_argument("name", nargs="?", metavar="NAME", help="print only this output")
+    outputs.add_argument("--json", action="store_true", help="print JSON")
+    outputs.set_defaults(handler=_outputs)
+
+    graph = command(
+        "graph",
+        "print the phase lifecycle as Mermaid, and where the deployment is",
+        "Each phase's lifecycle as a Mermaid state diagram, drawn from its declaration in "
+        "orchestrator/machine.py; the phases in run order as comments below it, with the "
+        "one the deployment is at marked (from the state file, if there is one).",
+        "  orchestrator graph > lifecycle.mmd",
+    )
+    graph.set_defaults(handler=_graph)
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -177,6 +275,37 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("arguments", nargs=argparse.REMAINDER)
     sandbox.set_defaults(handler=_sandbox)
     return parser
+
+
+def _wrap(text: str) -> str:
+    """Paragraphs filled to the terminal's usual width (raw help keeps line breaks)."""
+    return "\n\n".join(textwrap.fill(paragraph, 79) for paragraph in text.split("\n\n"))
+
+
+def _top_epilog(phases: list[str]) -> str:
+    numbered = "\n".join(f"  {n:>2}. {name}" for n, name in enumerate(phases, 1))
+    codes = _wrap(
+        "exit codes: 0 done; 1 a phase failed (state saved); 2 usage, config or state "
+        "error (nothing changed); 3 stopped while waiting or waiting for a human (resume "
+        "later); 130 interrupted (state saved)"
+    )
+    return (
+        f"phases, in the order run runs them:\n{numbered}\n\n{codes}\n\n"
+        "example:\n  orchestrator run --sandbox        # the whole job on a local sandbox world\n"
+        "  orchestrator --config config.yaml run\n"
+        "  orchestrator COMMAND --help       # each command, with an example"
+    )
+
+
+def version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def _seconds(text: str) -> float:
@@ -390,43 +519,166 @@ def _outcome(engine: Any, work: Any, args: argparse.Namespace) -> int:
         print(f"action needed: {action.instructions}", file=sys.stderr)
         return ExitCode.WAITING
     print("done")
+    if all(record.status == "done" for record in engine.state.phases):
+        from orchestrator.outputs import collect
+
+        print(f"Kubeflow is at {collect(engine.state)['url']}")
     return ExitCode.OK
 
 
 # ---- status ------------------------------------------------------------------------------------
 
 
-def _status(args: argparse.Namespace) -> int:
+def _read_state(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The state store and its state, for the commands that only read it (no lock, no
+    config)."""
     from orchestrator.states import phase_names
-    from orchestrator.store import StateStore, elapsed_since
+    from orchestrator.store import StateStore
 
-    names = phase_names()
     store = StateStore(args.state)
     if not store.exists():
         raise UsageError(f"no state file at {store.path}: nothing has run yet")
-    state = store.load(names)
+    return store, store.load(phase_names())
+
+
+def _status(args: argparse.Namespace) -> int:
+    from orchestrator.store import elapsed_since
+
+    store, state = _read_state(args)
     phases = [_phase_summary(record) for record in state.phases]
+    code, summary = status_summary(state)
     if args.json:
-        print(json.dumps({"deployment": state.deployment, "phases": phases}, indent=2))
-        return ExitCode.OK
+        # JSON is left as it is printed (data); its summary is a line for people.
+        summary = args.hints.rewrite(summary)
+        report = {"deployment": state.deployment, "phases": phases, "summary": summary}
+        print(json.dumps(report, indent=2))
+        return code
     print(f"deployment {state.deployment} (state: {store.path}, updated {state.updated_at})")
     if state.rollback_to:
         target = "--all" if state.rollback_to == ROLLBACK_ALL else f"--to {state.rollback_to}"
         print(f"a rollback {target} was interrupted; `orchestrator resume` finishes it")
-    width = max(len(n) for n in names)
-    for record, summary in zip(state.phases, phases, strict=True):
+    width = max(len(record.name) for record in state.phases)
+    pad = f"  {'':<{width}}  "
+    for record, summary_of in zip(state.phases, phases, strict=True):
         line = f"  {record.name:<{width}}  {record.status}"
-        if summary["waiting_for"]:
+        if summary_of["waiting_for"]:
             since = elapsed_since(record.waiting_since)
-            line += f": {summary['waiting_for']}" + (f" ({since:.0f}s)" if since else "")
+            line += f": {summary_of['waiting_for']}" + (f" ({since:.0f}s)" if since else "")
         print(line)
-        if summary["error"]:
-            print(f"  {'':<{width}}  error: {summary['error']}")
-        for key, value in summary["outputs"].items():
-            if isinstance(value, str | int | float | bool):
-                print(f"  {'':<{width}}  {key}: {value}")
-        for reason, names in _kept_by_reason(summary["kept"]).items():
-            print(f"  {'':<{width}}  kept {', '.join(names)}: {reason}")
+        if summary_of["error"]:
+            print(f"{pad}error: {summary_of['error']}")
+        for key, value in summary_of["outputs"].items():
+            for shown in _output_lines(key, value):
+                print(f"{pad}{shown}")
+        for reason, names in _kept_by_reason(summary_of["kept"]).items():
+            print(f"{pad}kept {', '.join(names)}: {reason}")
+    print(summary)
+    return code
+
+
+def _output_lines(key: str, value: Any) -> list[str]:
+    """An output as status shows it: a list one item a line (name servers to give a
+    registrar, say), a mapping as key=value."""
+    if isinstance(value, list):
+        return [f"{key}:"] + [f"  - {_flat(item)}" for item in value]
+    return [f"{key}: {_flat(value)}"]
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(_flat(v) for v in value) + "]"
+    return str(value)
+
+
+def status_summary(state: Any) -> tuple[int, str]:
+    """The exit code of `status` and its last line: 1 when a phase failed; 3 when one is
+    stopped part-way (waiting, needs action, in progress) or a rollback was interrupted;
+    else 0 (every phase done, or none holding anything: fresh, rolled back, --until)."""
+    records = state.phases
+    done = sum(r.status == "done" for r in records)
+    head = f"{done} of {len(records)} phases done"
+    failed = next((r for r in records if r.status == "failed"), None)
+    if failed is not None:
+        return ExitCode.PHASE_FAILED, f"{head}; {failed.name} failed: {failed.error}"
+    if state.rollback_to:
+        return ExitCode.WAITING, f"{head}; a rollback was interrupted: `orchestrator resume`"
+    stopped = next((r for r in records if r.status in STOPPED_STATUSES), None)
+    if stopped is not None:
+        awaited = stopped.waiting_for or "?"
+        what = {
+            "waiting": f"waiting for {awaited}",
+            "needs_action": f"needs action: {awaited}",
+            "in_progress": "in progress (a command works on it, or was stopped)",
+        }[stopped.status]
+        return ExitCode.WAITING, f"{head}; {stopped.name} {what}; then `orchestrator resume`"
+    if done == len(records):
+        from orchestrator.outputs import collect
+
+        return ExitCode.OK, f"{head}: Kubeflow is at {collect(state)['url']}"
+    if all(r.status == "rolled_back" or r.status == "pending" for r in records):
+        rolled = sum(r.status == "rolled_back" for r in records)
+        if rolled:
+            return ExitCode.OK, f"{head}; {rolled} rolled back: the deployment holds nothing"
+        return ExitCode.OK, f"{head}: nothing has run yet (`orchestrator run` starts)"
+    following = next(r for r in records if r.status != "done")
+    return ExitCode.OK, f"{head}; next: {following.name} (`orchestrator run` goes on)"
+
+
+STOPPED_STATUSES = ("waiting", "needs_action", "in_progress")
+
+
+def _outputs(args: argparse.Namespace) -> int:
+    from orchestrator import outputs
+
+    _, state = _read_state(args)
+    found = outputs.collect(state)
+    if args.name is None:
+        return _all_outputs(found, args.json)
+    if args.name not in found:
+        raise UsageError(f"no output named {args.name!r}; the outputs are: {', '.join(found)}")
+    value = found[args.name]
+    if value is None:
+        phase = outputs.KNOWN[args.name][0]
+        print(
+            f"{args.name} is not known yet: phase {phase} is {state.phase(phase).status}",
+            file=sys.stderr,
+        )
+        return ExitCode.WAITING
+    if args.json:
+        print(json.dumps(value))
+    else:
+        print("\n".join(str(v) for v in value) if isinstance(value, list) else value)
+    return ExitCode.OK
+
+
+def _all_outputs(found: dict[str, Any], as_json: bool) -> int:
+    from orchestrator.outputs import lines
+
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return ExitCode.OK
+    present = {name: value for name, value in found.items() if value is not None}
+    if not present:
+        print("no outputs yet: no phase that records one is done (`orchestrator status`)")
+        return ExitCode.OK
+    width = max(len(name) for name in present)
+    for name, value in present.items():
+        print("\n".join(lines(name, value, width)))
+    return ExitCode.OK
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from orchestrator.graph import render
+    from orchestrator.states import phase_names
+    from orchestrator.store import StateStore
+
+    names = phase_names()
+    store = StateStore(args.state)
+    state = store.load(names) if store.exists() else None
+    source = f"state: {store.path}" if state else f"no state file at {store.path}"
+    print(render(names, state, source))
     return ExitCode.OK
 
 

@@ -440,7 +440,7 @@ def check_state(state: DeploymentState, config: Config, phases: list[Phase], pat
             f"{config.deployment_id!r}{_explain(changed)}. Use the config that deployment was "
             "made with (and roll it back if you are moving), or another --state file."
         )
-    for phase in phases:
+    for index, phase in enumerate(phases):
         record = state.phase(phase.name)
         if record.status == "done":
             missing = [key for key in phase.outputs if key not in record.outputs]
@@ -449,14 +449,18 @@ def check_state(state: DeploymentState, config: Config, phases: list[Phase], pat
                     f"{path}: phase {phase.name} is done but its outputs {missing} are missing; "
                     "the state file was edited or damaged. Restore it from a backup."
                 )
-        if record.status in UNTOUCHED:
+        if record.status in UNTOUCHED or not record.resources:
+            # Only what a phase made or adopted holds the config it was made with; one that
+            # holds nothing (preflight, a wait) just runs again with the new config.
             continue
         changed = _changed(recorded, settings, phase.inputs)
         if changed:
+            back = f"--to {phases[index - 1].name}" if index else "--all"
             raise UsageError(
                 f"the config changed since phase {phase.name} was run{_explain(changed)}; "
-                f"resuming would diverge from what exists. Restore the previous value, or "
-                f"`rollback --to` a phase before {phase.name} with the old config first."
+                "resuming would diverge from what it made. Restore the previous value; to "
+                f"change it, first undo {phase.name} and what follows with the previous "
+                f"value (`orchestrator rollback {back}`), then set the new one and run."
             )
 
 

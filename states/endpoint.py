@@ -7,13 +7,22 @@ store); and HTTP answers below 500. An internal ALB is reachable only from insid
 VPC, where orchestrator usually does not run: then the name must resolve, the HTTPS
 listener must serve our certificate and the targets must be healthy, and the HTTPS
 request itself is skipped, and said so.
+
+Behind an egress proxy the standard settings apply: `HTTPS_PROXY` (or `https_proxy`) names
+an HTTP proxy that tunnels (CONNECT) to the host's port 443, unless `NO_PROXY` exempts the
+host. The name must still resolve through the configured resolvers; the TLS handshake and
+its certificate check are end to end, through the tunnel.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import socket
 import ssl
+import urllib.request
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from orchestrator import resolver
 from orchestrator.phase import Phase, PhaseContext
@@ -41,14 +50,54 @@ def parse_status(line: bytes) -> int | None:
     return None
 
 
+def https_proxy(host: str) -> str | None:
+    """The proxy the environment names for HTTPS to `host` (HTTPS_PROXY, NO_PROXY), if any."""
+    proxy = urllib.request.getproxies().get("https")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return proxy
+
+
+def shown(proxy: str) -> str:
+    """The proxy's URL without its credentials, to print and to keep in the state."""
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def tunnel(proxy: str, host: str, port: int) -> socket.socket:
+    """A connection to host:port through an HTTP proxy's CONNECT tunnel (OSError if the
+    proxy refuses). `proxy`: a URL, `http://[user:password@]host[:port]`, or host:port."""
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise OSError(f"unsupported proxy {proxy!r}: expected http://host:port")
+    headers = {}
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    # http.client speaks CONNECT (set_tunnel); the TLS on top is ours, for the host's name.
+    connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=TIMEOUT)
+    connection.set_tunnel(host, port, headers=headers)
+    try:
+        connection.connect()
+    except BaseException:
+        connection.close()
+        raise
+    assert connection.sock is not None
+    return connection.sock
+
+
 def https_check(host: str, address: str, port: int = 443) -> dict[str, Any]:
-    """Connect to `address`, verify the certificate for `host`, and read the status line."""
+    """Connect to `address` (or, if the environment names a proxy for `host`, through it),
+    verify the certificate for `host`, and read the status line."""
+    proxy = https_proxy(host)
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    with (
-        socket.create_connection((address, port), timeout=TIMEOUT) as raw,
-        context.wrap_socket(raw, server_hostname=host) as tls,
-    ):
+    raw = (
+        tunnel(proxy, host, port)
+        if proxy
+        else socket.create_connection((address, port), timeout=TIMEOUT)
+    )
+    with raw, context.wrap_socket(raw, server_hostname=host) as tls:
         tls.sendall(request_bytes(host))
         line = tls.makefile("rb").readline(1024)
         certificate: dict[str, Any] = tls.getpeercert() or {}
@@ -57,12 +106,13 @@ def https_check(host: str, address: str, port: int = 443) -> dict[str, Any]:
     if status is None:
         raise OSError(f"not an HTTP answer: {line[:60]!r}")
     subject = dict(x[0] for x in certificate.get("subject", ()))
-    return {
+    result = {
         "http_status": status,
         "tls_version": version,
         "certificate_subject": subject.get("commonName"),
         "certificate_expires": certificate.get("notAfter"),
     }
+    return {**result, "proxy": shown(proxy)} if proxy else result
 
 
 def probe(host: str) -> tuple[dict[str, Any] | None, str]:
@@ -75,7 +125,9 @@ def probe(host: str) -> tuple[dict[str, Any] | None, str]:
     except ssl.SSLCertVerificationError as exc:
         return None, f"TLS certificate not valid for {host}: {exc.verify_message}"
     except (OSError, ssl.SSLError) as exc:
-        return None, f"{addresses[0]}:443: {exc}"
+        proxy = https_proxy(host)
+        where = f"{host}:443 through the proxy {shown(proxy)}" if proxy else f"{addresses[0]}:443"
+        return None, f"{where}: {exc}"
     if result["http_status"] >= 500:
         # The ALB answers 502/503/504 itself while no target is healthy or reachable.
         return None, f"https://{host}/ answers HTTP {result['http_status']}"

@@ -101,7 +101,7 @@ def test_access_denied_fails_the_phase_at_once_then_resume_finishes(
     assert "phase certificates failed" in failed.stderr
     assert "AccessDeniedException" in failed.stderr
     assert "not authorized to perform: acm:RequestCertificate" in failed.stderr
-    assert "grant it, then run `orchestrator resume`" in failed.stderr
+    assert "grant it, then run `orchestrator resume --config " in failed.stderr
     assert Counter(a for _, a, _ in proxy.log)["RequestCertificate"] == 1, "no retries"
     phases = {p["name"]: p for p in read_state(workdir / "state.json")["phases"]}
     assert phases["certificates"]["status"] == "failed"

@@ -104,7 +104,7 @@ def test_the_controller_image_comes_from_the_configured_repository(tmp_path: Pat
 def test_a_state_from_before_the_image_setting_resumes_with_the_default(tmp_path: Path) -> None:
     from orchestrator.machine import check_state
     from orchestrator.states import all_phases
-    from orchestrator.store import new_state
+    from orchestrator.store import Resource, new_state
 
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG)
@@ -114,6 +114,8 @@ def test_a_state_from_before_the_image_setting_resumes_with_the_default(tmp_path
     state = new_state(config.deployment_id, old, [p.name for p in phases])
     record = state.phase("controller")
     record.status, record.outputs = "done", {"mode": "installed", "deployment": "kube-system/x"}
+    # What it installed pins the config (a phase holding nothing would not).
+    record.resources = [Resource("kubernetes:object", "apps/v1/Deployment/kube-system/x", True)]
     check_state(state, config, phases, path)  # no refusal: the default is what it ran with
     path.write_text(CONFIG + "kubeflow:\n  alb:\n    controller: {imageRepository: r.io/a/b}\n")
     with pytest.raises(UsageError, match="imageRepository"):

@@ -6,7 +6,6 @@ EKS tokens that expire during long runs."""
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from harness import World, kube_client, kube_get, read_state
 
 from orchestrator.errors import ExitCode
+from orchestrator.states.endpoint import tunnel
 
 pytestmark = pytest.mark.complete  # slow: CI runs it (`pytest --complete`)
 
@@ -147,11 +147,10 @@ def test_the_endpoint_is_not_done_while_the_alb_answers_503(tmp_path: Path, work
 
 
 def alb_answer(world: World) -> str:
-    """What the ALB answers to GET https://kubeflow.<subdomain>/ (through the world's front end)."""
-    address = world.info["endpoints"]["alb"]
+    """What the ALB answers to GET https://kubeflow.<subdomain>/ (through the world's proxy)."""
     context = ssl.create_default_context(cafile=str(world.directory / "ca.pem"))
     with (
-        socket.create_connection((address, 443), timeout=5) as raw,
+        tunnel(world.env["HTTPS_PROXY"], HOST, 443) as raw,
         context.wrap_socket(raw, server_hostname=HOST) as tls,
     ):
         tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())

@@ -240,3 +240,57 @@ def test_state_checks_deployment_outputs_and_config_changes(tmp_path: Path) -> N
     broken.phases[0].outputs = {}
     with pytest.raises(UsageError, match="outputs"):
         check_state(broken, CONFIG, phases, store.path)
+
+
+class Checking(FakePhase):
+    """Like preflight: reads the world, creates nothing; fails on the wrong context."""
+
+    inputs = ("kubernetes.context", "route53.subDomain.name")
+
+    def enter(self, ctx: PhaseContext) -> None:
+        self.world.journal.append(f"enter {self.name}")
+        if ctx.config.kube_context != "right":
+            raise PhaseError(f"context {ctx.config.kube_context} reaches another cluster", "fix it")
+        ctx.outputs["thing"] = "checked"
+
+
+def test_a_phase_that_created_nothing_does_not_pin_the_config(tmp_path: Path) -> None:
+    world = World()
+    wrong = Config(**{**CONFIG.__dict__, "kube_context": "wrong"})
+    engine = make(tmp_path, world)
+    engine.phases["a"] = Checking("a", world)
+    engine.config = wrong
+    with pytest.raises(PhaseFailed, match="reaches another cluster"):
+        engine.forward()
+
+    fixed = Config(**{**CONFIG.__dict__, "kube_context": "right"})
+    store = StateStore(tmp_path / "state.json")
+    phases = [Checking("a", world), FakePhase("b", world), FakePhase("c", world)]
+    state = store.load(["a", "b", "c"])
+    check_state(state, fixed, phases, store.path)  # the fix is accepted
+    engine = make(tmp_path, world)
+    engine.phases["a"], engine.config = phases[0], fixed
+    engine.forward()
+    assert {p["status"] for p in saved(tmp_path).values()} == {"done"}
+
+    # Done and holding nothing, it still does not pin; what b and c made does.
+    again = Config(**{**CONFIG.__dict__, "kube_context": "other"})
+    check_state(store.load(["a", "b", "c"]), again, phases, store.path)
+
+
+def test_a_changed_config_names_a_rollback_that_exists(tmp_path: Path) -> None:
+    world = World()
+    make(tmp_path, world).forward()
+    store = StateStore(tmp_path / "state.json")
+    phases = [FakePhase(n, world) for n in "abc"]
+    state = store.load(["a", "b", "c"])
+    state.settings["route53.subDomain.name"] = "old.example.com"
+    with pytest.raises(UsageError, match="config changed since phase a") as refused:
+        check_state(state, CONFIG, phases, store.path)
+    assert "`orchestrator rollback --all`" in str(refused.value), "no phase before the first"
+    assert "before a" not in str(refused.value)
+
+    state.phase("a").resources = []  # a made nothing: b is the first the change concerns
+    with pytest.raises(UsageError, match="config changed since phase b") as refused:
+        check_state(state, CONFIG, phases, store.path)
+    assert "`orchestrator rollback --to a`" in str(refused.value)

@@ -31,6 +31,7 @@ from harness import World, cli
 
 from orchestrator import resolver
 from orchestrator.config import load_config
+from orchestrator.states.endpoint import tunnel
 
 LIVE_CONFIG = os.environ.get("ORCHESTRATOR_LIVE_CONFIG")
 LIVE_TIMEOUT = 3600.0  # ACM validation and ALB provisioning take minutes on AWS
@@ -92,13 +93,14 @@ def test_run_serve_and_rollback_leave_nothing_behind(
 def https_status(host: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> int:
     """GET https://host/ as a browser would: DNS (through the resolvers the environment
     names, if any), a TLS handshake verified for `host` (with the environment's CA bundle,
-    if any), then the HTTP status."""
+    if any; through the environment's HTTPS proxy, if any), then the HTTP status."""
     if resolver.ENV in env:
         monkeypatch.setenv(resolver.ENV, env[resolver.ENV])
     (address, *_) = resolver.lookup(host, "A")
     context = ssl.create_default_context(cafile=env.get("SSL_CERT_FILE"))
+    proxy = env.get("HTTPS_PROXY")
     with (
-        socket.create_connection((address, 443), timeout=10) as raw,
+        tunnel(proxy, host, 443) if proxy else socket.create_connection((address, 443), 10) as raw,
         context.wrap_socket(raw, server_hostname=host) as tls,
     ):
         tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())

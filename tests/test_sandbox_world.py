@@ -5,7 +5,6 @@ real one's preconditions, and the ALBs' HTTPS endpoint answers under the right n
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import stat
 import time
@@ -19,6 +18,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from harness import World, binding_crd, wait_for
 
+from orchestrator.states.endpoint import tunnel
 from orchestrator_sandbox.albmodel import ModelError, parse_listen_ports, resource_name
 from orchestrator_sandbox.irsa import policy_decision, trust_allows
 from orchestrator_sandbox.pki import SandboxCA
@@ -587,10 +587,13 @@ def check_tls_endpoint(w: World, zone_id: str, balancer: dict[str, Any]) -> None
 
     assert w.env["SSL_CERT_FILE"] == str(w.directory / "ca.pem")
     context = ssl.create_default_context(cafile=str(w.directory / "ca.pem"))
+    # As any user reaches it: through the world's proxy, which the env names.
+    proxy = w.env["HTTPS_PROXY"]
+    assert proxy == w.info["endpoints"]["proxy"] == w.env["https_proxy"]
 
     def answer() -> str:
         with (
-            socket.create_connection((address, 443), timeout=5) as raw,
+            tunnel(proxy, HOST, 443) as raw,
             context.wrap_socket(raw, server_hostname=HOST) as tls,
         ):
             tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
@@ -608,17 +611,23 @@ def check_tls_endpoint(w: World, zone_id: str, balancer: dict[str, Any]) -> None
     assert "\r\nLocation: /dex/auth?client_id=kubeflow-oidc-authservice&" in answered
 
     with (
-        socket.create_connection((address, 443), timeout=5) as raw,
+        tunnel(proxy, HOST, 443) as raw,
         pytest.raises(ssl.SSLCertVerificationError),
     ):
         context.wrap_socket(raw, server_hostname="other.example.org")
 
     # Plain HTTP on 80: the ALB's redirect to HTTPS.
-    with socket.create_connection((address, 80), timeout=5) as plain:
+    with tunnel(proxy, HOST, 80) as plain:
         plain.sendall(f"GET /a?b=c HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
         answer = plain.makefile("rb").read().decode()
     assert answer.startswith("HTTP/1.1 301 Moved Permanently\r\n")
     assert f"\r\nLocation: https://{HOST}/a?b=c\r\n" in answer
+
+    # The proxy tunnels to the world's ALBs only.
+    with pytest.raises(OSError, match="Tunnel connection failed: 502"):
+        tunnel(proxy, "nowhere.example.org", 443)
+    with pytest.raises(OSError, match="Tunnel connection failed: 403"):
+        tunnel(proxy, HOST, 22)
 
 
 def check_second_ingress_and_new_certificate(

@@ -1,11 +1,13 @@
 """The sandbox world's process: `python -m orchestrator_sandbox.server --dir DIR`.
 
-Serves a moto server (AWS), a DNS server and, per EKS cluster, a Kubernetes API emulator
-on free loopback ports, and the ALBs' HTTPS endpoint on a loopback address of its own;
+Serves, on free ports of 127.0.0.1 only (any user can bind them, and macOS has no other
+loopback address), a moto server (AWS), a DNS server, per EKS cluster a Kubernetes API
+emulator, the ALBs' front end (HTTPS and HTTP) and the CONNECT proxy that reaches it;
 seeds the estate, runs the simulators (ACM; per cluster, Deployments and the load
 balancer controller), writes `env`, `kubeconfig` (a context per cluster), a deployment
-config per cluster and finally `world.json`, then runs until SIGTERM. Every HTTP request
-the AWS and Kubernetes servers receive goes to `cloudtrail.jsonl` and `kube-audit.jsonl`.
+config per cluster and finally `world.json` (its `warnings`: what `up` prints on the
+terminal), then runs until SIGTERM. Every HTTP request the AWS and Kubernetes servers
+receive goes to `cloudtrail.jsonl` and `kube-audit.jsonl`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+# What clients of the world reach directly, not through its proxy: its AWS endpoint and
+# Kubernetes APIs (botocore and the kubernetes client read NO_PROXY).
+NO_PROXY = "127.0.0.1,localhost"
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     # In-process clients use the same fake credentials the env file hands out.
     os.environ.update(CREDENTIALS)
     os.environ.pop("AWS_PROFILE", None)
+    # The world's own clients talk to it on 127.0.0.1, never through the user's proxy.
+    for name in PROXY_VARIABLES:
+        os.environ.pop(name, None)
+        os.environ.pop(name.lower(), None)
     os.environ["AWS_DEFAULT_REGION"] = REGION
     # moto loads thousands of AMIs on EC2's first call; the world needs none.
     os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
@@ -105,6 +115,7 @@ class World:
         self.settings = {**options.defaults(), **settings}
         self.second_team = second_team
         self.endpoints: dict[str, str] = {}
+        self.warnings: list[str] = []  # one line each, printed by `up` on the terminal
         self._stoppers: list[Any] = []
 
     def start(self) -> None:
@@ -116,6 +127,7 @@ class World:
         )
         from orchestrator_sandbox.dnsserver import DnsServer
         from orchestrator_sandbox.dnsview import DnsView
+        from orchestrator_sandbox.egress import ConnectProxy, front_end_route
         from orchestrator_sandbox.elbphysics import make_elb_physical
         from orchestrator_sandbox.kubeaudit import KubeAuditLog
         from orchestrator_sandbox.kubetoken import ClusterTokens
@@ -155,6 +167,9 @@ class World:
         dns = DnsServer(view)
         dns.start()
         self._stoppers.append(dns.stop)
+        proxy = ConnectProxy(front_end_route(view, alb))
+        proxy.start()
+        self._stoppers.append(proxy.stop)
         acm_regions = {
             REGION: clients["acm"],
             "us-east-1": self._client("acm", aws_url, "us-east-1"),
@@ -180,6 +195,7 @@ class World:
             "alb": alb.address,
             "alb_https": f"{alb.address}:{alb.https_port}",
             "alb_http": f"{alb.address}:{alb.http_port}",
+            "proxy": proxy.url,
         }
         for site, facts in seeded.items():
             config = deployment_config(facts, site.estate.subdomain, site.config_context)
@@ -197,6 +213,7 @@ class World:
                     "account": ACCOUNT,
                     "settings": self.settings,
                     "second_team": self.second_team,
+                    "warnings": self.warnings,
                 },
                 indent=2,
             ),
@@ -264,7 +281,7 @@ class World:
         return ClusterAccess(kube.url, ca_pem=tls.ca_pem, exec_args=exec_args(self.directory, name))
 
     def _start_alb_endpoint(self, clients: dict[str, Any]) -> Any:
-        """The address the world's ALBs answer on, with certificates from the sandbox CA."""
+        """The front end the world's ALBs answer on, with certificates from the sandbox CA."""
         from orchestrator_sandbox.pki import SandboxCA
         from orchestrator_sandbox.tlsendpoint import AlbEndpoint
 
@@ -296,11 +313,16 @@ class World:
             "ORCHESTRATOR_DNS_SERVERS": self.endpoints["dns"],
             "KUBECONFIG": str(self.directory / "kubeconfig"),
             "SSL_CERT_FILE": str(self.ca.cert_path),
+            # Both spellings: where both are set, most clients (urllib, curl) read the
+            # lower-case one, which might be the user's own proxy.
+            **{name: self.endpoints["proxy"] for name in ("HTTPS_PROXY", "https_proxy")},
+            **{name: NO_PROXY for name in ("NO_PROXY", "no_proxy")},
         }
         lines = [
             "# Use the sandbox world: `source` this file. Standard AWS and Kubernetes",
-            "# settings, the DNS resolver that plays the internet's DNS, and the CA the",
-            "# world's HTTPS endpoints chain to (trusted instead of the system's CAs).",
+            "# settings, the DNS resolver that plays the internet's DNS, the CA the",
+            "# world's HTTPS endpoints chain to (trusted instead of the system's CAs), and",
+            "# the proxy through which its ALBs are reached (not its own 127.0.0.1 APIs).",
             "unset AWS_PROFILE AWS_SESSION_TOKEN",
             *(f"export {k}={shlex.quote(v)}" for k, v in settings.items()),
         ]

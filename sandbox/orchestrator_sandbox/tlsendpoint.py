@@ -1,10 +1,13 @@
-"""The address every ALB of the world answers on: HTTPS on 443 and HTTP on 80.
+"""The front end every ALB of the world answers on: HTTPS and HTTP on 127.0.0.1.
 
-One loopback address per world (127.a.b.c, chosen at random so several worlds can run
-side by side) stands in for all of the world's load balancers: the world's DNS resolves
-an alias record to any active ALB to it (`alias_address`). Since they all share it, the
-ALB a client means is told by the name it asks for: the TLS server name (SNI, read from
-the ClientHello before the handshake) picks the ALB whose HTTPS listener has an ISSUED ACM
+One address and two ports stand in for all of the world's load balancers: the world's DNS
+resolves an alias record to any active ALB to 127.0.0.1 (`alias_address`). The ports are
+high ones the system picks (443 and 80 need root, and several worlds may run side by
+side), so clients come in as from behind an egress proxy: through the world's CONNECT
+proxy (egress), which `HTTPS_PROXY` names and which tunnels `<name>:443` to the HTTPS port
+and `<name>:80` to the HTTP one. Since all ALBs share the front end, the ALB a client
+means is told by the name it asks for: the TLS server name (SNI, read from the
+ClientHello before the handshake) picks the ALB whose HTTPS listener has an ISSUED ACM
 certificate covering it, and plain HTTP's Host header picks the ALB of that DNS name, or
 the one serving that name over HTTPS.
 
@@ -14,17 +17,16 @@ the one serving that name over HTTPS.
 - Reachability: clients here stand on the internet, outside every VPC. An internal ALB, or
   an internet-facing one with a subnet that has no route to an internet gateway, cannot be
   reached from there: the connection is closed before any answer (a real client would
-  time out; here all ALBs share one address, so the TCP handshake cannot be withheld).
+  time out; here all ALBs share one front end, so the TCP handshake cannot be withheld).
 - The answer: while the listener's target group has no healthy target (new targets are
   `initial` for a while: elbphysics), the ALB's own `503 Service Temporarily Unavailable`
-  page; then Kubeflow's answer to an anonymous visitor, a redirect to Dex's login. On port
-  80, the listener's redirect to HTTPS.
+  page; then Kubeflow's answer to an anonymous visitor, a redirect to Dex's login. Over
+  HTTP, the listener's redirect to HTTPS (port 443, where clients reach it by the proxy).
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
 import socket
 import socketserver
 import ssl
@@ -38,8 +40,7 @@ from typing import Any
 from orchestrator_sandbox.pki import SandboxCA
 from orchestrator_sandbox.subnets import all_public
 
-HTTPS_PORT = 443
-HTTP_PORT = 80
+LOOPBACK = "127.0.0.1"
 DEFAULT_NAMES = ("*.elb.amazonaws.com",)
 LOGIN_REDIRECT = (
     "/dex/auth?client_id=kubeflow-oidc-authservice"
@@ -126,9 +127,9 @@ class AlbEndpoint:
         self.elbv2 = elbv2
         self.acm = acm
         self.ec2 = ec2 if ec2 is not None else _sibling_client(elbv2, "ec2")
-        self.address = ""
-        self.https_port = HTTPS_PORT
-        self.http_port = HTTP_PORT
+        self.address = LOOPBACK
+        self.https_port = 0
+        self.http_port = 0
         self._servers: list[_Server] = []
         self._contexts: dict[Path, ssl.SSLContext] = {}
         self._lock = threading.Lock()
@@ -136,8 +137,10 @@ class AlbEndpoint:
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind (443 and 80, or ephemeral ports if those are not allowed) and serve."""
-        https, http = self._bind()
+        """Bind two free ports of 127.0.0.1 and serve."""
+        https = _Server((self.address, 0), _HttpsHandler)
+        http = _Server((self.address, 0), _HttpHandler)
+        self.https_port, self.http_port = https.server_address[1], http.server_address[1]
         https.endpoint = http.endpoint = self
         self._servers = [https, http]
         for server in self._servers:
@@ -148,35 +151,6 @@ class AlbEndpoint:
             with contextlib.suppress(Exception):
                 server.shutdown()
                 server.server_close()
-
-    def _bind(self) -> tuple[_Server, _Server]:
-        for _ in range(16):
-            self.address = _random_loopback()
-            try:
-                https = _Server((self.address, HTTPS_PORT), _HttpsHandler)
-            except PermissionError as exc:
-                return self._bind_ephemeral(exc)
-            except OSError:
-                continue  # that address's 443 is taken: try another address
-            try:
-                http = _Server((self.address, HTTP_PORT), _HttpHandler)
-            except OSError:
-                https.server_close()
-                continue
-            return https, http
-        return self._bind_ephemeral(OSError("ports 443/80 busy on every address tried"))
-
-    def _bind_ephemeral(self, why: OSError) -> tuple[_Server, _Server]:
-        https = _Server((self.address, 0), _HttpsHandler)
-        http = _Server((self.address, 0), _HttpHandler)
-        self.https_port, self.http_port = https.server_address[1], http.server_address[1]
-        print(
-            f"alb endpoint: cannot serve on {self.address}:{HTTPS_PORT}/{HTTP_PORT} ({why}); "
-            f"serving HTTPS on port {self.https_port} and HTTP on port {self.http_port} "
-            "instead, so clients that assume 443 will not reach the ALB",
-            flush=True,
-        )
-        return https, http
 
     # ---- DNS ----------------------------------------------------------------------------------
 
@@ -316,11 +290,6 @@ def _sibling_client(client: Any, service: str) -> Any:
     )
 
 
-def _random_loopback() -> str:
-    # The second octet is never 0, so the address is never 127.0.0.1 (or near it).
-    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
-
-
 # ---- the servers -------------------------------------------------------------------------------
 
 
@@ -439,8 +408,7 @@ class _HttpHandler(_Handler):
         if route is not None and _default_action(route) == "fixed-response":
             self._fixed(route)
             return
-        port = "" if endpoint.https_port == HTTPS_PORT else f":{endpoint.https_port}"
-        target = f"https://{host}{port}{self.path}"
+        target = f"https://{host}{self.path}"
         self._reply(301, target, f'<a href="{target}">Moved Permanently</a>.')
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer

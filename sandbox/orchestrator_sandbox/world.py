@@ -1,11 +1,11 @@
 """Start, find and stop the sandbox world, a detached process serving on loopback ports.
 
 Its directory holds `lock` (held while a process starts or stops the world), `pid`,
-`world.json` (endpoints and the directory it serves; written last, so its presence means
-ready), `env` (the settings to use it), `kubeconfig` (contexts `sandbox` and `staging`),
-`config.yaml` and `config-staging.yaml` (the seeded deployments, one per cluster), the log,
-`cloudtrail.jsonl` and `kube-audit.jsonl` (every AWS and Kubernetes API request the world
-received, for tests and curiosity).
+`world.json` (endpoints, the directory it serves and warnings for the user; written last,
+so its presence means ready), `env` (the settings to use it), `kubeconfig` (contexts
+`sandbox` and `staging`), `config.yaml` and `config-staging.yaml` (the seeded deployments,
+one per cluster), the log, `cloudtrail.jsonl` and `kube-audit.jsonl` (every AWS and
+Kubernetes API request the world received, for tests and curiosity).
 """
 
 from __future__ import annotations
@@ -73,19 +73,28 @@ def up(
             info = running(directory)
             if info is None:
                 info = _start(directory, settings or {}, second_team)
-            return info
     except StartInterrupted:
         raise
     except KeyboardInterrupt:
         raise StartInterrupted(f"nothing was started in {directory}") from None
+    warn(info)
+    return info
 
 
 def ensure_up(directory: Path) -> dict[str, Any]:
     info = running(directory)
     if info is None:
         print(f"starting the sandbox world in {directory} ...", file=sys.stderr)
-        info = up(directory)
+        return up(directory)
+    warn(info)
     return info
+
+
+def warn(info: dict[str, Any]) -> None:
+    """Print the world's warnings on stderr, one line each: the world runs detached, and
+    what it says only in its log, nobody reads."""
+    for warning in info.get("warnings", []):
+        print(f"sandbox: warning: {warning}", file=sys.stderr)
 
 
 def down(directory: Path) -> bool:

@@ -1,0 +1,96 @@
+"""Hints that work as printed: every backticked `orchestrator COMMAND ...` the CLI prints
+carries the user's own --config, --state and --sandbox/--sandbox-dir.
+
+The messages that name a next command (about fifty, across the engine, the AWS layer and
+the phases) are written plainly, as "`orchestrator resume`"; this is the one place that
+completes them. Run bare, `orchestrator resume` would read another config and state file
+than the command that printed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shlex
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+# A backticked command: `orchestrator resume --confirm delegation`.
+COMMAND = re.compile(r"`orchestrator ([a-z][a-z-]*)([^`\n]*)`")
+# Commands that read the config (and so take --config and the sandbox's flags).
+WITH_CONFIG = frozenset({"run", "resume", "rollback", "import"})
+# Commands that read the state file.
+WITH_STATE = WITH_CONFIG | {"status", "outputs", "graph"}
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The global flags the user gave (None or False: not given)."""
+
+    config: str | None = None
+    state: str | None = None
+    sandbox: bool = False
+    sandbox_dir: str | None = None
+
+    def for_command(self, command: str, present: str = "") -> list[str]:
+        """The flags `orchestrator COMMAND` needs to act as the user's command did; not
+        those the hint already names (in `present`)."""
+        wanted: list[tuple[str, str | None]] = []
+        if command in WITH_CONFIG and self.config is not None:
+            wanted.append(("--config", self.config))
+        if command in WITH_STATE and self.state is not None:
+            wanted.append(("--state", self.state))
+        if command in WITH_CONFIG and self.sandbox:
+            wanted.append(("--sandbox", None))
+            if self.sandbox_dir is not None:
+                wanted.append(("--sandbox-dir", self.sandbox_dir))
+        given = set(shlex.split(present))
+        words: list[str] = []
+        for flag, value in wanted:
+            if flag not in given:
+                words += [flag] if value is None else [flag, value]
+        return words
+
+    def rewrite(self, text: str) -> str:
+        """`text` with every backticked orchestrator command completed by these flags."""
+        return COMMAND.sub(self._complete, text)
+
+    def _complete(self, match: re.Match[str]) -> str:
+        command, rest = match.group(1), match.group(2)
+        try:
+            extra = self.for_command(command, rest)
+        except ValueError:  # not a command line after all (unbalanced quotes): leave it
+            return match.group(0)
+        added = "".join(f" {shlex.quote(word)}" for word in extra)
+        return f"`orchestrator {command}{rest}{added}`"
+
+
+class HintStream:
+    """A text stream that completes the hints written to it; all else passes through."""
+
+    def __init__(self, stream: TextIO, flags: Flags) -> None:
+        self._stream = stream
+        self._flags = flags
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._flags.rewrite(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def rewriting(flags: Flags, *, stdout: bool = True) -> Iterator[None]:
+    """Complete hints on stderr (and stdout, unless it carries JSON: data, kept as it is)
+    while the block runs."""
+    out, err = sys.stdout, sys.stderr
+    if stdout:
+        sys.stdout = HintStream(out, flags)
+    sys.stderr = HintStream(err, flags)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
