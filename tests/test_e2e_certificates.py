@@ -20,6 +20,8 @@ from orchestrator.states import phase_names
 # These tests are about the DNS and certificate half: they stop after it.
 HALF = ("--until", "certificates_issued")
 CERT_PHASES = phase_names()[: phase_names().index("certificates_issued") + 1]
+# An ACM validation delay longer than any test: the certificates stay PENDING_VALIDATION.
+NEVER = 24 * 3600.0
 
 
 def status_json(w: World, cwd: Path, *extra: str) -> dict:
@@ -169,7 +171,8 @@ def test_no_wait_exits_3_waiting_and_resume_finishes(tmp_path: Path, workdir: Pa
 
 @pytest.mark.complete
 def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None:
-    with World.up(tmp_path / "slow", acm_delay=30.0) as w:
+    # ACM never issues within this test, so "still waiting" cannot depend on how fast CI is.
+    with World.up(tmp_path / "slow", acm_delay=NEVER) as w:
         config = str(w.config)
         assert (
             w.cli("--config", config, "run", "--until", "controller", cwd=workdir).returncode == 0
@@ -179,7 +182,7 @@ def test_max_wait_stops_waiting_resumably(tmp_path: Path, workdir: Path) -> None
         assert "run `orchestrator resume --config " in stopped.stderr
         assert waiting_phase(w, workdir)["name"] == "certificates_issued"
         later = w.cli("--config", str(w.config), "resume", "--max-wait", "3", *HALF, cwd=workdir)
-        assert later.returncode == ExitCode.WAITING, "ACM takes 30 s here"
+        assert later.returncode == ExitCode.WAITING, "ACM never issues here"
         assert waiting_phase(w, workdir)["name"] == "certificates_issued"
         assert "ACM to issue" in waiting_phase(w, workdir)["waiting_for"]
 
@@ -279,7 +282,7 @@ def test_manual_delegation_confirmed_by_a_human(world: World, workdir: Path) -> 
 def test_a_second_concurrent_command_exits_2_and_ctrl_c_saves_state(
     tmp_path: Path, workdir: Path
 ) -> None:
-    with World.up(tmp_path / "slow", acm_delay=60.0) as w:
+    with World.up(tmp_path / "slow", acm_delay=NEVER) as w:
         config = str(w.config)
         run = w.start("--config", config, "run", *HALF, cwd=workdir)
         wait_for(
