@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from orchestrator import __version__, failpoints
+from orchestrator import __version__, calls, failpoints
 
 T = TypeVar("T")
 
@@ -300,8 +300,13 @@ class AwsClient:
 
     def _call(self, operation: str, method: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         mutating = is_mutating(operation)
+        system = f"aws {self._service}"
+        started = calls.check(system, operation, mutating=mutating)
+        attempts = 0
 
         def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
             if mutating:
                 failpoints.before_write(f"{self._service}:{operation}")
             try:
@@ -317,7 +322,13 @@ class AwsClient:
             if self._on_retry and isinstance(error, AwsError):
                 self._on_retry(error, state.attempt_number)
 
-        return _retrying(self._service, before_sleep)(attempt)
+        try:
+            result = _retrying(self._service, before_sleep)(attempt)
+        except AwsError as error:
+            calls.done(system, operation, started, attempts, error.code)
+            raise
+        calls.done(system, operation, started, attempts)
+        return result
 
     def pages(self, method: str, key: str, **kwargs: Any) -> Iterator[Any]:
         """Items under `key` across all pages, each page request retried on its own."""

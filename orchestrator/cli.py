@@ -55,31 +55,57 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    """Run the command, then say how it ended (with --json, as a final `result` line)."""
+    from orchestrator.report import JsonReporter, Reporter
+
+    # With --json, every way out ends with a result line; otherwise plain until a working
+    # command has asked what it must (a rollback's question) and chooses (_reporter).
+    if args.command in WORKING and args.json:
+        args.report = JsonReporter(sys.stdout, args.hints.rewrite)
+    else:
+        args.report = Reporter()
+    ending: list[str] = []
+    code = _ended(args, ending)
+    args.report.close()
+    args.report.result(code, ending[0] if ending else "")
+    return code
+
+
+# The commands that work through the engine, and report as they go.
+WORKING = ("run", "resume", "rollback", "plan")
+
+
+def _ended(args: argparse.Namespace, ending: list[str]) -> int:
     """Run the command; map what ends it to a message and an exit code."""
+
+    def say(message: str) -> None:
+        args.report.close()
+        print(message, file=sys.stderr)
+        ending.append(message)
+
     try:
+        from orchestrator.calls import configure
+
+        configure(getattr(args, "verbose", False), getattr(args, "log_file", None))
         return int(args.handler(args))
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return ExitCode.USAGE
     except StateWriteFailed as exc:
-        print(
+        say(
             f"error: {exc}; the command stopped there, and the state file holds what was "
             "saved last. Fix the cause (free space, permissions), then run `orchestrator "
-            "resume`",
-            file=sys.stderr,
+            "resume`"
         )
         return ExitCode.PHASE_FAILED
     except Interrupted as stop:  # stopped where it knows best what to say (a world starting)
-        print(f"\ninterrupted: {stop}", file=sys.stderr)
+        say(f"\ninterrupted: {stop}")
         return ExitCode.INTERRUPTED
     except KeyboardInterrupt:
         if args.command in ("run", "resume", "rollback"):
-            print(
-                f"\ninterrupted: state saved in {args.state}; run `orchestrator resume` to go on",
-                file=sys.stderr,
-            )
+            say(f"\ninterrupted: state saved in {args.state}; run `orchestrator resume` to go on")
         else:  # nothing was under way that resume would go on with
-            print("\ninterrupted", file=sys.stderr)
+            say("\ninterrupted")
         return ExitCode.INTERRUPTED
 
 
@@ -111,6 +137,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--state", default=argparse.SUPPRESS, help=f"state file (default {DEFAULT_STATE})"
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log every AWS and Kubernetes call on stderr (service, operation, duration, attempts)",
+    )
+    common.add_argument(
+        "--log-file",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="append every AWS and Kubernetes call, and what else is logged, to PATH",
     )
 
     parser = argparse.ArgumentParser(
@@ -145,9 +184,16 @@ def _parser() -> argparse.ArgumentParser:
         )
         group.add_argument(
             "--max-wait",
-            type=_seconds,
+            type=seconds,
             metavar="SECONDS",
             help="stop waiting (exit 3, resumable) after this many seconds",
+        )
+
+    def with_json(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--json",
+            action="store_true",
+            help="write JSON lines to stdout: one event each, then a final result",
         )
 
     def with_sandbox(p: argparse.ArgumentParser) -> None:
@@ -174,6 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     with_sandbox(run)
     with_waits(run)
+    with_json(run)
     run.set_defaults(handler=_forward, resume=False, confirm=[])
 
     resume = command(
@@ -186,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     with_sandbox(resume)
     with_waits(resume)
+    with_json(resume)
     resume.add_argument(
         "--confirm",
         action="append",
@@ -201,10 +249,12 @@ def _parser() -> argparse.ArgumentParser:
         "rollback",
         "undo phases, newest first",
         "Undo, newest first, every phase after PHASE (--to), or every phase and then "
-        "whatever still carries the deployment's tags (--all). What something not ours "
-        "still uses is left in place, and `status` says why.",
+        "whatever still carries the deployment's tags (--all). It first lists what it will "
+        "delete and asks; without a terminal it deletes only with --yes. Each resource is "
+        "named as it goes; what is not ours, or what something not ours still uses, is left "
+        "in place, and `status` says why.",
         "  orchestrator rollback --to certificates_issued   # remove the Ingress and the ALB\n"
-        "  orchestrator rollback --all",
+        "  orchestrator rollback --all --yes                # in CI: no question asked",
     )
     with_sandbox(rollback)
     target = rollback.add_mutually_exclusive_group(required=True)
@@ -212,7 +262,28 @@ def _parser() -> argparse.ArgumentParser:
         "--to", choices=phases, metavar="PHASE", help="undo every phase after PHASE"
     )
     target.add_argument("--all", action="store_true", help="undo every phase")
+    rollback.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="delete without asking (needed without a terminal, as in CI)",
+    )
+    with_json(rollback)
     rollback.set_defaults(handler=_rollback)
+
+    plan = command(
+        "plan",
+        "show what run would do, changing nothing",
+        "For each phase: done and still true, or what run would create, change or delete "
+        "there, by name (zone, records, certificates, IAM role and policy, subnet tags, "
+        "Kubernetes objects). Reads only: every write call is refused while it runs, and "
+        "the state file is not written.",
+        "  orchestrator plan\n  orchestrator plan --json | jq -c 'select(.event == \"plan\")'",
+    )
+    with_sandbox(plan)
+    plan.add_argument("--until", choices=phases, metavar="PHASE", help="plan only up to this phase")
+    with_json(plan)
+    plan.set_defaults(handler=_plan)
 
     imports = command(
         "import",
@@ -267,6 +338,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     graph.set_defaults(handler=_graph)
 
+    completion = command(
+        "completion",
+        "print a shell completion script",
+        "A completion script for bash, zsh or tcsh, generated from this command line's own "
+        "definition: commands, flags, phase names.",
+        "  source <(orchestrator completion bash)            # this shell\n"
+        "  orchestrator completion zsh > ~/.zfunc/_orchestrator",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+    completion.set_defaults(handler=_completion)
+
     sandbox = commands.add_parser(
         "sandbox",
         add_help=False,
@@ -308,7 +390,7 @@ def version() -> str:
         return "unknown"
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -360,13 +442,12 @@ def _engine(
     from orchestrator import inventory
     from orchestrator.aws import Aws
     from orchestrator.machine import Engine
-    from orchestrator.report import Reporter
     from orchestrator.waiting import WaitPolicy
 
-    report = Reporter()
+    report = args.report
 
     def on_retry(error: Any, attempt: int) -> None:
-        report.info(f"AWS said {error.code} to {error.operation}; retrying (attempt {attempt})")
+        report.info(f"{retry_reason(error)}; retrying (attempt {attempt})")
 
     policy = WaitPolicy.from_args(getattr(args, "no_wait", False), getattr(args, "max_wait", None))
     return Engine(
@@ -381,6 +462,15 @@ def _engine(
         kube_factory=lambda: _kube(config),
         inventory=inventory,
     )
+
+
+def retry_reason(error: Any) -> str:
+    """Why a call is tried again: what AWS answered, or that it could not be reached (then
+    AWS said nothing)."""
+    what = f"{error.service} {error.operation}"
+    if error.code == "ConnectionError":
+        return f"could not reach AWS for {what} ({error.message})"
+    return f"AWS answered {error.code} to {what}"
 
 
 def _kube(config: Any) -> Any:
@@ -405,6 +495,14 @@ def _load_state(store: Any, config: Any, phases: list[Any], *, must_exist: bool)
     return state
 
 
+def _reporter(args: argparse.Namespace) -> None:
+    """The voice of a working command: JSON lines, live on a terminal, or plain lines."""
+    from orchestrator.report import choose
+
+    if not args.json:
+        args.report = choose(as_json=False)
+
+
 def _forward(args: argparse.Namespace) -> int:
     config, phases, store = _prepare(args)
     command = "resume" if args.resume else "run"
@@ -412,24 +510,84 @@ def _forward(args: argparse.Namespace) -> int:
         if note:
             print(note, file=sys.stderr)
         state = _load_state(store, config, phases, must_exist=args.resume)
+        _reporter(args)
         engine = _engine(args, config, phases, store, state, frozenset(args.confirm))
-        print(f"deployment {state.deployment} (state: {store.path})")
+        args.report.header(state.deployment, str(store.path))
         if args.resume and state.rollback_to:
             to = None if state.rollback_to == ROLLBACK_ALL else state.rollback_to
-            print(f"finishing the interrupted rollback to {to or 'nothing (--all)'}")
+            args.report.notice(f"finishing the interrupted rollback to {to or 'nothing (--all)'}")
             return _outcome(engine, lambda: engine.rollback(to), args)
         return _outcome(engine, lambda: engine.forward(args.until), args)
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    from orchestrator import preview
+
     config, phases, store = _prepare(args)
     with store.locked("rollback") as note:
         if note:
             print(note, file=sys.stderr)
         state = _load_state(store, config, phases, must_exist=True)
+        to = None if args.all else args.to
+        steps = preview.rollback_steps(state, phases, to)
+        shown = preview.render(steps, state.deployment, "--all" if to is None else f"--to {to}")
+        if not args.yes and preview.deletes_anything(steps):
+            _agree(
+                args,
+                shown,
+                f"`orchestrator rollback {'--all' if to is None else '--to ' + to} --yes`",
+            )
+        _reporter(args)
         engine = _engine(args, config, phases, store, state)
-        print(f"deployment {state.deployment} (state: {store.path})")
-        return _outcome(engine, lambda: engine.rollback(None if args.all else args.to), args)
+        args.report.header(state.deployment, str(store.path))
+        if args.json:
+            args.report.emit("preview", steps=[step.as_dict() for step in steps])
+        return _outcome(engine, lambda: engine.rollback(to), args)
+
+
+def _agree(args: argparse.Namespace, shown: str, confirmed: str) -> None:
+    """Show what the rollback deletes and ask, as `terraform destroy` does; without a
+    terminal to ask on, refuse (exit 2, nothing deleted) unless --yes was given."""
+    if not args.json:
+        print(shown)
+    if args.json or not sys.stdin.isatty():
+        raise UsageError(
+            "rollback deletes resources, and there is no terminal to confirm on: nothing was "
+            f"deleted. To delete them, run {confirmed}"
+        )
+    try:
+        answer = input("Delete these? Only 'yes' goes on: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != "yes":
+        raise UsageError("rollback cancelled: nothing was deleted")
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """What `run` would do: the phases' own plans, on a copy of the state never saved."""
+    from orchestrator import planning
+
+    config, phases, store = _prepare(args)
+    state = _load_state(store, config, phases, must_exist=False)
+    engine = _engine(args, config, phases, Unsaved(), state)
+    plans = engine.plan(args.until)
+    if args.json:
+        args.report.header(state.deployment, str(store.path))
+        for plan in plans:
+            args.report.emit("plan", **plan.as_dict())
+    else:
+        print(f"plan for deployment {state.deployment} (state: {store.path}):")
+        print("\n".join(planning.lines(plans)))
+        print(planning.summary(plans))
+    unknown = any(plan.status == "unknown" for plan in plans)
+    return ExitCode.PHASE_FAILED if unknown else ExitCode.OK
+
+
+class Unsaved:
+    """A state store that keeps nothing: `plan` works on a state it never writes."""
+
+    def save(self, state: Any) -> None:
+        pass
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -509,20 +667,20 @@ def _outcome(engine: Any, work: Any, args: argparse.Namespace) -> int:
         engine.report.failed(failure.phase, failure.message, failure.hint)
         return ExitCode.PHASE_FAILED
     except StillWaiting as stop:
-        print(
+        engine.report.stopped(
             f"stopped after {stop.elapsed:.0f}s while waiting for {stop.waiting_for}; "
-            "run `orchestrator resume` to keep waiting",
-            file=sys.stderr,
+            "run `orchestrator resume` to keep waiting"
         )
         return ExitCode.WAITING
     except NeedsAction as action:
-        print(f"action needed: {action.instructions}", file=sys.stderr)
+        engine.report.stopped(f"action needed: {action.instructions}")
         return ExitCode.WAITING
-    print("done")
+    url = None
     if all(record.status == "done" for record in engine.state.phases):
         from orchestrator.outputs import collect
 
-        print(f"Kubeflow is at {collect(engine.state)['url']}")
+        url = collect(engine.state)["url"]
+    engine.report.finished(url)
     return ExitCode.OK
 
 
@@ -704,6 +862,13 @@ def _phase_summary(record: Any) -> dict[str, Any]:
         "error": record.error,
         "kept": record.kept,
     }
+
+
+def _completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(_parser(), shell=args.shell))
+    return ExitCode.OK
 
 
 # ---- sandbox -----------------------------------------------------------------------------------

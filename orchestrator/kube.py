@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from orchestrator import __version__, failpoints
+from orchestrator import __version__, calls, failpoints
 
 T = TypeVar("T")
 
@@ -140,7 +140,12 @@ class Kube:
             return None
 
     def _call(self, operation: str, work: Any, *, mutating: bool = False) -> Any:
+        started = calls.check("kubernetes", operation, mutating=mutating)
+        attempts = 0
+
         def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
             if mutating:
                 failpoints.before_write(f"kubernetes:{operation}")
             try:
@@ -151,12 +156,19 @@ class Kube:
                 failpoints.after_write(f"kubernetes:{operation}")
             return result
 
-        return tenacity.Retrying(
+        retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda e: isinstance(e, KubeError) and e.retryable),
             wait=tenacity.wait_random_exponential(multiplier=0.3, max=10),
             stop=tenacity.stop_after_attempt(6),
             reraise=True,
-        )(attempt)
+        )
+        try:
+            result = retrying(attempt)
+        except KubeError as error:
+            calls.done("kubernetes", operation, started, attempts, error.reason)
+            raise
+        calls.done("kubernetes", operation, started, attempts)
+        return result
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self._call(

@@ -27,6 +27,7 @@ from orchestrator.errors import (
     UsageError,
 )
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import PhasePlan
 from orchestrator.report import Reporter
 from orchestrator.store import (
     ROLLBACK_ALL,
@@ -87,6 +88,9 @@ ACTION_AFTER: dict[str, str | None] = {
 # Moves made only while the phase does that work (its `action`).
 ONLY_WHILE = {"finish": "enter", "need_action": "enter", "finish_rollback": "rollback"}
 TARGET = {trigger: dest for trigger, _, dest in MOVES}
+
+# Why rollback never deletes what a phase adopted.
+ADOPTED = "it existed before this deployment (adopted), and is only ever used"
 
 
 class IllegalMove(Exception):
@@ -261,7 +265,7 @@ class Engine:
         record.kept = []
         record.error = record.waiting_for = record.waiting_since = record.waiting_detail = None
         self.save()
-        self.report.started(phase.name, phase.title)
+        self.report.started(phase.name, phase.heading(self.config))
         started = time.monotonic()
         self._guard(phase.name, record, lambda: phase.enter(ctx))
         self.move(record, "finish")
@@ -298,6 +302,34 @@ class Engine:
             record.error = f"{message} (next: {hint})"
             self.save()
             raise PhaseFailed(name, message, hint) from exc
+
+    # ---- plan -------------------------------------------------------------------------------
+
+    def plan(self, until: str | None = None) -> list[PhasePlan]:
+        """What `run` would do, phase by phase, with every write call refused. The engine's
+        state should be a copy: a phase's plan may note what it read (preflight's
+        observations, say) in its record for the later phases' plans."""
+        from orchestrator import calls
+
+        stop = self.order.index(until) if until else len(self.order) - 1
+        with calls.read_only("plan"):
+            return [self._plan_phase(name) for name in self.order[: stop + 1]]
+
+    def _plan_phase(self, name: str) -> PhasePlan:
+        phase, record = self.phases[name], self.state.phase(name)
+        ctx = PhaseContext(self, record)
+        try:
+            if record.status == DONE:
+                problem = phase.verify(ctx)
+                if problem is None:
+                    return PhasePlan(name, "done")
+                return PhasePlan(name, "drifted", phase.plan(ctx), problem)
+            return PhasePlan(name, "to_do", phase.plan(ctx))
+        except (KeyboardInterrupt, StateConflict, StateWriteFailed):
+            raise
+        except Exception as exc:  # noqa: BLE001 - told, and the other phases still planned
+            message, _ = describe_failure(exc)
+            return PhasePlan(name, "unknown", problem=message)
 
     # ---- back -------------------------------------------------------------------------------
 
@@ -386,6 +418,8 @@ class Engine:
         self.report.rolling_back(name)
         started = time.monotonic()
         self._guard(name, record, lambda: self._rollback_checked(phase, ctx))
+        for adopted in (r for r in record.resources if not r.created):
+            self.report.info(f"left {adopted.describe()} in place: {ADOPTED}", name)
         self.move(record, "finish_rollback")
         record.intent = None
         record.outputs, record.resources = {}, []

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from orchestrator.ownership import OWNER_TAG, Owner
+from orchestrator.planning import CHECK, Change
 from orchestrator.store import PhaseRecord, PhaseStatus, Resource, now
 from orchestrator.waiting import wait_until
 
@@ -40,6 +41,17 @@ class Phase:
     # Earlier phases whose outputs this one reads (ctx.earlier): declared, so that a test
     # can check them against the code and the order of the phases.
     reads: ClassVar[tuple[str, ...]] = ()
+    # What else goes when rollback deletes this phase's resources (the rollback preview).
+    rollback_also: ClassVar[str] = ""
+
+    def heading(self, config: Config) -> str:
+        """The title, with the deployment's own names: {host} and {subdomain}."""
+        return self.title.format(host=config.kubeflow_host, subdomain=config.subdomain)
+
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        """What `enter` would change, from reads only (every write call is refused while
+        it runs). Earlier phases may not be done: read their outputs with .get."""
+        return [Change(CHECK, self.heading(ctx.config))]
 
     def enter(self, ctx: PhaseContext) -> None:
         raise NotImplementedError
@@ -174,6 +186,12 @@ class PhaseContext:
         self.record.intent = None
         self.save()
 
+    def deleted(self, resource: Resource) -> None:
+        """Drop a resource from the record once rollback deleted it (or found it already
+        gone), saying so: the operator sees each resource go."""
+        self.say(f"deleted {resource.describe()}")
+        self.forget(resource)
+
     def keep(self, resources: Resource | list[Resource], reason: str) -> None:
         """Leave what this deployment created in place on purpose, because something not
         ours still uses it: it leaves the record, and the reason stays for `status`."""
@@ -182,7 +200,7 @@ class PhaseContext:
             self.record.kept.append({"kind": resource.kind, "id": resource.id, "reason": reason})
         self.record.resources = [r for r in self.record.resources if not any(r is k for k in kept)]
         self.record.intent = None
-        names = ", ".join(f"{r.kind} {r.id}" for r in kept[:3])
+        names = ", ".join(r.describe() for r in kept[:3])
         more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
         self.say(f"left {names}{more} in place: {reason}")
         self.save()
@@ -193,7 +211,7 @@ class PhaseContext:
     # ---- talking and waiting ------------------------------------------------------------
 
     def say(self, message: str) -> None:
-        self._engine.report.info(message)
+        self._engine.report.info(message, self.record.name)
 
     def wait_until(
         self, what: str, probe: Callable[[], T | None], *, limit: float | None = None

@@ -76,6 +76,21 @@ class Resource:
     confirmed: bool = True
     detail: dict[str, Any] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """What it is, for people: a DNS record by its name and type, the rest by id."""
+        rrset = self.detail.get("rrset")
+        if self.kind == "route53:record" and isinstance(rrset, dict):
+            return f"route53 record {str(rrset.get('Name', '')).rstrip('.')} {rrset.get('Type')}"
+        if self.kind == "kubernetes:object":
+            *_, kind, namespace, name = self.id.split("/")
+            return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+        if self.kind == "ec2:subnet-tag":
+            subnet, _, key = self.id.partition("/")
+            return f"tag {key} on {subnet}"
+        if not self.confirmed:
+            return f"{self.kind} (a create whose answer was not recorded: {self.id})"
+        return f"{self.kind} {self.id}"
+
 
 @dataclass
 class PhaseRecord:

@@ -21,6 +21,7 @@ from orchestrator.builders.records import plain
 from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import CREATE, USE, Change
 
 KIND = "acm:certificate"
 PURPOSE_TAG = "orchestrator:certificate"
@@ -81,6 +82,34 @@ class CertificatesPhase(Phase):
     )
     outputs = ("certificates", "certificate_arn")
     reads = ("hosted_zone",)
+
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        changes = []
+        for want in wanted_certificates(ctx.config):
+            names = " ".join([want["domain"], *want["sans"]])
+            live = [
+                found["Certificate"]
+                for arn in self._ours(ctx, want)
+                if (found := ctx.aws.acm.describe_certificate(CertificateArn=arn))
+                and found["Certificate"]["Status"] not in DEAD_STATUSES
+            ]
+            if not live:
+                changes.append(Change(CREATE, f"ACM certificate for {names}", "DNS validation"))
+                changes.append(
+                    Change(CREATE, f"its DNS validation records for {names}", "named by ACM")
+                )
+                continue
+            changes.append(Change(USE, f"ACM certificate {live[0]['CertificateArn']}", names))
+            sub_zone = ctx.earlier("hosted_zone").get("zone_id")
+            for option in live[0].get("DomainValidationOptions", []):
+                rr = option.get("ResourceRecord")
+                if rr:
+                    zone = validation_zone(ctx.config, sub_zone, rr["Name"]) if sub_zone else None
+                    wanted = records.record_set(
+                        rr["Name"], rr["Type"], [rr["Value"]], VALIDATION_TTL
+                    )
+                    changes.append(records.plan_record(ctx, zone, wanted, "ACM DNS validation"))
+        return changes
 
     def enter(self, ctx: PhaseContext) -> None:
         certificates = [
@@ -201,7 +230,7 @@ class CertificatesPhase(Phase):
             elif not wait_unused_then_delete(ctx, resource.id):
                 ctx.keep(resource, "its tags say it is not this state file's")
                 continue
-            ctx.forget(resource)
+            ctx.deleted(resource)
 
 
 # Where certificates that share a validation record are looked for: the cluster's region

@@ -6,6 +6,7 @@ from typing import Any
 
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import WAIT, Change
 from orchestrator.states.certificates import DEAD_STATUSES
 
 # ACM gives up on DNS validation after 72 hours; we stop waiting (resumably) long before.
@@ -30,6 +31,9 @@ class CertificatesIssuedPhase(Phase):
     )
     outputs = ("certificate_arn", "issued")
     reads = ("certificates",)
+
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        return [Change(WAIT, "for ACM to issue the certificates", "once their records resolve")]
 
     def enter(self, ctx: PhaseContext) -> None:
         certificates = ctx.earlier("certificates")["certificates"]

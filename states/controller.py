@@ -34,6 +34,7 @@ from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import Owner, describe_identity
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import CREATE, UPDATE, USE, Change
 
 KIND = "kubernetes:object"
 CRD = "CustomResourceDefinition"
@@ -99,6 +100,30 @@ class ControllerPhase(Phase):
     outputs = ("mode", "deployment")
     reads = ("preflight", "controller_iam")
 
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        kube = ctx.kube
+        existing = kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
+        if existing is not None and not ctx.owner.owns_object(existing):
+            return [
+                Change(
+                    USE,
+                    f"the AWS Load Balancer Controller in {CONTROLLER_NAMESPACE}",
+                    f"already installed, for cluster {cluster_name_of(existing)!r}",
+                )
+            ]
+        changes = []
+        for obj in self._manifests(ctx, ("", "", "")):
+            meta = obj["metadata"]
+            shown = f"{obj['kind']} {'/'.join(filter(None, (meta.get('namespace'), meta['name'])))}"
+            current = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+            if current is None:
+                changes.append(Change(CREATE, shown))
+            elif ctx.owner.owns_object(current):
+                changes.append(Change(UPDATE, shown, "applied again"))
+            else:
+                changes.append(Change(USE, shown, "exists, not ours"))
+        return changes
+
     def enter(self, ctx: PhaseContext) -> None:
         kube = ctx.kube
         existing = kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
@@ -138,19 +163,25 @@ class ControllerPhase(Phase):
             "(not installed by orchestrator, so never changed or deleted by it)"
         )
 
-    def _install(self, ctx: PhaseContext) -> None:
-        ca, cert, key = self._webhook_tls(ctx)
-        manifests = controller_manifests(
+    def _manifests(self, ctx: PhaseContext, tls: tuple[str, str, str]) -> list[dict[str, Any]]:
+        ca, cert, key = tls
+        role_arn = (
+            ctx.earlier("controller_iam").get("role_arn") or "(the role controller_iam makes)"
+        )
+        return controller_manifests(
             cluster_name=ctx.config.cluster_name,
             region=ctx.config.region,
             vpc_id=ctx.earlier("preflight")["vpc_id"],
-            role_arn=ctx.earlier("controller_iam")["role_arn"],
+            role_arn=role_arn,
             labels=ctx.owner.labels,
             webhook_ca_pem=ca,
             webhook_cert_pem=cert,
             webhook_key_pem=key,
             image_repository=ctx.config.controller_image_repository,
         )
+
+    def _install(self, ctx: PhaseContext) -> None:
+        manifests = self._manifests(ctx, self._webhook_tls(ctx))
         definitions = [obj for obj in manifests if obj["kind"] == CRD]
         for obj in definitions:
             self._apply(ctx, obj)
@@ -259,7 +290,7 @@ class ControllerPhase(Phase):
                 ctx.keep(resource, not_ours(ctx, kind, live))
                 continue
             ctx.kube.delete(api_version, kind, name, namespace)
-            ctx.forget(resource)
+            ctx.deleted(resource)
 
     def _wait_backend_released(self, ctx: PhaseContext) -> None:
         """The controller deletes the cluster's backend security group once no load balancer

@@ -32,6 +32,7 @@ from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, describe_identity
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import CREATE, UPDATE, USE, Change
 
 OIDC = "iam:oidc-provider"
 POLICY = "iam:policy"
@@ -64,6 +65,45 @@ class ControllerIamPhase(Phase):
     inputs = ("cluster.name", "cluster.region")
     outputs = ("role_arn", "role_name", "policy_arn", "oidc_provider_arn")
     reads = ("preflight",)
+
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        iam = ctx.aws.iam
+        preflight = ctx.earlier("preflight")
+        issuer, account, partition = preflight["oidc_issuer"], preflight["account"], _partition(ctx)
+        provider = oidc_provider_arn(account, issuer, partition)
+        role_name, policy_name = names(ctx.deployment)
+        arn = policy_arn(account, policy_name, partition)
+        listed = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+        policy = tolerate(lambda: iam.get_policy(PolicyArn=arn)["Policy"], NO_ENTITY)
+        role = tolerate(lambda: iam.get_role(RoleName=role_name)["Role"], NO_ENTITY)
+        attached = role is not None and any(
+            p["PolicyArn"] == arn
+            for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+        )
+        trust = trust_policy(oidc_provider_arn=provider, issuer=issuer)
+        # What is there but not ours stops enter: the plan says so with enter's own words.
+        if policy is not None:
+            _refuse_unless_ours(ctx, arn, iam.list_policy_tags(PolicyArn=arn)["Tags"], "policy")
+        if role is not None:
+            _refuse_unless_ours(
+                ctx, role_name, iam.list_role_tags(RoleName=role_name)["Tags"], "role"
+            )
+        return [
+            Change(USE, f"IAM OIDC provider {provider}", "the cluster's")
+            if any(p["Arn"] == provider for p in listed)
+            else Change(CREATE, f"IAM OIDC provider {provider}", f"for {issuer}"),
+            Change(CREATE, f"IAM policy {policy_name}", "the controller's permissions")
+            if policy is None
+            else Change(USE, f"IAM policy {arn}"),
+            Change(CREATE, f"IAM role {role_name}", "IRSA, for the controller's service account")
+            if role is None
+            else Change(
+                USE if same_document(role["AssumeRolePolicyDocument"], trust) else UPDATE,
+                f"IAM role {role_name}",
+                "its trust policy",
+            ),
+            Change(USE if attached else CREATE, f"attachment of {policy_name} to {role_name}"),
+        ]
 
     def enter(self, ctx: PhaseContext) -> None:
         preflight = ctx.earlier("preflight")
@@ -217,7 +257,7 @@ class ControllerIamPhase(Phase):
                 ctx.keep(resource, _NOT_OURS)
                 continue
             tolerate(iam.detach_role_policy, NO_ENTITY, RoleName=role, PolicyArn=policy_arn)
-            ctx.forget(resource)
+            ctx.deleted(resource)
         kept_roles, deleted_roles = set(), set()
         for resource in ctx.owned(ROLE):
             if resource.id == runs_as or not self._ours_or_gone(ctx, ROLE, resource.id):
@@ -226,13 +266,13 @@ class ControllerIamPhase(Phase):
                 continue
             tolerate(iam.delete_role, NO_ENTITY, RoleName=resource.id)
             deleted_roles.add(resource.id)
-            ctx.forget(resource)
+            ctx.deleted(resource)
         for resource in ctx.owned(POLICY):
             if kept_roles or not self._ours_or_gone(ctx, POLICY, resource.id):
                 ctx.keep(resource, _STILL_USED if kept_roles else _NOT_OURS)
                 continue
             self._delete_policy(ctx, resource.id)
-            ctx.forget(resource)
+            ctx.deleted(resource)
         for resource in ctx.owned(OIDC):
             if not self._ours_or_gone(ctx, OIDC, resource.id):
                 ctx.keep(resource, _NOT_OURS)
@@ -248,7 +288,7 @@ class ControllerIamPhase(Phase):
             tolerate(
                 iam.delete_open_id_connect_provider, NO_ENTITY, OpenIDConnectProviderArn=resource.id
             )
-            ctx.forget(resource)
+            ctx.deleted(resource)
 
     def _ours_or_gone(self, ctx: PhaseContext, kind: str, rid: str) -> bool:
         """Whether the entity's tags name this deployment and state file (or it is gone:

@@ -13,12 +13,14 @@ from orchestrator.builders.records import (
     delete_record,
     ensure_record,
     fqdn,
+    plan_record,
     record_problem,
     record_set,
     wait_in_sync,
 )
 from orchestrator.errors import NeedsAction
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import ASK, CREATE, Change
 
 NS_TTL = 300  # short, so a zone re-created after a rollback is reachable again quickly
 
@@ -35,6 +37,18 @@ class DelegationPhase(Phase):
     # Who saw the delegation in place: only in manual mode ("dns" or "operator").
     optional_outputs = ("checked_by",)
     reads = ("hosted_zone",)
+
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        subdomain, root = ctx.config.subdomain, ctx.config.root_domain
+        if not ctx.config.root_zone_id:
+            return [
+                Change(ASK, f"you to add NS records for {subdomain} at the registrar of {root}")
+            ]
+        name_servers = ctx.earlier("hosted_zone").get("name_servers")
+        if not name_servers:
+            return [Change(CREATE, f"record {subdomain} NS", f"delegation, in the zone of {root}")]
+        wanted = record_set(subdomain, "NS", [fqdn(n) for n in name_servers], NS_TTL)
+        return [plan_record(ctx, ctx.config.root_zone_id, wanted, f"delegation of {subdomain}")]
 
     def enter(self, ctx: PhaseContext) -> None:
         name_servers = ctx.earlier("hosted_zone")["name_servers"]

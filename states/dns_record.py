@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from orchestrator.builders import records
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import CREATE, Change
 
 
 class DnsRecordPhase(Phase):
     name = "dns_record"
-    title = "alias record kubeflow.<subdomain> -> the ALB"
+    title = "alias record {host} -> the ALB"
     inputs = ("route53.subDomain.name",)
     outputs = ("name", "target")
     reads = ("hosted_zone", "load_balancer")
@@ -18,6 +19,16 @@ class DnsRecordPhase(Phase):
         return records.alias_record_set(
             ctx.config.kubeflow_host, balancer["hostname"], balancer["canonical_hosted_zone_id"]
         )
+
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        zone_id = ctx.earlier("hosted_zone").get("zone_id")
+        if not ctx.earlier("load_balancer").get("hostname"):
+            return [
+                Change(
+                    CREATE, f"record {ctx.config.kubeflow_host} A alias", "to the ALB, once active"
+                )
+            ]
+        return [records.plan_record(ctx, zone_id, self._wanted(ctx), "Kubeflow endpoint")]
 
     def enter(self, ctx: PhaseContext) -> None:
         zone_id = ctx.earlier("hosted_zone")["zone_id"]

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from orchestrator import resolver
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import CHECK, Change
 
 TIMEOUT = 10.0
 WAIT_LIMIT = 900  # DNS caches, ALB listeners and target health checks can take minutes
@@ -156,6 +157,13 @@ class EndpointPhase(Phase):
     inputs = ("route53.subDomain.name", "kubeflow.alb.scheme")
     outputs = ("url", "http_status")
     reads = ("load_balancer", "certificates_issued")
+
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        return [
+            Change(
+                CHECK, f"that https://{ctx.config.kubeflow_host}/ answers", "a valid certificate"
+            )
+        ]
 
     def enter(self, ctx: PhaseContext) -> None:
         host = ctx.config.kubeflow_host

@@ -18,6 +18,7 @@ from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, describe_identity, tag_map
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import CREATE, STOP, USE, Change
 
 KIND = "route53:hosted-zone"
 NO_ZONE = "NoSuchHostedZone"
@@ -48,10 +49,30 @@ class HostedZonePhase(Phase):
     outputs = ("zone_id", "name_servers")
     reads = ()
 
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        name = ctx.config.subdomain
+        references = our_references(ctx)
+        for zone in zones_named(ctx, name):
+            zone_id = _short(zone["Id"])
+            if zone.get("Config", {}).get("PrivateZone"):
+                continue
+            tags = zone_tags(ctx, zone_id)
+            if ctx.owner.owns_tags(tags) or zone.get("CallerReference") in references:
+                self._outputs(ctx, zone)
+                return [Change(USE, f"hosted zone {zone_id} for {name}", "this deployment's")]
+            if zone_id == ctx.config.subdomain_zone_id:
+                self._outputs(ctx, zone)
+                return [Change(USE, f"hosted zone {zone_id} for {name}", "named in the config")]
+            return [Change(STOP, f"hosted zone {zone_id} for {name}", "exists and is not ours")]
+        return [Change(CREATE, f"public hosted zone {name}", f"tagged {OWNER_TAG}")]
+
     def enter(self, ctx: PhaseContext) -> None:
         zone = self._existing(ctx)
         if zone is None:
             zone = self._create(ctx)
+        self._outputs(ctx, zone)
+
+    def _outputs(self, ctx: PhaseContext, zone: dict[str, Any]) -> None:
         detail = ctx.aws.route53.get_hosted_zone(Id=zone["Id"])
         ctx.outputs["zone_id"] = _short(zone["Id"])
         ctx.outputs["name_servers"] = sorted(
@@ -193,7 +214,7 @@ class HostedZonePhase(Phase):
             elif not delete_zone(ctx, resource.id):
                 ctx.keep(resource, "its tags say it is not this state file's")
                 continue
-            ctx.forget(resource)
+            ctx.deleted(resource)
 
     def _rollback_unconfirmed(self, ctx: PhaseContext, resource: Any) -> None:
         """A create whose outcome was never recorded: delete the zone if it happened (its

@@ -23,6 +23,7 @@ from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, Owner
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import CREATE, STOP, UPDATE, Change
 from orchestrator.states.controller import ControllerPhase, available, not_ours
 
 NAMESPACE = "istio-system"
@@ -114,6 +115,10 @@ def drift(live: dict[str, Any] | None, wanted: dict[str, Any]) -> str | None:
 class IngressPhase(Phase):
     name = "ingress"
     title = f"Ingress {NAMESPACE}/{NAME} for the ALB"
+    rollback_also = (
+        "and with it the ALB, its listeners, target groups and security groups, "
+        "which the controller deletes"
+    )
     inputs = ("kubeflow.alb.scheme", "route53.subDomain.name")
     outputs = ("ingress", "certificate_arn")
     reads = ("preflight", "controller_iam", "controller", "certificates_issued")
@@ -123,6 +128,17 @@ class IngressPhase(Phase):
         return ingress_manifest(
             scheme=ctx.config.alb_scheme, certificate_arns=arns, owner=ctx.owner
         )
+
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
+        what = (
+            f"Ingress {NAMESPACE}/{NAME} ({ctx.config.alb_scheme} ALB, HTTPS with the certificates)"
+        )
+        if live is None:
+            return [Change(CREATE, what)]
+        if not ctx.owner.owns_object(live):
+            return [Change(STOP, what, "one exists that is not this deployment's")]
+        return [Change(UPDATE, what, "applied again")]
 
     def enter(self, ctx: PhaseContext) -> None:
         live = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
@@ -151,7 +167,7 @@ class IngressPhase(Phase):
                 continue
             ctx.kube.delete(*INGRESS, NAME, NAMESPACE)
             self._wait_torn_down(ctx)
-            ctx.forget(resource)
+            ctx.deleted(resource)
 
     def _wait_torn_down(self, ctx: PhaseContext) -> None:
         """Wait for the controller's teardown. Without a running controller nothing would

@@ -12,10 +12,14 @@ from typing import Any
 
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import WAIT, Change
 from orchestrator.states.ingress import NAME, NAMESPACE
+from orchestrator.store import elapsed_since
 
 WAIT_LIMIT = 1800
 SERVING = ("active", "active_impaired")
+# Seconds of silence on the Ingress after which the wait suggests the controller is down.
+QUIET_LIMIT = 120
 
 
 def hostname_of(ingress: dict[str, Any] | None) -> str | None:
@@ -45,6 +49,15 @@ class LoadBalancerPhase(Phase):
     outputs = ("hostname", "load_balancer_arn", "canonical_hosted_zone_id")
     reads = ()
 
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        return [
+            Change(
+                WAIT,
+                f"for the ALB of Ingress {NAMESPACE}/{NAME} to be active",
+                "the controller makes it",
+            )
+        ]
+
     def enter(self, ctx: PhaseContext) -> None:
         balancer = ctx.wait_until(
             f"the ALB of Ingress {NAMESPACE}/{NAME}", lambda: self._active(ctx), limit=WAIT_LIMIT
@@ -62,11 +75,7 @@ class LoadBalancerPhase(Phase):
         hostname = hostname_of(ingress)
         if hostname is None:
             events = ctx.kube.events_for("Ingress", NAME, NAMESPACE)
-            ctx.note(
-                latest_event(events)
-                or "no events on the Ingress yet (if this lasts, check that the AWS Load "
-                "Balancer Controller runs)"
-            )
+            ctx.note(latest_event(events) or quiet_controller(ctx.record.waiting_since))
             return None
         balancer = find_by_dns_name(ctx, hostname)
         if balancer is None:
@@ -97,6 +106,18 @@ class LoadBalancerPhase(Phase):
         if balancer["State"]["Code"] == "active_impaired":
             ctx.say(impaired_warning(balancer))
         return None
+
+
+def quiet_controller(waiting_since: str | None) -> str:
+    """What a wait says while the controller has not reported on the Ingress: normal for
+    a while; past QUIET_LIMIT, a sign that it does not run."""
+    quiet = elapsed_since(waiting_since) or 0.0
+    if quiet < QUIET_LIMIT:
+        return "the controller has not reported on the Ingress yet"
+    return (
+        f"the controller has not reported on the Ingress in {quiet:.0f}s: check that it runs "
+        "(kubectl -n kube-system get deployment aws-load-balancer-controller)"
+    )
 
 
 def impaired_warning(balancer: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from orchestrator.aws import AwsError, partition_of
 from orchestrator.builders.records import plain
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import CHECK, Change
 from orchestrator.states import subnet_tags
 from orchestrator.states.ingress import GATEWAY_SERVICE
 from orchestrator.states.ingress import NAMESPACE as GATEWAY_NAMESPACE
@@ -40,6 +41,16 @@ class PreflightPhase(Phase):
     )
     outputs = (*CHECKED, "caller_arn")
     reads = ()
+
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        ctx.outputs.update(self._observe(ctx))  # the plan's copy of the state only
+        return [
+            Change(
+                CHECK,
+                f"AWS identity {ctx.outputs['caller_arn']}, cluster {ctx.config.cluster_name}, "
+                f"kube context, root zone and subnets: all as required",
+            )
+        ]
 
     def enter(self, ctx: PhaseContext) -> None:
         ctx.outputs.update(self._observe(ctx))

@@ -29,6 +29,7 @@ from typing import Any
 from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
+from orchestrator.planning import CREATE, DELETE, USE, Change
 from orchestrator.states.ingress import NAME, NAMESPACE
 from orchestrator.store import Resource
 
@@ -216,6 +217,20 @@ class SubnetTagsPhase(Phase):
     outputs = ("subnet_ids", "tags")
     reads = ("preflight",)
 
+    def plan(self, ctx: PhaseContext) -> list[Change]:
+        cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
+        subnets = vpc_subnets(ctx)
+        role = ROLE_TAGS[scheme]
+        withdrawn = {s.id for s in misplaced(subnets, cluster, scheme)} & {
+            r.id.split("/", 1)[0] for r in ctx.owned(KIND) if r.id.endswith(f"/{role}")
+        }
+        changes = [Change(DELETE, f"tag {role} on {s}", "not a suitable subnet") for s in withdrawn]
+        for subnet_id, tags in tags_to_add(subnets, cluster, scheme).items():
+            changes += [Change(CREATE, f"tag {k}={v} on {subnet_id}") for k, v in tags.items()]
+        if not changes:
+            changes.append(Change(USE, f"the subnets already tagged {role}"))
+        return changes
+
     def enter(self, ctx: PhaseContext) -> None:
         cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
         subnets = vpc_subnets(ctx)
@@ -297,7 +312,7 @@ class SubnetTagsPhase(Phase):
                 continue
             untag(ctx, subnet_id, {r.id.split("/", 1)[1]: r.detail["value"] for r in resources})
             for resource in resources:
-                ctx.forget(resource)
+                ctx.deleted(resource)
 
 
 def vpc_subnets(ctx: PhaseContext) -> list[Subnet]:

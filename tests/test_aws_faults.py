@@ -243,7 +243,7 @@ def run_and_roll_back(world: World, workdir: Path) -> None:
     done = world.cli("--config", config, "run", cwd=workdir)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_deployed(world)
-    undone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    undone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert left_behind(world, workdir / "state.json") == []
 

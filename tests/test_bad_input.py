@@ -26,7 +26,7 @@ STATES = {
     line.split(": ", 1)[0]: line.split(": ", 1)[1]
     for line in (CORPUS / "states" / "EXPECT").read_text().splitlines()
 }
-COMMANDS = (["run"], ["resume"], ["rollback", "--all"])
+COMMANDS = (["run"], ["resume"], ["rollback", "--all", "--yes"])
 GOOD_CONFIG = {
     "cluster": {"name": "kube-eks-cluster", "region": "us-west-2"},
     "route53": {

@@ -27,7 +27,7 @@ STATES = {
     for line in (CORPUS / "states" / "EXPECT").read_text().splitlines()
     if line.startswith(("another-deployment.json", "truncated.json"))
 }
-COMMANDS = (["run"], ["resume"], ["rollback", "--all"])
+COMMANDS = (["run"], ["resume"], ["rollback", "--all", "--yes"])
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from orchestrator import cli
 from orchestrator.errors import ExitCode, StateWriteFailed
 from orchestrator.hints import Flags
 from orchestrator.machine import MOVES
+from orchestrator.report import Reporter
 from orchestrator.states import phase_names
 from orchestrator.store import DeploymentState, PhaseStatus, Resource, StateStore, new_state
 
@@ -88,7 +89,8 @@ def test_help_lists_the_phases_in_order(capsys: pytest.CaptureFixture[str]) -> N
 
 
 @pytest.mark.parametrize(
-    "command", ["run", "resume", "rollback", "import", "status", "outputs", "graph"]
+    "command",
+    ["run", "resume", "rollback", "plan", "import", "status", "outputs", "graph", "completion"],
 )
 def test_each_command_has_a_description_and_an_example(
     command: str, capsys: pytest.CaptureFixture[str]
@@ -376,9 +378,40 @@ def test_run_ends_with_the_url_once_every_phase_is_done(
     class Engine:
         def __init__(self) -> None:
             self.state = state
+            self.report = Reporter()
 
     assert cli._outcome(Engine(), lambda: None, None) == ExitCode.OK  # type: ignore[arg-type]
     assert capsys.readouterr().out.splitlines()[-2:] == [
         "done",
         "Kubeflow is at https://kubeflow.platform.example.com/",
     ]
+
+
+def complete(script: str, line: str) -> list[str]:
+    """What bash offers for `line` (its last word), with the completion script loaded."""
+    words = line.split(" ")
+    program = (
+        f"source /dev/stdin <<'SCRIPT'\n{script}\nSCRIPT\n"
+        f"COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; COMP_LINE='{line}'; "
+        'COMP_POINT=${#COMP_LINE}; _shtab_orchestrator; echo "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_bash_completes_commands_flags_and_phase_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert complete(script, "orchestrator ro") == ["rollback"]
+    assert complete(script, "orchestrator rollback --to cert") == [
+        "certificates",
+        "certificates_issued",
+    ]
+    assert "--yes" in complete(script, "orchestrator rollback --")
+
+
+@pytest.mark.parametrize("shell", ["zsh", "tcsh"])
+def test_other_shells_get_a_script(shell: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["completion", shell]) == 0
+    assert "orchestrator" in capsys.readouterr().out

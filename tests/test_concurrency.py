@@ -42,7 +42,7 @@ def test_two_deployments_run_and_roll_back_at_once(world: World, workdir: Path) 
     zones = [z["Name"] for z in world.client("route53").list_hosted_zones()["HostedZones"]]
     assert sorted(zones) == ["example.com.", "platform.example.com.", "staging.example.com."]
 
-    for code, output in both(world, workdir, "rollback", "--all"):
+    for code, output in both(world, workdir, "rollback", "--all", "--yes"):
         assert code == 0, output
     assert left_behind(world, workdir / "prod.json") == []
     assert left_behind(world, workdir / "staging.json") == []
@@ -59,7 +59,7 @@ def test_a_second_command_on_the_same_state_is_refused_at_once(
             lambda: phase_status(workdir / "state.json", "certificates_issued") == "waiting",
             what="the run to wait for ACM",
         )
-        second = w.cli("--config", config, "rollback", "--all", cwd=workdir)
+        second = w.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
         # Refused at once, not after waiting for the lock: the run (waiting a minute on
         # ACM) still holds it.
         assert run.poll() is None

@@ -123,7 +123,7 @@ class Sweeper:
         assert self.cli("run", log=forward).returncode == 0
         deployment = read_state(self.workdir / "state.json")["deployment"]
         made = inventory(self.world, deployment)
-        assert self.cli("rollback", "--all", log=backward).returncode == 0
+        assert self.cli("rollback", "--all", "--yes", log=backward).returncode == 0
         assert footprint(self.world, deployment) == []
         return len(forward.read_text().splitlines()), len(backward.read_text().splitlines()), made
 
@@ -153,12 +153,12 @@ class Sweeper:
                 f"run {mode}:{n}: {dict(made - expected)} extra, {dict(expected - made)} missing"
             )
         if n <= backward:
-            crashed = self.cli("rollback", "--all", failpoint=f"{mode}:{n}")
+            crashed = self.cli("rollback", "--all", "--yes", failpoint=f"{mode}:{n}")
             if crashed.returncode != EXIT_CODE:
                 problems.append(f"rollback {mode}:{n} did not crash: {crashed.returncode}")
             finished = self.recover(second)  # resume finishes an interrupted rollback
         else:
-            finished = self.cli("rollback", "--all")
+            finished = self.cli("rollback", "--all", "--yes")
         if finished.returncode != 0:
             return [*problems, f"rollback {mode}:{n}: {finished.returncode} {finished.stderr}"]
         left = footprint(self.world, state["deployment"])

@@ -104,7 +104,7 @@ def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
     assert_deployed(world)
     zone_id = world.zones()[0]["Id"].split("/")[-1]
 
-    back = world.cli("--config", config, "rollback", "--to", "hosted_zone", cwd=workdir)
+    back = world.cli("--config", config, "rollback", "--yes", "--to", "hosted_zone", cwd=workdir)
     assert back.returncode == 0, back.stderr
     assert world.certificates() == []
     assert world.record(world.root_zone_id, SUBDOMAIN, "NS") is None
@@ -117,7 +117,7 @@ def test_rollback_to_hosted_zone_then_all_leaves_nothing_and_root_untouched(
         for name in CERT_PHASES
     }
 
-    everything = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    everything = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert everything.returncode == 0, everything.stderr
     assert world.zones() == []
     assert world.certificates() == []
@@ -251,7 +251,9 @@ def test_manual_delegation_prints_ns_then_resumes_when_dns_answers(
 
     # Rollback leaves the human's NS record alone: orchestrator did not create it.
     assert (
-        world.cli("--config", config, "rollback", "--to", "hosted_zone", cwd=workdir).returncode
+        world.cli(
+            "--config", config, "rollback", "--yes", "--to", "hosted_zone", cwd=workdir
+        ).returncode
         == 0
     )
     assert world.record(world.root_zone_id, SUBDOMAIN, "NS") is not None
@@ -293,7 +295,8 @@ def test_a_second_concurrent_command_exits_2_and_ctrl_c_saves_state(
         assert second.returncode == ExitCode.USAGE
         assert f"locked by pid {run.pid}" in second.stderr
         assert (
-            w.cli("--config", config, "rollback", "--all", cwd=workdir).returncode == ExitCode.USAGE
+            w.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir).returncode
+            == ExitCode.USAGE
         )
         assert w.cli("status", cwd=workdir).returncode == ExitCode.WAITING, "no lock needed"
 
@@ -309,7 +312,7 @@ def test_corrupted_state_exits_2_and_is_left_untouched(world: World, workdir: Pa
     state = workdir / "state.json"
     state.write_bytes(b'{"schema": 1, "deployment": "x", "phases": [')
     before = state.read_bytes()
-    for command in (["run"], ["resume"], ["rollback", "--all"], ["status"]):
+    for command in (["run"], ["resume"], ["rollback", "--all", "--yes"], ["status"]):
         done = world.cli("--config", str(world.config), *command, cwd=workdir)
         assert done.returncode == ExitCode.USAGE, (command, done.stderr)
         assert "corrupted" in done.stderr

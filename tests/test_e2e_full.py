@@ -175,7 +175,7 @@ def test_full_run_rollback_to_certificates_resume_and_rollback_all(
     assert_serving(world, workdir)
     deployment = read_state(workdir / "state.json")["deployment"]
 
-    back = world.cli("--config", config, "rollback", "--to", "certificates", cwd=workdir)
+    back = world.cli("--config", config, "rollback", "--yes", "--to", "certificates", cwd=workdir)
     assert back.returncode == 0, back.stdout + back.stderr
     certificate = outputs(workdir, "certificates")["certificate_arn"]
     acm = world.client("acm").describe_certificate(CertificateArn=certificate)["Certificate"]
@@ -207,7 +207,7 @@ def test_full_run_rollback_to_certificates_resume_and_rollback_all(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert_serving(world, workdir)
 
-    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert left_behind(world, workdir / "state.json") == []
     assert controller_made(world) == []
@@ -412,7 +412,7 @@ def test_a_preexisting_controller_and_oidc_provider_are_used_never_touched(
     assert outputs(workdir, "controller")["mode"] == "adopted"
     assert outputs(workdir, "controller_iam")["oidc_provider_arn"] == provider
 
-    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     after = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider)
     after.pop("ResponseMetadata")

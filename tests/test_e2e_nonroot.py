@@ -140,9 +140,7 @@ def test_an_ordinary_user_runs_the_whole_sandbox_job(
         done = orchestrator("run", "--sandbox")
         assert done.returncode == 0, done.stdout + done.stderr
         assert phase_status(workdir / "state.json", "endpoint") == "done"
-        help_text = orchestrator("rollback", "--help").stdout
-        confirm = ["--yes"] if "--yes" in help_text else []
-        undone = orchestrator("rollback", "--all", "--sandbox", *confirm)
+        undone = orchestrator("rollback", "--all", "--sandbox", "--yes")
         assert undone.returncode == 0, undone.stdout + undone.stderr
     finally:
         stopped = orchestrator("sandbox", "down")

@@ -59,7 +59,7 @@ def test_a_second_state_file_refuses_and_leaves_the_first_intact(
     assert "`orchestrator import --config " in refused.stderr
     assert writes(world) == before, "no write at all"
     # Its rollback has nothing of its own to undo: the first's deployment is untouched.
-    gone = world.cli("--config", config, "rollback", "--all", cwd=second)
+    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=second)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert writes(world) == before
     again = world.cli("--config", config, "run", cwd=first)
@@ -89,7 +89,7 @@ def test_import_rebuilds_a_lost_state_and_rollback_leaves_nothing(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert writes(world)[0] == before[0], "no AWS write: everything was found, not made"
 
-    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert left_behind(world, workdir / "state.json") == []
     assert controller_made(world) == []
@@ -117,7 +117,7 @@ def test_rollback_leaves_a_foreign_certificate_the_state_names_and_sweeps_ours(
                 resource["id"] = theirs  # a hand edit, a bad merge, a copied state file
     (workdir / "state.json").write_text(json.dumps(state))
 
-    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     arns = [c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]]
     assert theirs in arns, "never deleted on the state file's word alone"
@@ -139,7 +139,7 @@ def test_a_bogus_certificate_arn_in_the_state_leaks_nothing(world: World, workdi
     (ours,) = [r["id"] for r in resources(workdir, "acm:certificate")]
     bogus = ours.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
     (workdir / "state.json").write_text(text.replace(ours, bogus))
-    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert world.certificates() == []
     assert left_behind(world, workdir / "state.json") == []
@@ -152,7 +152,7 @@ def test_rollback_with_our_controller_deleted_by_hand_ends_0_and_leaves_nothing(
     config = str(world.config)
     assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
     kubectl(world, "delete", "deployment", "-n", "kube-system", "aws-load-balancer-controller")
-    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert "installing it again to tear the ALB down" in gone.stdout
     assert controller_made(world) == []
@@ -249,7 +249,7 @@ def test_rollback_stands_in_for_a_vanished_controller_that_is_not_ours(
     assert state_of(workdir)["phases"][6]["outputs"]["mode"] == "adopted"
     kubectl(world, "delete", "deployment", "-n", "kube-system", "aws-load-balancer-controller")
 
-    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert "it is not this deployment's to bring back" in gone.stdout
     client = kube_client(world)

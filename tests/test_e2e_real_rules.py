@@ -81,7 +81,7 @@ def test_the_controller_stays_while_another_team_uses_it(tmp_path: Path, workdir
         ours = outputs(workdir, "load_balancer")["load_balancer_arn"]
         role = outputs(workdir, "controller_iam")["role_name"]
 
-        gone = world.cli("--config", str(world.config), "rollback", "--all", cwd=workdir)
+        gone = world.cli("--config", str(world.config), "rollback", "--all", "--yes", cwd=workdir)
         assert gone.returncode == 0, gone.stdout + gone.stderr
         reason = "the AWS Load Balancer Controller is still used by Ingress team-data/dashboard"
         assert reason in gone.stdout

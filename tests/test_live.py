@@ -77,7 +77,7 @@ def test_run_serve_and_rollback_leave_nothing_behind(
     else:
         assert https_status(config.kubeflow_host, target.env, monkeypatch) < 500
 
-    orchestrator("rollback", "--all")
+    orchestrator("rollback", "--all", "--yes")
     state = json.loads((work / "state.json").read_text())
     assert {p["status"] for p in state["phases"]} == {"rolled_back"}
     left = footprint(

@@ -150,13 +150,13 @@ def test_neighbours_are_untouched_by_run_every_rollback_and_rollback_all(
     assert iam_outputs["oidc_provider_arn"] == neighbours["provider"], "the provider is used"
 
     for phase in reversed(phase_names()[:-1]):
-        back = world.cli("--config", config, "rollback", "--to", phase, cwd=workdir)
+        back = world.cli("--config", config, "rollback", "--yes", "--to", phase, cwd=workdir)
         assert back.returncode == 0, (phase, back.stdout + back.stderr)
         assert snapshot(world, neighbours) == before, f"changed by rollback --to {phase}"
         again = world.cli("--config", config, "resume", cwd=workdir)
         assert again.returncode == 0, (phase, again.stdout + again.stderr)
 
-    gone = world.cli("--config", config, "rollback", "--all", cwd=workdir)
+    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert snapshot(world, neighbours) == before, "changed by rollback --all"
 
@@ -172,7 +172,10 @@ def test_a_zone_with_our_name_but_not_our_tag_stops_the_run(world: World, workdi
     assert f"route53.subDomain.hostedZoneId: {zone_id}" in failed.stderr, "says how to use it"
     assert [z["Id"] for z in world.zones()] == [theirs["HostedZone"]["Id"]]
     assert (
-        world.cli("--config", str(world.config), "rollback", "--all", cwd=workdir).returncode == 0
+        world.cli(
+            "--config", str(world.config), "rollback", "--all", "--yes", cwd=workdir
+        ).returncode
+        == 0
     )
     assert [z["Id"] for z in world.zones()] == [theirs["HostedZone"]["Id"]], "never deleted"
 
@@ -201,7 +204,10 @@ def test_an_ingress_with_our_name_but_not_our_label_stops_the_run(
     assert "phase ingress failed" in failed.stderr
     assert "was not created by this deployment" in failed.stderr
     assert (
-        world.cli("--config", str(world.config), "rollback", "--all", cwd=workdir).returncode == 0
+        world.cli(
+            "--config", str(world.config), "rollback", "--all", "--yes", cwd=workdir
+        ).returncode
+        == 0
     )
     after = kube_get(client, "networking.k8s.io/v1", "Ingress", "istio-ingress", "istio-system")
     assert after == before, "neither changed nor deleted"

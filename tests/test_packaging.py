@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
         ["sandbox", "up"],
         ["sandbox", "status", "--dir", "x"],
         ["run", "--sandbox"],
-        ["rollback", "--all", "--sandbox"],
+        ["rollback", "--all", "--yes", "--sandbox"],
     ],
 )
 def test_without_the_sandbox_its_commands_say_what_to_install(

@@ -232,4 +232,4 @@ def test_controller_rollback_leaves_an_object_another_state_file_labelled_and_sa
         (kept,) = ctx.record.kept
         assert kept["id"] == f"v1/ServiceAccount/{CONTROLLER[1]}/{CONTROLLER[0]}"
         assert "belongs to state file ffffffffffffffff" in kept["reason"]
-        assert "left kubernetes:object v1/ServiceAccount/kube-system/" in kit.said()
+        assert "left ServiceAccount kube-system/" in kit.said()

@@ -22,6 +22,7 @@ from harness import wait_for
 
 from orchestrator.errors import ExitCode, UsageError
 from orchestrator_sandbox import world
+from orchestrator_sandbox.cli import NOT_RUNNING
 
 pytestmark = pytest.mark.complete  # slow: CI runs it (`pytest --complete`)
 
@@ -143,7 +144,7 @@ def test_down_in_a_copied_directory_leaves_the_original_running(
 
     assert sandbox("down", copy).stdout.startswith("sandbox was not running")
     status = sandbox("status", copy)
-    assert status.returncode == ExitCode.PHASE_FAILED and "not running" in status.stdout
+    assert status.returncode == NOT_RUNNING and "not running" in status.stdout
     assert servers(original) == [pid]
     assert reported_pid(sandbox("status", original).stdout) == pid
 
@@ -166,7 +167,7 @@ def test_ctrl_c_while_up_starts_the_world_stops_it(
     assert "state saved" not in err
     assert servers(directory) == [] and not world._alive(pid)
     assert not (directory / "pid").exists() and not (directory / "world.json").exists()
-    assert sandbox("status", directory).returncode == ExitCode.PHASE_FAILED
+    assert sandbox("status", directory).returncode == NOT_RUNNING
 
 
 def test_ctrl_c_while_run_sandbox_starts_the_world_stops_it(
@@ -242,7 +243,7 @@ def test_down_while_up_starts_the_world_stops_it(
     assert WAITING in stopped.stderr, "down waited for the start to end"
     assert up.finish()[0] == ExitCode.OK
     assert servers(directory) == []
-    assert sandbox("status", directory).returncode == ExitCode.PHASE_FAILED
+    assert sandbox("status", directory).returncode == NOT_RUNNING
 
 
 def killed_while_starting(directory: Path, worlds: Callable[..., Command]) -> int:
@@ -287,7 +288,7 @@ def test_a_dead_worlds_files_mean_not_running(tmp_path: Path) -> None:
     directory = tmp_path / "world"
     stale_world_files(directory, dead.pid)
     status = sandbox("status", directory)
-    assert status.returncode == ExitCode.PHASE_FAILED and "not running" in status.stdout
+    assert status.returncode == NOT_RUNNING and "not running" in status.stdout
     assert sandbox("down", directory).stdout.startswith("sandbox was not running")
     assert not (directory / "pid").exists() and not (directory / "world.json").exists()
 
@@ -308,7 +309,7 @@ def test_a_reused_pid_is_not_the_world(tmp_path: Path) -> None:
     )
     try:
         stale_world_files(directory, unrelated.pid)
-        assert sandbox("status", directory).returncode == ExitCode.PHASE_FAILED
+        assert sandbox("status", directory).returncode == NOT_RUNNING
         assert sandbox("down", directory).stdout.startswith("sandbox was not running")
         assert unrelated.poll() is None, "down left the unrelated process alone"
     finally:

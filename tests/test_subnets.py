@@ -238,4 +238,4 @@ def test_rollback_keeps_tags_another_load_balancer_of_the_cluster_relies_on(tmp_
         kept = ctx.record.kept
         assert {k["id"].split("/", 1)[0] for k in kept} == set(public[:2])
         assert all("k8s-teamdata-dashboar-0123456789" in k["reason"] for k in kept)
-        assert "left ec2:subnet-tag" in kit.said()
+        assert "left tag kubernetes.io/role/elb on subnet-" in kit.said()

@@ -14,6 +14,7 @@ from orchestrator.aws import tolerate
 from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.phase import PhaseContext
+from orchestrator.planning import CREATE, STOP, UPDATE, USE, Change
 from orchestrator.store import Resource
 
 KIND = "route53:record"
@@ -133,6 +134,22 @@ def ensure_record(
     return str(change["ChangeInfo"]["Id"])
 
 
+def plan_record(
+    ctx: PhaseContext, zone_id: str | None, wanted: dict[str, Any], purpose: str
+) -> Change:
+    """What ensure_record would do with `wanted`; a zone not made yet holds nothing."""
+    shown = f"record {describe(wanted)} ({purpose})"
+    if zone_id is None:
+        return Change(CREATE, shown, "in the new zone")
+    current = get_record(ctx, zone_id, wanted["Name"], wanted["Type"])
+    mine = ctx.find(KIND, record_id(zone_id, wanted["Name"], wanted["Type"]))
+    if current is not None and same_record(current, wanted):
+        return Change(USE, shown, "already there")
+    if current is not None and not (mine and mine.created):
+        return Change(STOP, shown, f"zone {zone_id} has {describe(current)}, not ours")
+    return Change(UPDATE if current is not None else CREATE, shown, f"in zone {zone_id}")
+
+
 def wait_in_sync(ctx: PhaseContext, change_id: str | None, what: str) -> None:
     if change_id is None:
         return
@@ -151,7 +168,7 @@ def delete_record(ctx: PhaseContext, resource: Resource) -> None:
     zone_id, recorded = resource.detail["zone"], resource.detail["rrset"]
     current = get_record(ctx, zone_id, recorded["Name"], recorded["Type"])
     if current is None:
-        ctx.forget(resource)
+        ctx.deleted(resource)  # already gone: what rollback wants
         return
     if not same_record(current, recorded):
         ctx.say(
@@ -164,7 +181,7 @@ def delete_record(ctx: PhaseContext, resource: Resource) -> None:
         HostedZoneId=zone_id,
         ChangeBatch=change_batch("DELETE", current, f"orchestrator {ctx.deployment}: rollback"),
     )
-    ctx.forget(resource)
+    ctx.deleted(resource)
 
 
 def record_problem(ctx: PhaseContext, resource: Resource) -> str | None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orchestrator.cli import seconds
 from orchestrator.errors import ExitCode
 from orchestrator_sandbox import world
 from orchestrator_sandbox.options import SECOND_TEAM_HELP, SETTINGS
 
 DEFAULT_DIR = ".sandbox"
+# `status` of a world that is not up: an answer, not a failure (as `systemctl is-active`).
+NOT_RUNNING = 3
 
 
 def use(directory: Path) -> Path:
@@ -52,8 +55,8 @@ def _act(args: argparse.Namespace, directory: Path) -> int:
         return ExitCode.OK
     running = world.running(directory)
     if running is None:
-        print(f"sandbox in {directory} is not running")
-        return ExitCode.PHASE_FAILED
+        print(f"sandbox in {directory} is not running (`orchestrator sandbox up` starts it)")
+        return NOT_RUNNING
     print(world.describe(directory, running))
     return ExitCode.OK
 
@@ -63,6 +66,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description="A local world standing in for AWS and EKS: moto, a Kubernetes API "
         "emulator, DNS, and simulators of ACM and the AWS Load Balancer Controller.",
+        epilog=f"status exits 0 when the world runs, {NOT_RUNNING} when it does not.",
     )
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument(
@@ -72,20 +76,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         parser.add_argument(
             setting.flag,
             dest=setting.name,
-            type=_seconds,
+            type=seconds,
             default=setting.default,
             metavar="SECONDS",
             help=f"{setting.help} (default {setting.default:g})",
         )
     parser.add_argument("--second-team", action="store_true", help=SECOND_TEAM_HELP)
     return parser
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("seconds cannot be negative")
-    return value

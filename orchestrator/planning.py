@@ -1,0 +1,77 @@
+"""What `plan` reports: for each phase, done and still true, or the changes `run` would
+make there, named (zone, records, certificates, role and policy, subnet tags, objects).
+
+Each phase's `plan` is written next to its `enter`, from the same look-ups and builders,
+and runs with every write call refused (calls.read_only), so a plan cannot change
+anything even by mistake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# The actions a change can have; the first three write.
+CREATE, UPDATE, DELETE = "create", "update", "delete"
+USE, WAIT, CHECK, STOP, ASK = "use", "wait", "check", "stop", "ask"
+WRITES = (CREATE, UPDATE, DELETE)
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str
+    what: str
+    why: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"action": self.action, "what": self.what, "why": self.why}
+
+
+@dataclass
+class PhasePlan:
+    phase: str
+    # done: done and still true; drifted: done, no longer true, entered again;
+    # to_do: not done yet; unknown: the reads failed (problem says why)
+    status: str
+    changes: list[Change] = field(default_factory=list)
+    problem: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "phase": self.phase,
+            "status": self.status,
+            "problem": self.problem,
+            "changes": [c.as_dict() for c in self.changes],
+        }
+
+
+def lines(plans: list[PhasePlan]) -> list[str]:
+    """The plan for people: a line per phase, then one per change."""
+    width = max(len(p.phase) for p in plans)
+    shown = []
+    for plan in plans:
+        head = f"  {plan.phase:<{width}}  "
+        if plan.status == "done":
+            shown.append(f"{head}done, still true")
+            continue
+        if plan.status == "drifted":
+            shown.append(f"{head}done, but {plan.problem}: entered again")
+        elif plan.status == "unknown":
+            shown.append(f"{head}cannot tell: {plan.problem}")
+        else:
+            shown.append(f"{head}to do")
+        for change in plan.changes:
+            why = f" ({change.why})" if change.why else ""
+            shown.append(f"  {'':<{width}}    {change.action:<6} {change.what}{why}")
+    return shown
+
+
+def summary(plans: list[PhasePlan]) -> str:
+    changes = [c for p in plans for c in p.changes]
+    counts = {action: sum(c.action == action for c in changes) for action in WRITES}
+    done = sum(p.status == "done" for p in plans)
+    head = f"{counts[CREATE]} to create, {counts[UPDATE]} to update, {counts[DELETE]} to delete"
+    tail = f"{done} of {len(plans)} phases done and still true"
+    unknown = [p.phase for p in plans if p.status == "unknown"]
+    if unknown:
+        tail += f"; could not plan {', '.join(unknown)}"
+    return f"{head}; {tail}. Nothing was changed."
