@@ -140,6 +140,8 @@ def test_an_ordinary_user_runs_the_whole_sandbox_job(
         done = orchestrator("run", "--sandbox")
         assert done.returncode == 0, done.stdout + done.stderr
         assert phase_status(workdir / "state.json", "endpoint") == "done"
+        # Titles name the deployment's own host, not a placeholder.
+        assert "dns_record: alias record kubeflow.platform.example.com -> the ALB" in done.stdout
         undone = orchestrator("rollback", "--all", "--sandbox", "--yes")
         assert undone.returncode == 0, undone.stdout + undone.stderr
     finally:
