@@ -277,7 +277,8 @@ def _parser() -> argparse.ArgumentParser:
         "For each phase: done and still true, or what run would create, change or delete "
         "there, by name (zone, records, certificates, IAM role and policy, subnet tags, "
         "Kubernetes objects). Reads only: every write call is refused while it runs, and "
-        "the state file is not written.",
+        "the state file is not written.\n\nexit codes: 0 run would go through; 1 run would "
+        "stop at a phase (something not ours is in the way, say), or its reads failed",
         "  orchestrator plan\n  orchestrator plan --json | jq -c 'select(.event == \"plan\")'",
     )
     with_sandbox(plan)
@@ -579,8 +580,8 @@ def _plan(args: argparse.Namespace) -> int:
         print(f"plan for deployment {state.deployment} (state: {store.path}):")
         print("\n".join(planning.lines(plans)))
         print(planning.summary(plans))
-    unknown = any(plan.status == "unknown" for plan in plans)
-    return ExitCode.PHASE_FAILED if unknown else ExitCode.OK
+    blocked = any(plan.status in ("stop", "unknown") for plan in plans)
+    return ExitCode.PHASE_FAILED if blocked else ExitCode.OK
 
 
 class Unsaved:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -154,12 +153,6 @@ class Config:
 IMPLIED_SETTINGS: dict[str, Any] = {
     "kubeflow.alb.controller.imageRepository": DEFAULT_CONTROLLER_IMAGE_REPOSITORY,
 }
-
-
-def digest(settings: dict[str, Any], keys: tuple[str, ...]) -> str:
-    """A digest of just the settings a phase depends on."""
-    picked = {k: settings.get(k) for k in sorted(keys)}
-    return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_config(path: str | Path) -> Config:

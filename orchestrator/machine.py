@@ -309,27 +309,34 @@ class Engine:
         """What `run` would do, phase by phase, with every write call refused. The engine's
         state should be a copy: a phase's plan may note what it read (preflight's
         observations, say) in its record for the later phases' plans."""
+        stop = self.order.index(until) if until else len(self.order) - 1
+        return [self.plan_phase(name) for name in self.order[: stop + 1]]
+
+    def plan_phase(self, name: str) -> PhasePlan:
+        """One phase's plan, with every write call refused while it is made."""
         from orchestrator import calls
 
-        stop = self.order.index(until) if until else len(self.order) - 1
-        with calls.read_only("plan"):
-            return [self._plan_phase(name) for name in self.order[: stop + 1]]
-
-    def _plan_phase(self, name: str) -> PhasePlan:
         phase, record = self.phases[name], self.state.phase(name)
         ctx = PhaseContext(self, record)
         try:
-            if record.status == DONE:
-                problem = phase.verify(ctx)
-                if problem is None:
-                    return PhasePlan(name, "done")
-                return PhasePlan(name, "drifted", phase.plan(ctx), problem)
-            return PhasePlan(name, "to_do", phase.plan(ctx))
+            with calls.read_only("plan"):
+                return self._plan(phase, record, ctx)
         except (KeyboardInterrupt, StateConflict, StateWriteFailed):
             raise
+        except PhaseError as stop:  # enter would stop here, for this reason
+            return PhasePlan(name, "stop", problem=stop.message)
         except Exception as exc:  # noqa: BLE001 - told, and the other phases still planned
             message, _ = describe_failure(exc)
             return PhasePlan(name, "unknown", problem=message)
+
+    def _plan(self, phase: Phase, record: PhaseRecord, ctx: PhaseContext) -> PhasePlan:
+        """A done phase still true has nothing to do; any other is planned (again)."""
+        if record.status != DONE:
+            return PhasePlan(phase.name, "to_do", phase.plan(ctx))
+        problem = phase.verify(ctx)
+        if problem is None:
+            return PhasePlan(phase.name, "done")
+        return PhasePlan(phase.name, "drifted", phase.plan(ctx), problem)
 
     # ---- back -------------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ class Change:
 class PhasePlan:
     phase: str
     # done: done and still true; drifted: done, no longer true, entered again;
-    # to_do: not done yet; unknown: the reads failed (problem says why)
+    # to_do: not done yet; stop: enter would stop (problem says why, as enter would);
+    # unknown: the reads failed (problem says why)
     status: str
     changes: list[Change] = field(default_factory=list)
     problem: str | None = None
@@ -55,6 +56,8 @@ def lines(plans: list[PhasePlan]) -> list[str]:
             continue
         if plan.status == "drifted":
             shown.append(f"{head}done, but {plan.problem}: entered again")
+        elif plan.status == "stop":
+            shown.append(f"{head}would stop: {plan.problem}")
         elif plan.status == "unknown":
             shown.append(f"{head}cannot tell: {plan.problem}")
         else:
@@ -71,7 +74,8 @@ def summary(plans: list[PhasePlan]) -> str:
     done = sum(p.status == "done" for p in plans)
     head = f"{counts[CREATE]} to create, {counts[UPDATE]} to update, {counts[DELETE]} to delete"
     tail = f"{done} of {len(plans)} phases done and still true"
-    unknown = [p.phase for p in plans if p.status == "unknown"]
-    if unknown:
-        tail += f"; could not plan {', '.join(unknown)}"
+    for status, said in (("stop", "would stop at"), ("unknown", "could not plan")):
+        named = [p.phase for p in plans if p.status == status]
+        if named:
+            tail += f"; {said} {', '.join(named)}"
     return f"{head}; {tail}. Nothing was changed."

@@ -18,9 +18,10 @@ from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, describe_identity, tag_map
 from orchestrator.phase import Phase, PhaseContext
-from orchestrator.planning import CREATE, STOP, USE, Change
+from orchestrator.planning import CREATE, USE, Change
 
 KIND = "route53:hosted-zone"
+OURS, NAMED = "ours", "named"  # how a look-up found the zone
 NO_ZONE = "NoSuchHostedZone"
 
 
@@ -51,25 +52,22 @@ class HostedZonePhase(Phase):
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
         name = ctx.config.subdomain
-        references = our_references(ctx)
-        for zone in zones_named(ctx, name):
-            zone_id = _short(zone["Id"])
-            if zone.get("Config", {}).get("PrivateZone"):
-                continue
-            tags = zone_tags(ctx, zone_id)
-            if ctx.owner.owns_tags(tags) or zone.get("CallerReference") in references:
-                self._outputs(ctx, zone)
-                return [Change(USE, f"hosted zone {zone_id} for {name}", "this deployment's")]
-            if zone_id == ctx.config.subdomain_zone_id:
-                self._outputs(ctx, zone)
-                return [Change(USE, f"hosted zone {zone_id} for {name}", "named in the config")]
-            return [Change(STOP, f"hosted zone {zone_id} for {name}", "exists and is not ours")]
-        return [Change(CREATE, f"public hosted zone {name}", f"tagged {OWNER_TAG}")]
+        found, zone = self._look_up(ctx)
+        if zone is None:
+            return [Change(CREATE, f"public hosted zone {name}", f"tagged {OWNER_TAG}")]
+        self._outputs(ctx, zone)  # the plan's copy of the state only
+        why = "this deployment's" if found == OURS else "named in the config"
+        return [Change(USE, f"hosted zone {_short(zone['Id'])} for {name}", why)]
 
     def enter(self, ctx: PhaseContext) -> None:
-        zone = self._existing(ctx)
+        found, zone = self._look_up(ctx)
         if zone is None:
             zone = self._create(ctx)
+        elif found == OURS:
+            self._claim(ctx, zone)
+            self._tag(ctx, _short(zone["Id"]))
+        else:  # the zone the config names: used, never deleted
+            ctx.adopt(KIND, _short(zone["Id"]), name=ctx.config.subdomain)
         self._outputs(ctx, zone)
 
     def _outputs(self, ctx: PhaseContext, zone: dict[str, Any]) -> None:
@@ -79,8 +77,9 @@ class HostedZonePhase(Phase):
             plain(ns) for ns in detail["DelegationSet"]["NameServers"]
         )
 
-    def _existing(self, ctx: PhaseContext) -> dict[str, Any] | None:
-        """Our zone if it exists; adopt the zone the config names; refuse anyone else's."""
+    def _look_up(self, ctx: PhaseContext) -> tuple[str | None, dict[str, Any] | None]:
+        """(OURS, zone) if ours exists, (NAMED, zone) for the zone the config names, else
+        (None, None); anyone else's zone for the name stops the phase. Reads only."""
         name = ctx.config.subdomain
         named = ctx.config.subdomain_zone_id
         references = our_references(ctx)
@@ -94,12 +93,9 @@ class HostedZonePhase(Phase):
             # or a crash between the create and the tagging): AWS keeps the CallerReference
             # we gave it, so that is ours on AWS's word, not only on the state file's.
             if ctx.owner.owns_tags(tags) or zone.get("CallerReference") in references:
-                self._claim(ctx, zone)
-                self._tag(ctx, zone_id)
-                return zone
+                return OURS, zone
             if zone_id == named:
-                ctx.adopt(KIND, zone_id, name=name)
-                return zone
+                return NAMED, zone
             other = ctx.owner.other_owner_of_tags(tags)
             if other is not None:
                 raise PhaseError(
@@ -123,7 +119,7 @@ class HostedZonePhase(Phase):
                 "(it will then never be deleted); otherwise delete it, then run "
                 "`orchestrator resume`",
             )
-        return None
+        return None, None
 
     def _claim(self, ctx: PhaseContext, zone: dict[str, Any]) -> None:
         """Record a zone of ours found by look-up (e.g. after a crash right after creating

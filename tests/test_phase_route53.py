@@ -22,6 +22,7 @@ from orchestrator.ownership import OWNER_TAG, STATE_TAG, Owner
 from orchestrator.states.delegation import DelegationPhase
 from orchestrator.states.dns_record import DnsRecordPhase
 from orchestrator.states.hosted_zone import KIND, HostedZonePhase
+from orchestrator.store import PhaseStatus
 
 SUB = CONFIG.subdomain
 HOST = CONFIG.kubeflow_host
@@ -589,3 +590,50 @@ def test_dns_record_rollback(tmp_path: Path, behind_our_back: str | None) -> Non
         assert alias_target(kit, zone) == expected
         assert ctx.record.resources == []
         assert ("left " in kit.said()) == (behind_our_back == "changed")
+
+
+# ---- plan ---------------------------------------------------------------------------------------
+
+
+def test_hosted_zone_plan_names_the_zone_to_make_then_uses_it_and_never_writes(
+    tmp_path: Path,
+) -> None:
+    with phase_kit(tmp_path) as kit:
+        with kit.watching() as planning:
+            first = kit.engine.plan_phase("hosted_zone")
+        assert planning.aws_writes == []
+        assert first.status == "to_do"
+        assert [(c.action, c.what) for c in first.changes] == [
+            ("create", f"public hosted zone {SUB}")
+        ]
+        ctx = kit.ctx("hosted_zone")
+        HostedZonePhase().enter(ctx)
+        kit.engine.state.phase("hosted_zone").status = PhaseStatus.DONE
+        assert kit.engine.plan_phase("hosted_zone").status == "done"
+        kit.engine.state.phase("hosted_zone").status = PhaseStatus.PENDING
+        again = kit.engine.plan_phase("hosted_zone")
+        assert [(c.action, c.what) for c in again.changes] == [
+            ("use", f"hosted zone {ctx.outputs['zone_id']} for {SUB}")
+        ]
+
+
+def test_hosted_zone_plan_says_where_enter_would_stop(tmp_path: Path) -> None:
+    with phase_kit(tmp_path) as kit:
+        theirs = new_zone(kit, SUB, "theirs")
+        with kit.watching() as planning:
+            plan = kit.engine.plan_phase("hosted_zone")
+        assert planning.aws_writes == []
+        assert plan.status == "stop" and theirs in (plan.problem or "")
+        assert "already exists" in (plan.problem or "")
+
+
+def test_a_plan_that_tries_to_write_is_stopped_before_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with phase_kit(tmp_path) as kit:
+        monkeypatch.setattr(HostedZonePhase, "plan", HostedZonePhase.enter)
+        with kit.watching() as planning:
+            plan = kit.engine.plan_phase("hosted_zone")
+        assert planning.aws_writes == []
+        assert plan.status == "unknown"
+        assert "plan makes no change, but aws route53 CreateHostedZone" in (plan.problem or "")
