@@ -67,43 +67,52 @@ class ControllerIamPhase(Phase):
     reads = ("preflight",)
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
-        iam = ctx.aws.iam
         preflight = ctx.earlier("preflight")
         issuer, account, partition = preflight["oidc_issuer"], preflight["account"], _partition(ctx)
         provider = oidc_provider_arn(account, issuer, partition)
         role_name, policy_name = names(ctx.deployment)
         arn = policy_arn(account, policy_name, partition)
-        listed = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
-        policy = tolerate(lambda: iam.get_policy(PolicyArn=arn)["Policy"], NO_ENTITY)
-        role = tolerate(lambda: iam.get_role(RoleName=role_name)["Role"], NO_ENTITY)
-        attached = role is not None and any(
-            p["PolicyArn"] == arn
-            for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
-        )
-        trust = trust_policy(oidc_provider_arn=provider, issuer=issuer)
-        # What is there but not ours stops enter: the plan says so with enter's own words.
-        if policy is not None:
-            _refuse_unless_ours(ctx, arn, iam.list_policy_tags(PolicyArn=arn)["Tags"], "policy")
-        if role is not None:
-            _refuse_unless_ours(
-                ctx, role_name, iam.list_role_tags(RoleName=role_name)["Tags"], "role"
-            )
+        listed = ctx.aws.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
         return [
             Change(USE, f"IAM OIDC provider {provider}", "the cluster's")
             if any(p["Arn"] == provider for p in listed)
             else Change(CREATE, f"IAM OIDC provider {provider}", f"for {issuer}"),
-            Change(CREATE, f"IAM policy {policy_name}", "the controller's permissions")
-            if policy is None
-            else Change(USE, f"IAM policy {arn}"),
-            Change(CREATE, f"IAM role {role_name}", "IRSA, for the controller's service account")
-            if role is None
-            else Change(
-                USE if same_document(role["AssumeRolePolicyDocument"], trust) else UPDATE,
-                f"IAM role {role_name}",
-                "its trust policy",
+            self._plan_policy(ctx, arn, policy_name, partition),
+            self._plan_role(
+                ctx, role_name, trust_policy(oidc_provider_arn=provider, issuer=issuer)
             ),
-            Change(USE if attached else CREATE, f"attachment of {policy_name} to {role_name}"),
+            self._plan_attachment(ctx, role_name, arn, policy_name),
         ]
+
+    def _plan_policy(self, ctx: PhaseContext, arn: str, name: str, partition: str) -> Change:
+        iam = ctx.aws.iam
+        current = tolerate(lambda: iam.get_policy(PolicyArn=arn)["Policy"], NO_ENTITY)
+        if current is None:
+            return Change(CREATE, f"IAM policy {name}", "the controller's permissions")
+        # One not ours stops enter: the plan stops with enter's own words.
+        _refuse_unless_ours(ctx, arn, iam.list_policy_tags(PolicyArn=arn)["Tags"], "policy")
+        version = iam.get_policy_version(PolicyArn=arn, VersionId=current["DefaultVersionId"])
+        if same_document(version["PolicyVersion"]["Document"], controller_policy(partition)):
+            return Change(USE, f"IAM policy {arn}")
+        return Change(UPDATE, f"IAM policy {arn}", "a new default version")
+
+    def _plan_role(self, ctx: PhaseContext, name: str, trust: dict[str, Any]) -> Change:
+        iam = ctx.aws.iam
+        current = tolerate(lambda: iam.get_role(RoleName=name)["Role"], NO_ENTITY)
+        if current is None:
+            return Change(CREATE, f"IAM role {name}", "IRSA, for the controller's service account")
+        _refuse_unless_ours(ctx, name, iam.list_role_tags(RoleName=name)["Tags"], "role")
+        if same_document(current["AssumeRolePolicyDocument"], trust):
+            return Change(USE, f"IAM role {name}")
+        return Change(UPDATE, f"IAM role {name}", "its trust policy")
+
+    def _plan_attachment(self, ctx: PhaseContext, role: str, arn: str, policy: str) -> Change:
+        attached = tolerate(
+            lambda: ctx.aws.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"],
+            NO_ENTITY,
+        )
+        done = any(p["PolicyArn"] == arn for p in attached or [])
+        return Change(USE if done else CREATE, f"attachment of {policy} to {role}")
 
     def enter(self, ctx: PhaseContext) -> None:
         preflight = ctx.earlier("preflight")

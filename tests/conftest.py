@@ -4,6 +4,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import World
@@ -47,7 +48,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 # The longest tests first, so that running side by side (pytest-xdist) they do not start
 # last and leave one worker running alone at the end.
-SLOW_FIRST = ("test_crash_sweep.py", "test_not_ours.py", "test_e2e_full.py", "test_concurrency.py")
+SLOW_FIRST = (
+    "test_crash_sweep.py",
+    "test_packaging.py",
+    "test_not_ours.py",
+    "test_e2e_nonroot.py",
+    "test_e2e_full.py",
+    "test_aws_faults.py",
+    "test_e2e_ownership.py",
+    "test_concurrency.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,3 +72,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
 
     items.sort(key=rank)
+    items[:] = spread(items, lambda item: item.path.name == SLOW_FIRST[0])
+
+
+def spread(items: list[pytest.Item], slowest: Any) -> list[pytest.Item]:
+    """The slowest tests one in every two places at the head: each worker starts with two
+    tests (pytest-xdist), so each gets at most one of them and they run side by side."""
+    heavy = [item for item in items if slowest(item)]
+    rest = [item for item in items if not slowest(item)]
+    head = [pair for item, other in zip(heavy, rest, strict=False) for pair in (item, other)]
+    return head + heavy[len(rest) :] + rest[len(heavy) :]
