@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from harness import World
 
 # kubectl is part of what the tests prove works; CI installs it (.ci/run), so there a missing
@@ -15,6 +16,43 @@ needs_kubectl = pytest.mark.skipif(
     shutil.which("kubectl") is None and os.environ.get("CI") != "true",
     reason="kubectl is not installed",
 )
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
+    """Every AWS or Kubernetes request is refused and recorded (in process); a kubeconfig
+    and credentials exist, so that only the input under test can be wrong."""
+    made: list[str] = []
+
+    def refuse(name: str) -> Any:
+        def request(*args: Any, **kwargs: Any) -> Any:
+            made.append(name)
+            raise AssertionError(f"a {name} request was made")
+
+        return request
+
+    monkeypatch.setattr("botocore.endpoint.Endpoint.make_request", refuse("AWS"))
+    monkeypatch.setattr("kubernetes.client.rest.RESTClientObject.request", refuse("Kubernetes"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "eks", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "eks", "user": {"token": "t"}}],
+                "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "eks"}}],
+                "current-context": "eks",
+            }
+        )
+    )
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "ORCHESTRATOR_FAILPOINT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    yield made
 
 
 @pytest.fixture

@@ -167,6 +167,9 @@ class World:
         entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [e for e in entries if ORCHESTRATOR_AGENT in e.get("user_agent", "")]
 
+    def kube_writes(self) -> list[dict[str, Any]]:
+        return [e for e in self.kube_calls() if e["write"]]
+
     # ---- what exists ----------------------------------------------------------------------------
 
     @property

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -39,43 +37,6 @@ GOOD_CONFIG = {
 
 def test_the_corpus_has_at_least_25_inputs() -> None:
     assert len(CONFIGS) + len(STATES) + 2 >= 25  # +2: the generated cases below
-
-
-@pytest.fixture
-def requests(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
-    """Every AWS or Kubernetes request is refused and recorded; a kubeconfig and
-    credentials exist, so that only the input under test can be wrong."""
-    made: list[str] = []
-
-    def refuse(name: str) -> Any:
-        def request(*args: Any, **kwargs: Any) -> Any:
-            made.append(name)
-            raise AssertionError(f"a {name} request was made")
-
-        return request
-
-    monkeypatch.setattr("botocore.endpoint.Endpoint.make_request", refuse("AWS"))
-    monkeypatch.setattr("kubernetes.client.rest.RESTClientObject.request", refuse("Kubernetes"))
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "eks", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "eks", "user": {"token": "t"}}],
-                "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "eks"}}],
-                "current-context": "eks",
-            }
-        )
-    )
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "ORCHESTRATOR_FAILPOINT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
-    yield made
 
 
 def refused(

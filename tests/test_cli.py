@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -280,40 +279,10 @@ def test_hints_get_the_flags_their_command_takes() -> None:
 
 
 @pytest.fixture
-def refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
-    """Every AWS or Kubernetes request is refused and recorded (as in test_bad_input.py)."""
-    made: list[str] = []
-
-    def refuse(name: str) -> Any:
-        def request(*args: Any, **kwargs: Any) -> Any:
-            made.append(name)
-            raise AssertionError(f"a {name} request was made")
-
-        return request
-
-    monkeypatch.setattr("botocore.endpoint.Endpoint.make_request", refuse("AWS"))
-    monkeypatch.setattr("kubernetes.client.rest.RESTClientObject.request", refuse("Kubernetes"))
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "eks", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "eks", "user": {"token": "t"}}],
-                "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "eks"}}],
-                "current-context": "eks",
-            }
-        )
-    )
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "ORCHESTRATOR_FAILPOINT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+def refused(requests: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Every AWS or Kubernetes request is refused and recorded (conftest.py), here."""
     monkeypatch.chdir(tmp_path)
-    yield made
+    return requests
 
 
 def test_the_hint_after_a_failure_carries_config_and_state(

@@ -60,9 +60,6 @@ def test_the_hint_after_a_stopped_wait_runs_as_printed(world: World, workdir: Pa
     assert world.cli("status", "--state", "s.json", cwd=workdir).returncode == ExitCode.OK
 
 
-MUTATING_KUBE = ("POST", "PUT", "PATCH", "DELETE")
-
-
 @pytest.mark.complete
 def test_rollback_without_a_terminal_or_yes_deletes_nothing(world: World, workdir: Path) -> None:
     config = str(world.config)
@@ -70,7 +67,7 @@ def test_rollback_without_a_terminal_or_yes_deletes_nothing(world: World, workdi
         world.cli("--config", config, "run", "--until", "subnet_tags", cwd=workdir).returncode == 0
     )
     state = (workdir / "state.json").read_bytes()
-    writes, kube_writes = len(world.writes()), kube_writes_of(world)
+    writes, kube_writes = len(world.writes()), len(world.kube_writes())
 
     refused = world.cli("--config", config, "rollback", "--all", cwd=workdir)
     assert refused.returncode == ExitCode.USAGE, refused.stdout + refused.stderr
@@ -85,7 +82,7 @@ def test_rollback_without_a_terminal_or_yes_deletes_nothing(world: World, workdi
     )
     assert refused.stdout.index("subnet_tags") < refused.stdout.index("hosted_zone")
     assert (workdir / "state.json").read_bytes() == state
-    assert len(world.writes()) == writes and kube_writes_of(world) == kube_writes
+    assert len(world.writes()) == writes and len(world.kube_writes()) == kube_writes
 
     # On a terminal it asks; anything but "yes" deletes nothing either.
     no = on_a_terminal(world, workdir, ["--config", config, "rollback", "--all"], answer="no\n")
@@ -97,12 +94,6 @@ def test_rollback_without_a_terminal_or_yes_deletes_nothing(world: World, workdi
     assert yes.returncode == ExitCode.OK, yes.output
     assert re.search(r"deleted route53:hosted-zone \w+", yes.output)
     assert world.zones() == []
-
-
-def kube_writes_of(world: World) -> int:
-    return sum(
-        entry.get("verb", entry.get("method")) in MUTATING_KUBE for entry in world.kube_calls()
-    )
 
 
 @pytest.mark.complete
@@ -208,7 +199,7 @@ def test_plan_names_what_run_would_make_and_writes_nothing(world: World, workdir
     config = str(world.config)
     planned = world.cli("--config", config, "plan", cwd=workdir)
     assert planned.returncode == 0, planned.stdout + planned.stderr
-    assert world.writes() == [] and kube_writes_of(world) == 0
+    assert world.writes() == [] and len(world.kube_writes()) == 0
     assert not (workdir / "state.json").exists()
     text = planned.stdout
     for named in (
