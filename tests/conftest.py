@@ -70,10 +70,11 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: five workers per CPU. Most tests spend their time waiting on a sandbox
-    world (a process of its own, playing AWS's latencies): with three workers per CPU, the
-    complete set kept two CPUs busy less than half the time (CI: 25 CPU minutes in 27)."""
-    return 5 * (os.cpu_count() or 1)
+    """`-n auto`: three workers per CPU. Most tests wait on a sandbox world (a process of
+    its own, playing AWS's latencies), so two per CPU left the CPUs idle; but each world
+    also ticks while it waits (about 8% of a CPU each), and with three per CPU the CPUs
+    are already busy: more workers would only add idle worlds."""
+    return 3 * (os.cpu_count() or 1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -95,6 +95,17 @@ class Kit:
         record.status = "done"
         record.outputs.update(outputs)
 
+    def preflight_done(self, oidc_issuer: str, vpc_id: str = "vpc-1") -> None:
+        """preflight done, as it would be in moto's account, for the phases that read it."""
+        self.done(
+            "preflight",
+            account=ACCOUNT,
+            caller_arn=f"arn:aws:iam::{ACCOUNT}:user/moto",
+            partition="aws",
+            oidc_issuer=oidc_issuer,
+            vpc_id=vpc_id,
+        )
+
     def configure(self, **changes: Any) -> None:
         """Change settings of the running kit's config (an id known only once moto made it)."""
         self.engine.config = dataclasses.replace(self.engine.config, **changes)

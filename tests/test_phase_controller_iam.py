@@ -35,14 +35,7 @@ ALLOW_NOTHING = json.dumps(
 
 
 def iam_kit(kit: Kit) -> Any:
-    kit.done(
-        "preflight",
-        account=ACCOUNT,
-        caller_arn=f"arn:aws:iam::{ACCOUNT}:user/moto",
-        partition="aws",
-        oidc_issuer=ISSUER,
-        vpc_id="vpc-1",
-    )
+    kit.preflight_done(ISSUER)
     return kit.client("iam")
 
 

@@ -123,14 +123,7 @@ def test_what_uses_the_controller_besides_us() -> None:
 
 
 def iam_done(kit: Any) -> Any:
-    kit.done(
-        "preflight",
-        account=ACCOUNT,
-        caller_arn=f"arn:aws:iam::{ACCOUNT}:user/moto",
-        partition="aws",
-        oidc_issuer=ISSUER,
-        vpc_id="vpc-1",
-    )
+    kit.preflight_done(ISSUER)
     ctx = kit.ctx("controller_iam")
     ControllerIamPhase().enter(ctx)
     return ctx
@@ -177,12 +170,7 @@ def test_an_adopted_provider_that_does_not_accept_sts_fails_at_once(tmp_path: Pa
         kit.client("iam").create_open_id_connect_provider(
             Url=ISSUER, ClientIDList=["kubernetes"], ThumbprintList=["9" * 40]
         )
-        kit.done(
-            "preflight",
-            account=ACCOUNT,
-            caller_arn=f"arn:aws:iam::{ACCOUNT}:user/moto",
-            oidc_issuer=ISSUER,
-        )
+        kit.preflight_done(ISSUER)
         with pytest.raises(PhaseError) as failed:
             ControllerIamPhase().enter(kit.ctx("controller_iam"))
         assert "does not accept the audience sts.amazonaws.com" in failed.value.message
