@@ -116,8 +116,7 @@ class IngressPhase(Phase):
     name = "ingress"
     title = f"Ingress {NAMESPACE}/{NAME} for the ALB"
     rollback_also = (
-        "and with it the ALB, its listeners, target groups and security groups, "
-        "which the controller deletes"
+        "the controller then deletes the ALB, its listeners, target groups and security groups"
     )
     inputs = ("kubeflow.alb.scheme", "route53.subDomain.name")
     outputs = ("ingress", "certificate_arn")
