@@ -17,6 +17,7 @@ credentials and profile, `AWS_ENDPOINT_URL` (and per-service variants) for endpo
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -399,13 +400,18 @@ class Aws:
         self._on_retry = on_retry
         self._session: Any = None
         self._clients: dict[tuple[str, str], AwsClient] = {}
+        # A boto3 session must not make clients in two threads at once (phases verify side
+        # by side); the clients it makes may be used from any thread.
+        self._lock = threading.Lock()
 
     def client(self, service: str, region: str | None = None) -> AwsClient:
         region = region or self.region
         key = (service, region)
-        if key not in self._clients:
-            self._clients[key] = AwsClient(self._make(service, region), service, self._on_retry)
-        return self._clients[key]
+        with self._lock:
+            if key not in self._clients:
+                made = AwsClient(self._make(service, region), service, self._on_retry)
+                self._clients[key] = made
+            return self._clients[key]
 
     def _make(self, service: str, region: str) -> Any:
         from botocore.config import Config as BotoConfig
@@ -424,8 +430,9 @@ class Aws:
 
     def region_partition(self) -> str:
         """The partition the configured region belongs to, from botocore's endpoint data."""
-        self._ensure_session()
-        return str(self._session.get_partition_for_region(self.region))
+        with self._lock:
+            self._ensure_session()
+            return str(self._session.get_partition_for_region(self.region))
 
     def _ensure_session(self) -> None:
         import boto3

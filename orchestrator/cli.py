@@ -84,9 +84,11 @@ def _ended(args: argparse.Namespace, ending: list[str]) -> int:
         ending.append(message)
 
     try:
-        from orchestrator.calls import configure
+        verbose, log_file = getattr(args, "verbose", False), getattr(args, "log_file", None)
+        if verbose or log_file:  # else not even imported: logging costs `status` milliseconds
+            from orchestrator.calls import configure
 
-        configure(getattr(args, "verbose", False), getattr(args, "log_file", None))
+            configure(verbose, log_file)
         return int(args.handler(args))
     except UsageError as exc:
         say(f"error: {exc}")
@@ -159,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_top_epilog(phases),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"orchestrator {version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, description: str, examples: str) -> Any:
@@ -378,6 +380,14 @@ def _top_epilog(phases: list[str]) -> str:
         "  orchestrator --config config.yaml run\n"
         "  orchestrator COMMAND --help       # each command, with an example"
     )
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked: importlib.metadata costs every command 25 ms."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"orchestrator {version()}")  # on stdout, as argparse's own version action
+        parser.exit()
 
 
 def version() -> str:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -108,6 +109,7 @@ class Kube:
         # Named in the API server's audit log as the AWS calls are in CloudTrail.
         api_client.user_agent = f"orchestrator/{__version__} (kubernetes-client)"
         self._configuration = api_client.configuration
+        self._discovery = threading.Lock()
         # The client caches API discovery in a file; by default one shared in /tmp and named
         # after the server's URL, which another user could plant and another process leave
         # stale. Ours lives in a private directory for this process only.
@@ -171,14 +173,17 @@ class Kube:
         return result
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        return self._call(
-            f"discover {kind}",
-            lambda: self._client.resources.get(api_version=api_version, kind=kind),
-        )
+        def look_up() -> Any:
+            # The client's discovery cache is not safe for threads; the calls it finds are.
+            with self._discovery:
+                return self._client.resources.get(api_version=api_version, kind=kind)
+
+        return self._call(f"discover {kind}", look_up)
 
     def forget_discovery(self) -> None:
         """Drop what discovery said, e.g. once new CustomResourceDefinitions are Established."""
-        self._client.resources.invalidate_cache()
+        with self._discovery:
+            self._client.resources.invalidate_cache()
 
     def served(self, api_version: str, kind: str) -> bool:
         """Whether the API server serves this kind (a CRD's kind only once it is Established)."""

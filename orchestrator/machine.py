@@ -11,8 +11,10 @@ next command picks up exactly there.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from transitions import EventData, Machine, MachineError
@@ -204,22 +206,26 @@ class Engine:
         self.inventory = inventory
         self._aws: Aws | None = None
         self._kube: Kube | None = None
+        # Phases verified side by side share one of each, made by whichever asks first.
+        self._making_aws, self._making_kube = threading.Lock(), threading.Lock()
 
     # ---- services, made on first use ------------------------------------------------------
 
     def aws(self) -> Aws:
-        if self._aws is None:
-            if self._aws_factory is None:
-                raise RuntimeError("no AWS access configured")
-            self._aws = self._aws_factory()
-        return self._aws
+        with self._making_aws:
+            if self._aws is None:
+                if self._aws_factory is None:
+                    raise RuntimeError("no AWS access configured")
+                self._aws = self._aws_factory()
+            return self._aws
 
     def kube(self) -> Kube:
-        if self._kube is None:
-            if self._kube_factory is None:
-                raise RuntimeError("no Kubernetes access configured")
-            self._kube = self._kube_factory()
-        return self._kube
+        with self._making_kube:
+            if self._kube is None:
+                if self._kube_factory is None:
+                    raise RuntimeError("no Kubernetes access configured")
+                self._kube = self._kube_factory()
+            return self._kube
 
     def save(self) -> None:
         self.store.save(self.state)
@@ -236,27 +242,47 @@ class Engine:
         self.state.rollback_to = None
         self.state.settings = self.config.settings()
         self.save()
-        for index, name in enumerate(self.order[: stop + 1]):
-            if index == 1 and not self._made_anything():
-                # Checked once preflight has shown the world is reachable, before any write.
-                self.refuse_other_owners()
-            self._run_phase(name)
+        names = self.order[: stop + 1]
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            verdicts = self._verify_ahead(names, pool)
+            for index, name in enumerate(names):
+                if index == 1 and not self._made_anything():
+                    # Checked once preflight has shown the world is reachable, before any write.
+                    self.refuse_other_owners()
+                if not self._run_phase(name, verdicts.pop(name, None)):
+                    verdicts.clear()  # what was verified ahead may not hold after an enter
+
+    def _verify_ahead(self, names: list[str], pool: ThreadPoolExecutor) -> dict[str, Future[Any]]:
+        """Start verifying, side by side, the done phases a run begins with: a run over a
+        finished deployment is then about as long as its slowest check, not their sum.
+        Verifying only reads, and each verdict is used only while no phase before it had
+        to be entered again."""
+        verdicts: dict[str, Future[Any]] = {}
+        for name in names:
+            phase, record = self.phases[name], self.state.phase(name)
+            if record.status != DONE:
+                break
+            verdicts[name] = pool.submit(phase.verify, PhaseContext(self, record))
+        return verdicts
 
     def _made_anything(self) -> bool:
         """Whether this state file has made (or meant to make) anything yet."""
         return any(r.created for record in self.state.phases for r in record.resources)
 
-    def _run_phase(self, name: str) -> None:
-        """Verify a done phase; enter it if it is not done or no longer holds."""
+    def _run_phase(self, name: str, verdict: Future[Any] | None = None) -> bool:
+        """Verify a done phase (or take `verdict`, its verify started ahead); enter it if it
+        is not done or no longer holds. Whether it was done and still true."""
         phase, record = self.phases[name], self.state.phase(name)
         ctx = PhaseContext(self, record)
         if record.status == DONE:
-            problem = self._guard(name, record, lambda: phase.verify(ctx))
+            check = verdict.result if verdict is not None else lambda: phase.verify(ctx)
+            problem = self._guard(name, record, check)
             if problem is None:
                 self.report.verified(name)
-                return
+                return True
             self.report.drifted(name, problem)
         self._enter(phase, record, ctx)
+        return False
 
     def _enter(self, phase: Phase, record: PhaseRecord, ctx: PhaseContext) -> None:
         self.move(record, "enter")

@@ -22,11 +22,8 @@ import fcntl
 import json
 import os
 import re
-import secrets
-import socket
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -114,6 +111,8 @@ class PhaseRecord:
 
 
 def new_identity() -> str:
+    import secrets  # here: `status` never makes an identity, and importing costs ms
+
     return secrets.token_hex(8)
 
 
@@ -233,6 +232,8 @@ class StateStore:
 
     def _write(self, data: bytes) -> None:
         directory = self.real.parent
+        import tempfile  # here, not at the top: `status` only reads
+
         fd, tmp = tempfile.mkstemp(prefix=f".{self.real.name}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -374,7 +375,7 @@ def _read_holder(fd: int) -> dict[str, Any] | None:
 def _write_holder(fd: int, command: str) -> None:
     holder = {
         "pid": os.getpid(),
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,  # socket.gethostname(), without importing socket
         "command": command,
         "since": now(),
         "argv": sys.argv[1:],

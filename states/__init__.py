@@ -10,8 +10,10 @@ Certificate validation is the longest wait: `certificates` only requests them, a
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from orchestrator.phase import Phase
+if TYPE_CHECKING:  # the engine's import, not `status`'s: phase_names must stay cheap
+    from orchestrator.phase import Phase
 
 PHASES = (
     "preflight",
@@ -40,6 +42,8 @@ def all_phases() -> list[Phase]:
 
 def phase_class(name: str) -> type[Phase]:
     """The Phase class of module `name`: the one whose `name` is the module's."""
+    from orchestrator.phase import Phase
+
     module = importlib.import_module(f"{__name__}.{name}")
     found = [
         value

@@ -3,6 +3,10 @@
 With the root zone in Route 53 this is one NS record there. Without it, a human adds
 the NS records at the registrar: the phase prints them and parks as needs_action; a
 later `resume` continues once DNS answers (or a human confirms with --confirm).
+
+The Route 53 change is not waited INSYNC here: what needs the delegation to answer is ACM's
+validation, which `certificates_issued` waits for anyway, so the certificates are requested
+while the change propagates (on AWS that overlap saves up to a minute).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from orchestrator.builders.records import (
     plan_record,
     record_problem,
     record_set,
-    wait_in_sync,
 )
 from orchestrator.errors import NeedsAction
 from orchestrator.phase import Phase, PhaseContext
@@ -56,10 +59,9 @@ class DelegationPhase(Phase):
         if ctx.config.root_zone_id:
             ctx.outputs["mode"] = "route53"
             wanted = record_set(ctx.config.subdomain, "NS", [fqdn(n) for n in name_servers], NS_TTL)
-            change = ensure_record(
+            ensure_record(
                 ctx, ctx.config.root_zone_id, wanted, f"delegation of {ctx.config.subdomain}"
             )
-            wait_in_sync(ctx, change, "NS delegation")
             return
         ctx.outputs["mode"] = "manual"
         if dns_delegates(ctx.config.subdomain, name_servers):

@@ -1,6 +1,7 @@
 """endpoint: https://kubeflow.<subdomain>/ works, as a user would find it.
 
-The ALB's target groups have healthy targets (right after provisioning they are
+The ALB is `active` (`load_balancer` ends when it is made, and it provisions while the
+alias record propagates); its target groups have healthy targets (right after provisioning they are
 `initial` while health checks start, and the ALB itself answers 503 meanwhile); the name
 resolves; the certificate is valid for it (a full TLS handshake with the system's trust
 store); and HTTP answers below 500. An internal ALB is reachable only from inside its
@@ -27,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 from orchestrator import resolver
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import CHECK, Change
+from orchestrator.states.load_balancer import serving_problem
 
 TIMEOUT = 10.0
 WAIT_LIMIT = 900  # DNS caches, ALB listeners and target health checks can take minutes
@@ -168,8 +170,10 @@ class EndpointPhase(Phase):
     def enter(self, ctx: PhaseContext) -> None:
         host = ctx.config.kubeflow_host
 
+        warned: set[str] = set()
+
         def works() -> dict[str, Any] | None:
-            result, problem = self._check(ctx)
+            result, problem = self._check(ctx, warned)
             if result is None:
                 ctx.note(problem)
             return result
@@ -185,12 +189,13 @@ class EndpointPhase(Phase):
             )
 
     def verify(self, ctx: PhaseContext) -> str | None:
-        result, problem = self._check(ctx)
+        result, problem = self._check(ctx, set())
         return None if result is not None else problem
 
-    def _check(self, ctx: PhaseContext) -> tuple[dict[str, Any] | None, str]:
+    def _check(self, ctx: PhaseContext, warned: set[str]) -> tuple[dict[str, Any] | None, str]:
         host = ctx.config.kubeflow_host
-        problem = self._targets_problem(ctx)
+        balancer = ctx.earlier("load_balancer")["load_balancer_arn"]
+        problem = serving_problem(ctx, balancer, warned) or self._targets_problem(ctx)
         if problem:
             return None, problem
         if ctx.config.alb_scheme == "internal":

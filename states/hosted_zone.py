@@ -5,6 +5,10 @@ or crashed create is recognised, and a zone deleted by hand is made again under 
 one: Route 53 remembers every reference forever) and tagged with the deployment and the
 state file's identity. A zone for the name that is neither ours nor named in the config
 stops the run: it is never adopted or deleted silently.
+
+The phase does not wait for the zone's creation to be INSYNC: nothing needs the zone to
+answer in DNS before ACM looks up the validation records, and Route 53 propagates the
+zone, the delegation and those records together while the certificates are requested.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import secrets
 from typing import Any
 
 from orchestrator.aws import AwsError, tolerate
-from orchestrator.builders.records import plain, wait_in_sync
+from orchestrator.builders.records import plain
 from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, describe_identity, tag_map
@@ -154,8 +158,6 @@ class HostedZonePhase(Phase):
                 id=_short(zone["Id"]), name=ctx.config.subdomain, caller_reference=reference
             )
         self._tag(ctx, _short(zone["Id"]))
-        if created["ChangeInfo"]:
-            wait_in_sync(ctx, created["ChangeInfo"]["Id"], f"zone {ctx.config.subdomain}")
         return zone
 
     def _create_zone(self, ctx: PhaseContext, reference: str) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""load_balancer: wait for the controller's ALB (Ingress hostname, then ALB `active`).
+"""load_balancer: wait for the controller to make the ALB (the Ingress hostname, and an ALB
+by that name that has not failed).
+
+The controller writes the hostname into the Ingress status as soon as it has created the
+load balancer, which AWS then provisions for two or three minutes. This phase ends there,
+so that `dns_record` writes the alias while the ALB provisions and Route 53's propagation
+overlaps it; `endpoint` waits for the ALB to be `active` and its targets healthy.
 
 While waiting, the Ingress's latest Kubernetes Event is the wait's detail, so `status`
 shows why no ALB appears (e.g. the controller's FailedBuildModel message). An ALB that
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.aws import tolerate
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import WAIT, Change
@@ -18,6 +25,7 @@ from orchestrator.store import elapsed_since
 
 WAIT_LIMIT = 1800
 SERVING = ("active", "active_impaired")
+MADE = ("provisioning", *SERVING)  # states of an ALB that exists and has not failed
 # Seconds of silence on the Ingress after which the wait suggests the controller is down.
 QUIET_LIMIT = 120
 
@@ -44,7 +52,7 @@ def latest_event(events: list[dict[str, Any]]) -> str | None:
 
 class LoadBalancerPhase(Phase):
     name = "load_balancer"
-    title = "wait for the controller's ALB to be active"
+    title = "wait for the controller to make the ALB"
     inputs = ("kubeflow.alb.scheme",)
     outputs = ("hostname", "load_balancer_arn", "canonical_hosted_zone_id")
     reads = ()
@@ -53,14 +61,14 @@ class LoadBalancerPhase(Phase):
         return [
             Change(
                 WAIT,
-                f"for the ALB of Ingress {NAMESPACE}/{NAME} to be active",
+                f"for the controller to make the ALB of Ingress {NAMESPACE}/{NAME}",
                 "the controller makes it",
             )
         ]
 
     def enter(self, ctx: PhaseContext) -> None:
         balancer = ctx.wait_until(
-            f"the ALB of Ingress {NAMESPACE}/{NAME}", lambda: self._active(ctx), limit=WAIT_LIMIT
+            f"the ALB of Ingress {NAMESPACE}/{NAME}", lambda: self._made(ctx), limit=WAIT_LIMIT
         )
         ctx.outputs.update(
             hostname=balancer["DNSName"],
@@ -70,7 +78,7 @@ class LoadBalancerPhase(Phase):
             scheme=balancer["Scheme"],
         )
 
-    def _active(self, ctx: PhaseContext) -> dict[str, Any] | None:
+    def _made(self, ctx: PhaseContext) -> dict[str, Any] | None:
         ingress = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
         hostname = hostname_of(ingress)
         if hostname is None:
@@ -81,19 +89,9 @@ class LoadBalancerPhase(Phase):
         if balancer is None:
             ctx.note(f"Ingress has hostname {hostname}, but no such load balancer exists yet")
             return None
-        state = balancer["State"]
-        if state["Code"] == "failed":
-            raise PhaseError(
-                f"ALB {balancer['LoadBalancerName']} failed: "
-                f"{state.get('Reason', 'no reason given')}",
-                "look at the controller's logs and the Ingress events, fix the "
-                "cause, then run `orchestrator resume`",
-            )
-        if state["Code"] not in SERVING:
-            ctx.note(f"ALB {balancer['LoadBalancerName']} is {state['Code']}")
-            return None
-        if state["Code"] == "active_impaired":
-            ctx.say(impaired_warning(balancer))
+        problem = failed(balancer)
+        if problem:
+            raise PhaseError(problem, FAILED_HINT)
         return balancer
 
     def verify(self, ctx: PhaseContext) -> str | None:
@@ -101,11 +99,47 @@ class LoadBalancerPhase(Phase):
         if hostname_of(ingress) != ctx.outputs["hostname"]:
             return "the Ingress points at another load balancer"
         balancer = find_by_dns_name(ctx, ctx.outputs["hostname"])
-        if balancer is None or balancer["State"]["Code"] not in SERVING:
-            return f"ALB {ctx.outputs['hostname']} is not active"
-        if balancer["State"]["Code"] == "active_impaired":
-            ctx.say(impaired_warning(balancer))
+        if balancer is None:
+            return f"ALB {ctx.outputs['hostname']} does not exist"
+        return failed(balancer)
+
+
+FAILED_HINT = (
+    "look at the controller's logs and the Ingress events, fix the cause, then run "
+    "`orchestrator resume`"
+)
+
+
+def failed(balancer: dict[str, Any]) -> str | None:
+    """What is wrong with an ALB that AWS could not provision (`failed`), or None."""
+    state = balancer["State"]
+    if state["Code"] in MADE:
         return None
+    return f"ALB {balancer['LoadBalancerName']} failed: {state.get('Reason', 'no reason given')}"
+
+
+def serving_problem(ctx: PhaseContext, balancer_arn: str, warned: set[str]) -> str | None:
+    """Why the ALB does not serve yet (it still provisions, or is gone), or None once it is
+    active; PhaseError if it failed. An `active_impaired` ALB serves, and is warned of once
+    per `warned` (the polls of one wait share it)."""
+    found = tolerate(
+        ctx.aws.elbv2.describe_load_balancers,
+        "LoadBalancerNotFound",
+        LoadBalancerArns=[balancer_arn],
+    )
+    if not found or not found["LoadBalancers"]:
+        return f"ALB {balancer_arn} does not exist"
+    balancer = found["LoadBalancers"][0]
+    problem = failed(balancer)
+    if problem:
+        raise PhaseError(problem, FAILED_HINT)
+    code = balancer["State"]["Code"]
+    if code not in SERVING:
+        return f"ALB {balancer['LoadBalancerName']} is {code}"
+    if code == "active_impaired" and balancer_arn not in warned:
+        warned.add(balancer_arn)
+        ctx.say(impaired_warning(balancer))
+    return None
 
 
 def quiet_controller(waiting_since: str | None) -> str:

@@ -248,9 +248,9 @@ def test_untagged_subnets_are_tagged_again_on_resume(world: World, workdir: Path
 def test_a_detached_policy_keeps_the_alb_away_and_status_says_why(
     tmp_path: Path, workdir: Path
 ) -> None:
-    # The controller makes the ALB once its preconditions have held for alb_delay: ample time
-    # to take the policy away after the wait starts, and the event shows at its next pass.
-    w = World.up(tmp_path / "slow-alb", acm_delay=0.5, alb_delay=15.0)
+    # The controller deploys a new ALB once its preconditions have held for reconcile_delay:
+    # ample time to take the policy away after the wait starts; the event shows next pass.
+    w = World.up(tmp_path / "slow-alb", acm_delay=0.5, reconcile_delay=15.0)
     waiting: subprocess.Popen[str] | None = None
     try:
         config = str(w.config)

@@ -329,7 +329,7 @@ def test_load_balancer_active_is_recorded_and_verified(tmp_path: Path) -> None:
         assert LoadBalancerPhase().verify(ctx) == "the Ingress points at another load balancer"
         point_at(kit, balancer["DNSName"])
         kit.client("elbv2").delete_load_balancer(LoadBalancerArn=balancer["LoadBalancerArn"])
-        assert LoadBalancerPhase().verify(ctx) == f"ALB {balancer['DNSName']} is not active"
+        assert LoadBalancerPhase().verify(ctx) == f"ALB {balancer['DNSName']} does not exist"
 
 
 def test_load_balancer_rollback_leaves_the_alb_to_the_ingress(tmp_path: Path) -> None:

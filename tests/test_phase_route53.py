@@ -371,6 +371,34 @@ def test_delegation_writes_the_ns_record_in_the_root_zone_once(tmp_path: Path) -
         assert again.aws_writes == []
 
 
+def test_zone_and_delegation_end_while_route53_still_propagates_them(tmp_path: Path) -> None:
+    """Neither waits for INSYNC: ACM validates once the records resolve, and
+    certificates_issued waits for that, so the certificates are requested while Route 53
+    propagates the zone and the delegation (the sandbox's Route 53 keeps them PENDING)."""
+    from phasekit import ACCOUNT
+
+    from orchestrator_sandbox.route53 import make_route53_strict, published_zones
+
+    with phase_kit(tmp_path) as kit:  # waits check once: a wait here would raise
+        make_route53_strict(dns_delay=0)
+        root = new_zone(kit, "example.com", "root")  # an old zone, long INSYNC
+        kit.configure(root_zone_id=root)
+        make_route53_strict(dns_delay=3600)
+        try:
+            zone = kit.ctx("hosted_zone")
+            with kit.watching() as seen:
+                HostedZonePhase().enter(zone)
+                kit.done("hosted_zone", **zone.outputs)
+                DelegationPhase().enter(kit.ctx("delegation"))
+            assert seen.calls("get_change") == []
+            # Route 53's name servers do not serve the zone, nor the delegation, yet.
+            served = {z.name: z for z in published_zones(ACCOUNT)}
+            assert SUB not in served
+            assert (SUB, "NS") not in served["example.com"].records
+        finally:
+            make_route53_strict(dns_delay=0)
+
+
 def test_delegation_already_in_place_is_adopted_and_rollback_leaves_it(tmp_path: Path) -> None:
     with phase_kit(tmp_path) as kit:
         root = delegation_kit(kit)

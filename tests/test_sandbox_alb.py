@@ -20,7 +20,7 @@ from harness import binding_crd
 from moto import mock_aws
 
 from kube_api_emulator import ObjectStore
-from orchestrator_sandbox import subnets
+from orchestrator_sandbox import events, subnets
 from orchestrator_sandbox.albcontroller import FINALIZER, AlbControllerSimulator
 from orchestrator_sandbox.albmodel import ModelError
 from orchestrator_sandbox.elbphysics import make_elb_physical
@@ -35,6 +35,7 @@ CONTROLLER = "aws-load-balancer-controller"
 INGRESS = ("networking.k8s.io/v1", "Ingress")
 DRAIN = 60.0
 SETTLE = 30.0
+PROVISIONING = 150.0
 HOST = "kubeflow.platform.example.com"
 ROLE_ELB = "kubernetes.io/role/elb"
 ROLE_INTERNAL = "kubernetes.io/role/internal-elb"
@@ -171,6 +172,7 @@ def make_rig(
     crd: bool = True,
     store: ObjectStore | None = None,
     args: tuple[str, ...] = (),
+    delay: float = 0,
 ) -> Rig:
     network = build_network(clients["ec2"])
     store = store or ObjectStore(crd_establish_seconds=0, namespace_grace_seconds=0)
@@ -180,7 +182,7 @@ def make_rig(
     store.create(web_service())
     if crd:
         store.create(binding_crd())
-    simulator = AlbControllerSimulator(store, clients, CLUSTER, REGION, ACCOUNT, 0, clock=clock)
+    simulator = AlbControllerSimulator(store, clients, CLUSTER, REGION, ACCOUNT, delay, clock=clock)
     return Rig(clients, store, network, clock, simulator)
 
 
@@ -703,6 +705,59 @@ def test_targets_are_initial_until_the_alb_has_been_active_a_while(rig: Rig) -> 
     assert states() == {("initial", "Elb.RegistrationInProgress")}
     rig.clock.advance(1)
     assert states() == {("healthy", None)}
+
+
+def test_the_ingress_names_the_alb_while_it_is_still_provisioning(
+    aws: dict[str, Any], clock: Clock, tmp_path: Path
+) -> None:
+    rig = make_rig(aws, clock, delay=PROVISIONING)
+    tag_role(rig.ec2, rig.network.public, ROLE_ELB)
+    events.record_to(tmp_path / events.NAME)
+    try:
+        rig.store.create(ingress())
+        rig.tick()  # every precondition holds: deployed at once, the hostname published
+        [balancer] = rig.balancers()
+        assert balancer["State"]["Code"] == "provisioning"
+        assert (
+            rig.ingress()["status"]["loadBalancer"]["ingress"][0]["hostname"]
+            == (balancer["DNSName"])
+        )
+        group = rig.elbv2.describe_target_groups()["TargetGroups"][0]["TargetGroupArn"]
+        rig.clock.advance(PROVISIONING - 1)
+        rig.tick()
+        assert rig.balancers()[0]["State"]["Code"] == "provisioning"
+        health = rig.elbv2.describe_target_health(TargetGroupArn=group)
+        assert {d["TargetHealth"]["State"] for d in health["TargetHealthDescriptions"]} == {
+            "initial"
+        }
+
+        # AWS finishes provisioning whether the controller still runs or not.
+        rig.store.delete("apps/v1", "Deployment", CONTROLLER, "kube-system")
+        rig.clock.advance(1)
+        rig.tick()
+        assert rig.balancers()[0]["State"]["Code"] == "active"
+        rig.clock.advance(SETTLE)
+        health = rig.elbv2.describe_target_health(TargetGroupArn=group)
+        assert {d["TargetHealth"]["State"] for d in health["TargetHealthDescriptions"]} == {
+            "healthy"
+        }
+    finally:
+        events.record_to(None)
+
+    arn = balancer["LoadBalancerArn"]
+    recorded = {e["kind"]: e for e in events.read(tmp_path)}
+    active, reconciled = recorded["alb.active"], recorded["alb.reconciled"]
+    # The controller's deploy waited for nothing of the world's here (no controller rollout
+    # or certificate issue in this log); provisioning waited for the deploy.
+    assert (reconciled["id"], reconciled["after"]) == (f"alb.reconciled:{arn}", [])
+    assert reconciled["ended"] == active["began"]
+    assert (active["id"], active["after"]) == (f"alb.active:{arn}", [reconciled["id"]])
+    assert active["ended"] - active["began"] == pytest.approx(PROVISIONING)
+    healthy = recorded["targets.healthy"]
+    assert healthy["subject"].startswith(f"{group}/") and healthy["after"] == [active["id"]]
+    assert (healthy["began"], healthy["ended"] - healthy["began"]) == pytest.approx(
+        (active["ended"], SETTLE)
+    )
 
 
 # ---- the front end -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import StillWaiting
-from orchestrator.waiting import WaitPolicy, intervals, wait_until
+from orchestrator.waiting import WaitPolicy, pause_after, wait_until
 
 
 class Clock:
@@ -21,18 +21,28 @@ class Clock:
         self.now += seconds
 
 
-def test_intervals_start_short_and_are_capped() -> None:
-    pause = intervals(first=1.0, cap=15.0)
-    values = [pause() for _ in range(20)]
-    assert values[0] <= 2.0
+def test_pauses_start_short_grow_with_the_wait_and_are_capped() -> None:
+    waited = [0.0, 1.0, 10.0, 60.0, 180.0, 3600.0]
+    values = [pause_after(w, cap=15.0) for w in waited]
+    assert values[0] == values[1] == 0.25
     assert values == sorted(values)
-    assert max(values) == 15.0
+    # Never more than 5% of the wait so far after what it waits for (past the first pauses).
+    assert all(v <= max(0.25, 0.05 * w) for v, w in zip(values, waited, strict=True))
+    assert values[-1] == 15.0
+
+
+def test_a_long_wait_polls_a_few_hundred_times_an_hour_not_thousands() -> None:
+    clock = Clock()
+    with pytest.raises(StillWaiting):
+        wait_until(
+            lambda: None, what="x", policy=WaitPolicy(), limit=3600, clock=clock, sleep=clock.sleep
+        )
+    assert 200 < len(clock.sleeps) < 400
 
 
 def test_the_cap_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCHESTRATOR_POLL_MAX_INTERVAL", "3")
-    pause = intervals()
-    assert max(pause() for _ in range(20)) == 3.0
+    assert pause_after(3600.0) == 3.0
 
 
 def test_wait_returns_the_first_answer() -> None:
@@ -44,7 +54,7 @@ def test_wait_returns_the_first_answer() -> None:
         )
         == "ready"
     )
-    assert len(clock.sleeps) == 2 and clock.sleeps[0] <= 2.0
+    assert clock.sleeps == [0.25, 0.25]
 
 
 def test_no_wait_checks_once() -> None:

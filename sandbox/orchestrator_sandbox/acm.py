@@ -4,16 +4,24 @@ moto issues every certificate after a fixed time whatever DNS says; the world tu
 that off and runs this simulator instead. A PENDING_VALIDATION certificate becomes
 ISSUED only after each of its validation CNAMEs resolves, through delegation, to the
 exact value ACM asked for, and then only after `delay` more seconds.
+
+Each issue is an `acm.issued` event of the world's event log (events.py), from when the
+simulator first saw every validation record resolve to the issue, after the Route 53
+changes that had made the zones serving those names (the zones of the records and the
+parents that delegate to them) what they were by then: all of those zones' INSYNC changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from orchestrator_sandbox.dnsview import DnsView, resolve
+from orchestrator_sandbox import events
+from orchestrator_sandbox.dnsview import DnsView, Zone, resolve, within
 from orchestrator_sandbox.reconciler import Reconciler
+from orchestrator_sandbox.route53 import in_sync_changes
 
 
 def use_distinct_validation_records() -> None:
@@ -59,6 +67,15 @@ def disable_moto_auto_issue() -> None:
     moto.settings.ACM_VALIDATION_WAIT = 10**9
 
 
+@dataclass(frozen=True)
+class Validated:
+    """When every validation record of a certificate was first seen to resolve, and the
+    hosted zones that served them then."""
+
+    since: float
+    zone_ids: frozenset[str]
+
+
 class AcmSimulator(Reconciler):
     name = "acm simulator"
 
@@ -75,7 +92,7 @@ class AcmSimulator(Reconciler):
         self.account = account
         self.delay = delay
         self.interval = interval
-        self._validated_at: dict[str, float] = {}
+        self._validated_at: dict[str, Validated] = {}
 
     def tick(self) -> None:
         zones = None
@@ -90,8 +107,9 @@ class AcmSimulator(Reconciler):
                 if not self._resolvable(zones, cert):
                     self._validated_at.pop(arn, None)
                     continue
-                since = self._validated_at.setdefault(arn, time.monotonic())
-                if time.monotonic() - since >= self.delay:
+                if arn not in self._validated_at:
+                    self._validated_at[arn] = Validated(time.monotonic(), _serving(zones, cert))
+                if time.monotonic() - self._validated_at[arn].since >= self.delay:
                     self._issue(region, arn)
 
     def _resolvable(self, zones: Any, cert: dict[str, Any]) -> bool:
@@ -114,4 +132,18 @@ class AcmSimulator(Reconciler):
         from moto.acm.models import acm_backends
 
         acm_backends[self.account][region].get_certificate(arn).status = "ISSUED"
-        self._validated_at.pop(arn, None)
+        validated = self._validated_at.pop(arn)
+        changes = in_sync_changes(self.account, set(validated.zone_ids), validated.since)
+        after = [events.event_id("route53.change", change) for change in changes]
+        events.record("acm.issued", arn, validated.since, time.monotonic(), after)
+
+
+def _serving(zones: list[Zone], cert: dict[str, Any]) -> frozenset[str]:
+    """The zones a name server walk for the certificate's validation records goes through:
+    every zone whose name contains one of them."""
+    names = [
+        option["ResourceRecord"]["Name"].rstrip(".").lower()
+        for option in cert.get("DomainValidationOptions", [])
+        if option.get("ResourceRecord")
+    ]
+    return frozenset(zone.id for zone in zones if any(within(n, zone.name) for n in names))

@@ -12,15 +12,23 @@ checks what deploying it takes: the controller's IRSA credentials (the role must
 assumable through the cluster's OIDC provider and allow CreateLoadBalancer) and every
 certificate ISSUED. A failure becomes a Warning Event on the Ingress worded like the real
 controller's (FailedBuildModel / FailedDeployModel) and is retried on the next pass. Once
-everything has held for `delay` seconds, the stack is deployed (albprovision: security
-groups, target group, ALB, listeners, TargetGroupBinding) and the ALB's DNS name published
-in the Ingress status. Later changes to the Ingress are deployed in place.
+everything holds, the stack is deployed at once (albprovision: security groups, target
+group, ALB, listeners, TargetGroupBinding) and the ALB's DNS name published in the Ingress
+status right after, as the real controller does: CreateLoadBalancer returns a DNS name
+while the ALB is still `provisioning`. AWS makes it `active` `delay` seconds after its
+creation, whether a controller still runs or not (this simulator does that for AWS, on
+each pass). Later changes to the Ingress are deployed in place.
 
 When the Ingress is being deleted (or is gone, or no longer `alb`), it tears the stack down
 in the real order, retrying while EC2 refuses to delete the security groups; deletes the
 cluster's shared backend security group once no other Ingress needs it; and only then
 removes its finalizer, which lets the Ingress go. It also runs the controller's
 TargetGroupBinding reconciler (targets.py), which registers made-up pod addresses.
+
+Two waits go to the world's event log (events.py): `alb.active` (from the ALB's creation
+to its activation, after the controller's rollout and its certificates' issue) and
+`alb.teardown` (from when the controller first sees the Ingress being deleted to when it
+removes its finalizer).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kube_api_emulator import ObjectStore
+from orchestrator_sandbox import events
 from orchestrator_sandbox.albmodel import (
     IngressModel,
     ModelError,
@@ -55,6 +64,7 @@ Desired = tuple[IngressModel, ServiceTarget | None]  # what a deploy is made fro
 
 CONTROLLER_NAMESPACE = "kube-system"
 CONTROLLER_NAME = "aws-load-balancer-controller"
+CONTROLLER_SUBJECT = f"{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"  # its events' subject
 INGRESS = ("networking.k8s.io/v1", "Ingress")
 FINALIZER = "ingress.k8s.aws/resources"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -76,26 +86,31 @@ class AlbControllerSimulator(Reconciler):
         account: str,
         delay: float,
         interval: float = 0.25,
+        reconcile_delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`clients`: boto3 clients for ec2, eks, iam, elbv2 and acm (the world's own).
-        `delay`: how long every precondition must hold before a new ALB is made."""
+        `delay`: how long a new ALB stays `provisioning` before it is `active`;
+        `reconcile_delay`: how long every precondition must hold before a new stack is
+        deployed (the real controller's first deploy is a dozen AWS calls)."""
         self.store = store
         self.ec2, self.eks, self.acm = clients["ec2"], clients["eks"], clients["acm"]
         self.cluster = cluster
         self.region = region
         self.account = account
         self.delay = delay
+        self.reconcile_delay = reconcile_delay
         self.interval = interval
         self.clock = clock
         self.identity = ControllerIdentity(clients["iam"], self.eks, cluster, account)
         self.binder = TargetBinder(store, self.ec2, clients["elbv2"])
         self.provisioner = AlbProvisioner(
-            self.ec2, clients["elbv2"], store, self.binder, cluster, region, account
+            self.ec2, clients["elbv2"], store, self.binder, cluster, region, account, clock
         )
         self._deployed: dict[Key, tuple[Desired, Deployed]] = {}
         self._known: set[Key] = set()  # Ingresses whose stacks may exist in AWS
-        self._ready_since: dict[Key, float] = {}
+        self._deleting_since: dict[Key, float] = {}  # when each Terminating one was first seen
+        self._ready_since: dict[Key, float] = {}  # when a new stack's preconditions first held
         self._errors: dict[Key, str] = {}
         self._lock = threading.Lock()
 
@@ -103,19 +118,23 @@ class AlbControllerSimulator(Reconciler):
         """One reconcile pass over every Ingress, and the stacks of those gone."""
         with self._lock:
             controller = self._running_controller()
-            if controller is None:
-                self._ready_since.clear()
-                return  # no controller runs: nothing happens, not even Events
-            ingresses = {_key(i): i for i in self.store.list(*INGRESS)}
-            for key, ingress in ingresses.items():
-                if is_alb(ingress) and not _deleting(ingress):
-                    self._isolated(key, self._reconcile, key, ingress, controller)
-                elif FINALIZER in _finalizers(ingress) or key in self._known:
-                    self._isolated(key, self._finalize, key, ingress, controller)
-            for key in sorted(self._known - set(ingresses)):
-                self._isolated(key, self._finalize, key, None, controller)
-            self._ready_since = {k: v for k, v in self._ready_since.items() if k in ingresses}
-            self._isolated(("", "targetgroupbindings"), self.binder.tick)
+            # No controller runs: nothing happens, not even Events; but AWS goes on.
+            if controller is not None:
+                self._reconcile_all(controller)
+            self._finish_provisioning()
+
+    def _reconcile_all(self, controller: Obj) -> None:
+        ingresses = {_key(i): i for i in self.store.list(*INGRESS)}
+        for key, ingress in ingresses.items():
+            if is_alb(ingress) and not _deleting(ingress):
+                self._isolated(key, self._reconcile, key, ingress, controller)
+            elif FINALIZER in _finalizers(ingress) or key in self._known:
+                self._isolated(key, self._finalize, key, ingress, controller)
+        for key in sorted(self._known - set(ingresses)):
+            self._isolated(key, self._finalize, key, None, controller)
+        self._deleting_since = {k: v for k, v in self._deleting_since.items() if k in ingresses}
+        self._ready_since = {k: v for k, v in self._ready_since.items() if k in ingresses}
+        self._isolated(("", "targetgroupbindings"), self.binder.tick)
 
     def _isolated(self, key: Key, work: Callable[..., None], *args: Any) -> None:
         """Run one Ingress's work; its failure (say, AWS unreachable, or a security group
@@ -164,22 +183,45 @@ class AlbControllerSimulator(Reconciler):
             )
             return
         self._deployed[key] = (desired, result)
-        self._ready_since.pop(key, None)
+        since = self._ready_since.pop(key, None)
+        made = self.provisioner.provisioning.get(result.balancer_arn)
+        if deployed is None and since is not None and made is not None:
+            # Until CreateLoadBalancer: from there on, the ALB's provisioning is the wait.
+            after = self._causes(model.https_certificates)
+            events.record("alb.reconciled", result.balancer_arn, since, made.created, after)
         self._publish(ingress, result.dns_name)
         self.store.record_event(
             ingress, "SuccessfullyReconciled", "Successfully reconciled", component=EVENT_SOURCE
         )
 
     def _held(self, key: Key) -> bool:
-        """Whether everything has held for `delay` seconds (a new ALB takes that long)."""
+        """Whether every precondition has held for `reconcile_delay` seconds."""
         since = self._ready_since.setdefault(key, self.clock())
-        return self.clock() - since >= self.delay
+        return self.clock() - since >= self.reconcile_delay
+
+    def _causes(self, certificates: tuple[str, ...]) -> list[str]:
+        """The world's events a new stack waited for: the controller's rollout and the
+        issue of its certificates (those in the log)."""
+        causes = [events.recorded("deployment.available", CONTROLLER_SUBJECT)]
+        causes += [events.recorded("acm.issued", cert) for cert in certificates]
+        return [cause for cause in causes if cause is not None]
 
     def _settle(self, deployed: Deployed, ingress: Obj) -> None:
-        """Bring a new ALB to `active`, and keep the Ingress status naming it."""
-        self.provisioner.activate(deployed.balancer_arn)
+        """Keep the Ingress status naming the ALB."""
         if hostname_of(ingress) != deployed.dns_name:
             self._publish(ingress, deployed.dns_name)
+
+    def _finish_provisioning(self) -> None:
+        """Make each ALB `active` once `delay` seconds have passed since its creation, as AWS
+        does; each is an `alb.active` event."""
+        for arn, made in list(self.provisioner.provisioning.items()):
+            now = self.clock()
+            if now - made.created < self.delay or not self.provisioner.activate(arn):
+                continue
+            after = self._causes(made.certificates)
+            reconciled = events.recorded("alb.reconciled", arn)
+            after += [reconciled] if reconciled else []
+            events.record("alb.active", arn, made.created, now, after, cluster=self.cluster)
 
     def _publish(self, ingress: Obj, hostname: str | None) -> None:
         meta = ingress["metadata"]
@@ -277,6 +319,8 @@ class AlbControllerSimulator(Reconciler):
         """The Ingress is being deleted, is gone, or is no longer `alb`: tear its stack down,
         then the backend security group if no one else needs it, then let the Ingress go.
         Any step that fails (ModelError) stops here, to be retried on the next pass."""
+        if ingress is not None and _deleting(ingress):
+            self._deleting_since.setdefault(key, self.clock())
         self._credentials(controller)  # deleting takes the controller's AWS identity too
         self.provisioner.tear_down(*key)
         if not self._backend_group_needed(key):
@@ -288,6 +332,10 @@ class AlbControllerSimulator(Reconciler):
         meta = ingress["metadata"]
         if FINALIZER in _finalizers(ingress):
             self.store.remove_finalizer(*INGRESS, meta["name"], meta.get("namespace"), FINALIZER)
+            since = self._deleting_since.pop(key, None)
+            if since is not None:
+                subject = "/".join(key)
+                events.record("alb.teardown", subject, since, self.clock(), cluster=self.cluster)
         if not _deleting(ingress) and hostname_of(ingress):
             self._publish(ingress, None)
 

@@ -15,12 +15,16 @@ the bindings (each deleted, its targets deregistered and its finalizer removed),
 groups, then the security groups, which EC2 refuses to delete while the load balancer's
 network interfaces drain (elbphysics): the error is raised, and the caller retries.
 
-Two things moto does not do by itself are done through its backends: finishing provisioning
-(`active`), and ACM's InUseBy naming the load balancer that uses a certificate.
+CreateLoadBalancer returns at once with the load balancer `provisioning`, as on AWS; the
+provisioner notes when it made each (`provisioning`), and the caller finishes provisioning
+(`activate`, through moto's backend) once AWS would have. Also done through moto's
+backends: ACM's InUseBy naming the load balancer that uses a certificate.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +87,14 @@ class Deployed:
     dns_name: str
 
 
+@dataclass(frozen=True)
+class Provisioning:
+    """A load balancer this provisioner made that is not active yet."""
+
+    created: float  # on the provisioner's clock
+    certificates: tuple[str, ...]  # its listeners' at creation
+
+
 class AlbProvisioner:
     def __init__(
         self,
@@ -93,6 +105,7 @@ class AlbProvisioner:
         cluster: str,
         region: str,
         account: str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ec2 = ec2
         self.elbv2 = elbv2
@@ -101,6 +114,8 @@ class AlbProvisioner:
         self.cluster = cluster
         self.region = region
         self.account = account
+        self.clock = clock
+        self.provisioning: dict[str, Provisioning] = {}  # by load balancer ARN
 
     # ---- deploy -------------------------------------------------------------------------------
 
@@ -221,6 +236,8 @@ class AlbProvisioner:
                 IpAddressType="ipv4",
                 Tags=_tag_list(tags),
             )["LoadBalancers"][0]
+            created = Provisioning(self.clock(), model.https_certificates)
+            self.provisioning[kept["LoadBalancerArn"]] = created
         else:
             self._update_balancer(kept, plan, groups, tags)
         self._apply_attributes(kept["LoadBalancerArn"], dict(model.attributes))
@@ -321,6 +338,7 @@ class AlbProvisioner:
 
     def _delete_balancer(self, arn: str) -> None:
         _gone_ok(self.elbv2.delete_load_balancer, LoadBalancerArn=arn)
+        self.provisioning.pop(arn, None)
         mark_in_use(self.account, self.region, arn, ())
 
     def _delete_bindings(self, namespace: str, name: str, keep: str | None) -> None:
@@ -441,13 +459,16 @@ class AlbProvisioner:
 
     # ---- moto ---------------------------------------------------------------------------------
 
-    def activate(self, balancer_arn: str) -> None:
-        """Finish provisioning: moto keeps a new ALB `provisioning` until something looks."""
+    def activate(self, balancer_arn: str) -> bool:
+        """Finish provisioning (elbphysics keeps a new ALB `provisioning` until then); whether
+        the load balancer was provisioning."""
         from moto.elbv2.models import elbv2_backends
 
+        from orchestrator_sandbox.elbphysics import finish_provisioning
+
+        self.provisioning.pop(balancer_arn, None)
         balancer = elbv2_backends[self.account][self.region].load_balancers.get(balancer_arn)
-        if balancer is not None:
-            balancer.activate()
+        return balancer is not None and finish_provisioning(balancer)
 
 
 # ---- helpers -----------------------------------------------------------------------------------

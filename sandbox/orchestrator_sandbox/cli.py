@@ -7,12 +7,13 @@ The orchestrator finds this module through the `orchestrator.sandbox` entry poin
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from orchestrator.cli import seconds
 from orchestrator.errors import ExitCode
 from orchestrator_sandbox import world
-from orchestrator_sandbox.options import SECOND_TEAM_HELP, SETTINGS
+from orchestrator_sandbox.options import PROFILES, SECOND_TEAM_HELP, SETTINGS, profile_settings
 
 DEFAULT_DIR = ".sandbox"
 # `status` of a world that is not up: an answer, not a failure (as `systemctl is-active`).
@@ -42,8 +43,17 @@ def main(argv: list[str], prog: str = "orchestrator sandbox") -> int:
 
 def _act(args: argparse.Namespace, directory: Path) -> int:
     if args.action == "up":
-        settings = {s.name: getattr(args, s.name) for s in SETTINGS}
-        info = world.up(directory, settings, second_team=args.second_team)
+        # A flag left out is None: the profile's value (or the default) applies to it.
+        explicit = {s.name: getattr(args, s.name) for s in SETTINGS}
+        given = {name: value for name, value in explicit.items() if value is not None}
+        settings = profile_settings(args.profile, args.time_scale, given)
+        info = world.up(
+            directory,
+            settings,
+            second_team=args.second_team,
+            profile=args.profile,
+            time_scale=args.time_scale,
+        )
         print(world.describe(directory, info))
         print(
             f"use it: source {directory / 'env'}; "
@@ -73,13 +83,38 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--dir", default=DEFAULT_DIR, help=f"the world's directory (default {DEFAULT_DIR})"
     )
     for setting in SETTINGS:
+        profiled = any(setting.name in values for values in PROFILES.values())
         parser.add_argument(
             setting.flag,
             dest=setting.name,
             type=seconds,
-            default=setting.default,
+            default=None,  # so that a flag given explicitly can win over the profile
             metavar="SECONDS",
-            help=f"{setting.help} (default {setting.default:g})",
+            help=f"{setting.help} (default {setting.default:g}"
+            + (", or the profile's)" if profiled else ")"),
         )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        help="take the latencies the real services typically have (aws: minutes for an ALB "
+        "or a certificate); explicitly given delays win",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_scale,
+        default=1.0,
+        metavar="F",
+        help="multiply the profile's latencies by F (0.1: a 150 s ALB takes 15 s; default 1)",
+    )
     parser.add_argument("--second-team", action="store_true", help=SECOND_TEAM_HELP)
     return parser
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):  # refuses nan too
+        raise argparse.ArgumentTypeError("the time scale must be a number greater than 0")
+    return value

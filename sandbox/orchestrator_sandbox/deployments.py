@@ -5,6 +5,10 @@ deployment and ReplicaSet controllers and the nodes: a Deployment whose pod temp
 ServiceAccount exists in its namespace becomes Available shortly after each change of
 its spec, with all replicas ready. If the ServiceAccount is missing, its pods cannot be
 created, and the Deployment says so in a ReplicaFailure condition, as a real one does.
+
+Each rollout that ends available is a `deployment.available` event of the world's event
+log (events.py): from when its clock started (the change, or its ServiceAccount's arrival)
+to when the Deployment was made available.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kube_api_emulator import ObjectStore
+from orchestrator_sandbox import events
 from orchestrator_sandbox.reconciler import Reconciler
 
 Obj = dict[str, Any]
@@ -146,14 +151,22 @@ def _conditions(status: Obj) -> set[tuple[Any, ...]]:
 
 
 class DeploymentRollouts(Reconciler):
-    name = "deployments"
-
     """Makes Deployments available `settle` seconds after each spec change (polling)."""
 
-    def __init__(self, store: ObjectStore, settle: float = 0.5, interval: float = 0.1) -> None:
+    name = "deployments"
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        settle: float = 0.5,
+        interval: float = 0.1,
+        cluster: str | None = None,
+    ) -> None:
+        """`settle`: the world's rollout_delay; `cluster`: named in the events it records."""
         self.store = store
         self.settle = settle
         self.interval = interval
+        self.cluster = cluster
         self._pending_since: dict[tuple[str, str, int], float] = {}
         self._lock = threading.Lock()
 
@@ -183,6 +196,9 @@ class DeploymentRollouts(Reconciler):
         since = self._pending_since.setdefault(key, time.monotonic())
         if time.monotonic() - since >= self.settle:
             self._write(deployment, wanted)
+            subject = f"{namespace}/{meta['name']}"
+            now = time.monotonic()
+            events.record("deployment.available", subject, since, now, cluster=self.cluster)
             return None
         return key
 

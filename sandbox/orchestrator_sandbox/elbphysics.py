@@ -1,6 +1,9 @@
-"""Elastic Load Balancing's physics where moto is lenient: security groups held by load
-balancers, and the health of newly registered targets.
+"""Elastic Load Balancing's physics where moto is lenient: provisioning, security groups
+held by load balancers, and the health of newly registered targets.
 
+- A new load balancer stays `provisioning` until `finish_provisioning` is called for it (the
+  world's load balancer controller simulator does, `alb_delay` after creating it, as AWS
+  takes minutes). moto makes one `active` whenever it is described.
 - DeleteLoadBalancer: ACM forgets the load balancer as a user of its certificates.
 - DeleteSecurityGroup: EC2 refuses (DependencyViolation, "resource sg-... has a dependent
   object") while a load balancer uses the group, and for `sg_drain_seconds` after that
@@ -10,7 +13,8 @@ balancers, and the health of newly registered targets.
   the load balancer forwarding to its group is active and `target_health_seconds` have
   passed since then (or since the target was registered, if later); then `healthy`. A
   target of a group no load balancer forwards to is `unused` (Target.NotInUse). moto calls
-  every registered target healthy at once.
+  every registered target healthy at once. The first time a target is found healthy is a
+  `targets.healthy` event of the world's event log (events.py), over its computed times.
 
 `make_elb_physical(...)` installs this into moto's backends, which serve both the world's
 moto server and `mock_aws` in the same process; calling it again changes the settings.
@@ -18,11 +22,14 @@ moto server and `mock_aws` in the same process; calling it again changes the set
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from orchestrator_sandbox import events
 
 SG_DRAIN_SECONDS = 90.0  # EC2 typically frees a deleted ALB's interfaces after a minute or two
 TARGET_HEALTH_SECONDS = 30.0  # the controller's health checks: every 15 s, healthy after 2
@@ -121,7 +128,6 @@ def _patch_target_health() -> None:
     if getattr(health_for, "sandbox_patched", False):
         return
     register = FakeTargetGroup.register
-    activate = FakeLoadBalancer.activate
 
     def register_targets(self: Any, targets: list[dict[str, Any]]) -> None:
         new = [t["Id"] for t in targets if t["Id"] not in self.targets]
@@ -130,10 +136,8 @@ def _patch_target_health() -> None:
         for target_id in new:  # registered again after a deregistration: initial again
             registered[target_id] = _physics.clock()
 
-    def activate_balancer(self: Any) -> None:
-        if self.state != "active":
-            self.sandbox_active_since = _physics.clock()
-        activate(self)
+    def hold_provisioning(self: Any) -> None:
+        """moto calls this whenever a load balancer is described: it stays as it is."""
 
     def target_health(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
         status = health_for(self, target, ec2_backend)
@@ -144,7 +148,17 @@ def _patch_target_health() -> None:
     target_health.sandbox_patched = True  # type: ignore[attr-defined]
     FakeTargetGroup.health_for = target_health
     FakeTargetGroup.register = register_targets
-    FakeLoadBalancer.activate = activate_balancer
+    FakeLoadBalancer.activate = hold_provisioning
+
+
+def finish_provisioning(balancer: Any) -> bool:
+    """Make a `provisioning` moto load balancer `active`, as AWS does when it has made it;
+    whether it was provisioning."""
+    if balancer.state != "provisioning":
+        return False
+    balancer.state = "active"
+    balancer.sandbox_active_since = _physics.clock()
+    return True
 
 
 def _settling(group: Any, status: Any) -> Any | None:
@@ -161,13 +175,18 @@ def _settling(group: Any, status: Any) -> Any | None:
             "Target.NotInUse",
             "Target group is not configured to receive traffic from the load balancer",
         )
-    active = [b.__dict__.get("sandbox_active_since", float("-inf")) for b in balancers]
-    active = [since for since, b in zip(active, balancers, strict=True) if b.state == "active"]
+    active = [
+        (b.__dict__.get("sandbox_active_since", float("-inf")), b.arn)
+        for b in balancers
+        if b.state == "active"
+    ]
     registered = group.__dict__.get("sandbox_registered_at", {}).get(status.instance_id)
     physics = _physics
     if active:
-        start = max(min(active), registered if registered is not None else float("-inf"))
+        active_since, balancer_arn = min(active)
+        start = max(active_since, registered if registered is not None else float("-inf"))
         if physics.clock() - start >= physics.target_health_seconds:
+            _note_healthy(group, status.instance_id, start, balancer_arn)
             return None
     return FakeHealthStatus(
         status.instance_id,
@@ -177,6 +196,20 @@ def _settling(group: Any, status: Any) -> Any | None:
         "Elb.RegistrationInProgress",
         "Target registration is in progress",
     )
+
+
+def _note_healthy(group: Any, target_id: str, start: float, balancer_arn: str) -> None:
+    """Record the target's `targets.healthy` event, the first time it is found healthy."""
+    if not math.isfinite(start):
+        return  # made active by hand (a test), not by provisioning: no wait to record
+    noted: set[tuple[str, float]] = group.__dict__.setdefault("sandbox_healthy_noted", set())
+    with _physics.lock:
+        if (target_id, start) in noted:
+            return
+        noted.add((target_id, start))
+    ended = start + _physics.target_health_seconds
+    after = [events.event_id("alb.active", balancer_arn)]
+    events.record("targets.healthy", f"{group.arn}/{target_id}", start, ended, after)
 
 
 def _balancers_forwarding_to(group: Any) -> list[Any]:

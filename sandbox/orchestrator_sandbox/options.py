@@ -3,7 +3,11 @@
 `sandbox up` offers each as a flag (`acm_delay` as `--acm-delay`), the world's starter
 passes them on to the world's process, and that process reads them back; a new setting
 is added here only. Defaults are short, so a whole run takes seconds, but never zero:
-every wait the real services impose is there, only faster.
+every wait the real services impose is there, only faster. (`reconcile_delay`, the time
+the controller's own AWS calls take, is zero: the sandbox's AWS answers at once.)
+
+A profile (`--profile aws`) replaces the defaults with what AWS typically takes, scaled
+by `--time-scale`; flags given explicitly win over both.
 """
 
 from __future__ import annotations
@@ -24,15 +28,48 @@ class Setting:
 
 SETTINGS = (
     Setting("acm_delay", 5.0, "seconds ACM takes to issue once the validation record resolves"),
-    Setting("alb_delay", 5.0, "seconds the load balancer controller takes to make an ALB"),
+    Setting("alb_delay", 5.0, "seconds a new ALB stays `provisioning` before it is `active`"),
     Setting("dns_delay", 1.0, "seconds a Route 53 change stays PENDING before it is INSYNC"),
     Setting("target_delay", 2.0, "seconds new ALB targets stay `initial` before `healthy`"),
     Setting(
         "drain_delay", 2.0, "seconds a deleted ALB's network interfaces hold its security groups"
     ),
     Setting("crd_delay", 0.5, "seconds a new CustomResourceDefinition takes to be Established"),
+    Setting(
+        "rollout_delay",
+        0.5,
+        "seconds a Deployment takes to be available after a change: image pull and readiness",
+    ),
+    Setting(
+        "reconcile_delay",
+        0.0,
+        "seconds every precondition must hold before the controller deploys a new ALB",
+    ),
     Setting("token_ttl", 900.0, "seconds a cluster's bearer token is accepted (EKS: 900)"),
 )
+# Settings that are not latencies: a profile's time scale leaves them alone.
+UNSCALED = frozenset({"token_ttl"})
+PROFILES: dict[str, dict[str, float]] = {
+    "aws": {
+        # ACM validates within a few minutes once the validation record resolves.
+        "acm_delay": 90.0,
+        # A new ALB is `provisioning` for two to three minutes.
+        "alb_delay": 150.0,
+        # Route 53 changes are usually INSYNC within 60 seconds.
+        "dns_delay": 40.0,
+        # The controller's health checks run every 15 s; a target is healthy after 2.
+        "target_delay": 30.0,
+        # EC2 frees a deleted ALB's network interfaces within a minute or two.
+        "drain_delay": 60.0,
+        # The API server establishes a new CRD's names within about a second.
+        "crd_delay": 1.0,
+        # The controller's image pull, start and readiness probe.
+        "rollout_delay": 30.0,
+        # The controller's first deploy of a stack: a dozen AWS calls (security groups,
+        # target group, load balancer, listeners) before CreateLoadBalancer's DNS name.
+        "reconcile_delay": 5.0,
+    },
+}
 SECOND_TEAM_HELP = (
     "seed another team's Ingress of class alb (team-data/dashboard) in the production cluster"
 )
@@ -42,9 +79,29 @@ def defaults() -> dict[str, float]:
     return {s.name: s.default for s in SETTINGS}
 
 
-def as_arguments(values: dict[str, float], second_team: bool = False) -> list[str]:
-    """The world process's command-line arguments for these settings."""
+def profile_settings(
+    profile: str | None, time_scale: float, explicit: dict[str, float]
+) -> dict[str, float]:
+    """Every setting: the defaults, overlaid by the profile's latencies times `time_scale`,
+    overlaid by the settings given explicitly."""
+    profiled = PROFILES[profile] if profile else {}
+    scaled = {n: v if n in UNSCALED else v * time_scale for n, v in profiled.items()}
+    return {**defaults(), **scaled, **explicit}
+
+
+def as_arguments(
+    values: dict[str, float],
+    second_team: bool = False,
+    profile: str | None = None,
+    time_scale: float = 1.0,
+) -> list[str]:
+    """The world process's command-line arguments for these settings. The profile and time
+    scale are only recorded by the world (in world.json): `values` already applies them."""
     arguments = []
     for setting in SETTINGS:
         arguments += [setting.flag, str(values.get(setting.name, setting.default))]
+    if profile:
+        arguments += ["--profile", profile]
+    if time_scale != 1.0:
+        arguments += ["--time-scale", str(time_scale)]
     return arguments + (["--second-team"] if second_team else [])

@@ -12,7 +12,8 @@
   (ListResourceRecordSets), but the name servers, and so the world's DNS
   (`published_zones`), answer as before a change until it is INSYNC: the old records, or
   nothing for new ones, and a zone whose creation is not INSYNC does not resolve at all.
-  Changes become INSYNC in the order they were made.
+  Changes become INSYNC in the order they were made. Each is a `route53.change` event of
+  the world's event log (events.py), recorded when it is made: from submission to INSYNC.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator_sandbox import events
 from orchestrator_sandbox.dnsview import Zone, plain
 
 _TLDS = ("com", "net", "org", "co.uk")
@@ -104,7 +106,8 @@ class ChangeLog:
 
     def record(self, zone_id: str, zone: Zone | None) -> Change:
         # Route 53 propagates changes in order: none is INSYNC before an earlier one.
-        self.last_due = max(TIMING.clock() + TIMING.delay, self.last_due)
+        now = TIMING.clock()
+        self.last_due = max(now + TIMING.delay, self.last_due)
         change = Change(
             id="C" + uuid.uuid4().hex[:20].upper(),
             zone_id=zone_id,
@@ -113,6 +116,7 @@ class ChangeLog:
             zone=zone,
         )
         self.changes[change.id] = change
+        events.record("route53.change", change.id, now, change.due, zone=zone_id)
         return change
 
     def by_zone(self) -> dict[str, list[Change]]:
@@ -120,6 +124,14 @@ class ChangeLog:
         for change in list(self.changes.values()):
             history.setdefault(change.zone_id, []).append(change)
         return history
+
+
+def in_sync_changes(account: str, zone_ids: set[str], by: float) -> list[str]:
+    """The ids of the changes to those zones that were INSYNC at `by` (on TIMING.clock)."""
+    from moto.route53.models import route53_backends
+
+    history = _log(route53_backends[account]["aws"]).by_zone()
+    return [c.id for zone_id in sorted(zone_ids) for c in history.get(zone_id, []) if c.due <= by]
 
 
 def _log(backend: Any) -> ChangeLog:

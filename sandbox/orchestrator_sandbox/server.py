@@ -7,7 +7,9 @@ seeds the estate, runs the simulators (ACM; per cluster, Deployments and the loa
 balancer controller), writes `env`, `kubeconfig` (a context per cluster), a deployment
 config per cluster and finally `world.json` (its `warnings`: what `up` prints on the
 terminal), then runs until SIGTERM. Every HTTP request the AWS and Kubernetes servers
-receive goes to `cloudtrail.jsonl` and `kube-audit.jsonl`.
+receive goes to `cloudtrail.jsonl` and `kube-audit.jsonl`, and every wait the world imposes
+(a Route 53 change propagating, a certificate being issued, an ALB provisioning, ...) to
+`world-events.jsonl` (events.py).
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     for setting in options.SETTINGS:
         parser.add_argument(setting.flag, dest=setting.name, type=float, default=setting.default)
     parser.add_argument("--second-team", action="store_true")
+    # Recorded only: the settings given already apply them (options.profile_settings).
+    parser.add_argument("--profile", choices=sorted(options.PROFILES))
+    parser.add_argument("--time-scale", type=float, default=1.0)
     args = parser.parse_args(argv)
     directory = Path(args.dir).resolve()
 
@@ -93,7 +98,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     settings = {setting.name: getattr(args, setting.name) for setting in options.SETTINGS}
-    world = World(directory, settings, second_team=args.second_team)
+    world = World(
+        directory,
+        settings,
+        second_team=args.second_team,
+        profile=args.profile,
+        time_scale=args.time_scale,
+    )
     # Until the world is ready, SIGTERM ends the process at once: an interrupted `up` stops
     # a half-started world, and there is nothing to wait for.
     world.start()
@@ -109,17 +120,25 @@ def main(argv: list[str] | None = None) -> None:
 
 class World:
     def __init__(
-        self, directory: Path, settings: dict[str, float], second_team: bool = False
+        self,
+        directory: Path,
+        settings: dict[str, float],
+        second_team: bool = False,
+        profile: str | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         self.directory = directory
         self.settings = {**options.defaults(), **settings}
         self.second_team = second_team
+        self.profile = profile
+        self.time_scale = time_scale
         self.endpoints: dict[str, str] = {}
         self.warnings: list[str] = []  # one line each, printed by `up` on the terminal
         self._stoppers: list[Any] = []
 
     def start(self) -> None:
         from kube_api_emulator import write_kubeconfig_contexts
+        from orchestrator_sandbox import events
         from orchestrator_sandbox.acm import (
             AcmSimulator,
             disable_moto_auto_issue,
@@ -139,6 +158,7 @@ class World:
             use_distinct_cluster_identities,
         )
 
+        events.record_to(self.directory / events.NAME)
         disable_moto_auto_issue()
         use_distinct_validation_records()
         make_route53_strict()  # no propagation delay while seeding: the estate is old
@@ -212,6 +232,8 @@ class World:
                     "seeded": _published(seeded),
                     "account": ACCOUNT,
                     "settings": self.settings,
+                    "profile": self.profile,
+                    "time_scale": self.time_scale,
                     "second_team": self.second_team,
                     "warnings": self.warnings,
                 },
@@ -252,6 +274,7 @@ class World:
         from kube_api_emulator import ClusterAccess, ClusterTls, KubeApiServer
         from orchestrator_sandbox.albcontroller import AlbControllerSimulator
         from orchestrator_sandbox.deployments import DeploymentRollouts
+        from orchestrator_sandbox.events import record_crd_establishment
         from orchestrator_sandbox.kubeseed import seed_cluster, seed_data_team
         from orchestrator_sandbox.kubetoken import exec_args
         from orchestrator_sandbox.seed import publish_cluster_endpoint
@@ -269,12 +292,19 @@ class World:
         seed_cluster(kube.store)
         if self.second_team and site.key is None:
             seed_data_team(kube.store, facts["data_team_role_arn"])
+        record_crd_establishment(kube.store, name)  # after seeding: the estate's CRDs are old
         publish_cluster_endpoint(ACCOUNT, REGION, name, kube.url, tls.ca_pem)
-        rollouts = DeploymentRollouts(kube.store)
+        rollouts = DeploymentRollouts(kube.store, self.settings["rollout_delay"], cluster=name)
         rollouts.start()
         self._stoppers.append(rollouts.stop)
         controller = AlbControllerSimulator(
-            kube.store, clients, name, REGION, ACCOUNT, self.settings["alb_delay"]
+            kube.store,
+            clients,
+            name,
+            REGION,
+            ACCOUNT,
+            self.settings["alb_delay"],
+            reconcile_delay=self.settings["reconcile_delay"],
         )
         controller.start()
         self._stoppers.append(controller.stop)

@@ -5,7 +5,8 @@ Its directory holds `lock` (held while a process starts or stops the world), `pi
 so its presence means ready), `env` (the settings to use it), `kubeconfig` (contexts
 `sandbox` and `staging`), `config.yaml` and `config-staging.yaml` (the seeded deployments,
 one per cluster), the log, `cloudtrail.jsonl` and `kube-audit.jsonl` (every AWS and
-Kubernetes API request the world received, for tests and curiosity).
+Kubernetes API request the world received, for tests and curiosity), and
+`world-events.jsonl` (every wait the world imposed: events.py).
 """
 
 from __future__ import annotations
@@ -59,10 +60,15 @@ def running(directory: Path) -> dict[str, Any] | None:
 
 
 def up(
-    directory: Path, settings: dict[str, float] | None = None, second_team: bool = False
+    directory: Path,
+    settings: dict[str, float] | None = None,
+    second_team: bool = False,
+    profile: str | None = None,
+    time_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Start the world in `directory` unless it is already running there. `settings`: the
-    delays of options.SETTINGS (by name) that differ from their defaults.
+    delays of options.SETTINGS (by name) that differ from their defaults; `profile` and
+    `time_scale`: what they were made from (options.profile_settings), for world.json.
 
     Interrupted (Ctrl-C, SIGTERM), it stops the world it was starting and raises
     StartInterrupted."""
@@ -72,7 +78,8 @@ def up(
         with _locked(directory):
             info = running(directory)
             if info is None:
-                info = _start(directory, settings or {}, second_team)
+                world_args = options.as_arguments(settings or {}, second_team, profile, time_scale)
+                info = _start(directory, world_args)
     except StartInterrupted:
         raise
     except KeyboardInterrupt:
@@ -138,11 +145,11 @@ def _try_lock(lock: IO[str]) -> bool:
     return True
 
 
-def _start(directory: Path, settings: dict[str, float], second_team: bool) -> dict[str, Any]:
+def _start(directory: Path, world_args: list[str]) -> dict[str, Any]:
     """Start a world and wait until it is ready; we hold the lock and none is ready."""
     _stop_world(directory)  # one still starting for an `up` that was killed: no one waits on it
     with _interrupts_held() as interrupts:  # so that the pid file names every world we start
-        process = _spawn(directory, settings, second_team)
+        process = _spawn(directory, world_args)
         (directory / "pid").write_text(str(process.pid))
     try:
         if interrupts:
@@ -159,11 +166,9 @@ def _start(directory: Path, settings: dict[str, float], second_team: bool) -> di
         raise
 
 
-def _spawn(
-    directory: Path, settings: dict[str, float], second_team: bool
-) -> subprocess.Popen[bytes]:
+def _spawn(directory: Path, world_args: list[str]) -> subprocess.Popen[bytes]:
     """The world's process, in a session of its own: Ctrl-C at the terminal is ours to
-    handle, not the world's."""
+    handle, not the world's. `world_args`: its settings (options.as_arguments)."""
     with open(directory / "sandbox.log", "ab") as log:
         return subprocess.Popen(
             [
@@ -171,7 +176,7 @@ def _spawn(
                 *SERVER,
                 "--dir",
                 str(directory),
-                *options.as_arguments(settings, second_team),
+                *world_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

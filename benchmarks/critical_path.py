@@ -1,0 +1,174 @@
+"""How much time orchestrator adds to what AWS itself takes: a benchmark, not a test.
+
+Starts a sandbox world with AWS's typical latencies (`sandbox up --profile aws`), scaled
+by --time-scale so that it runs in a minute, then times, through the CLI as a user runs
+it: the whole job, a no-change re-run, `status`, `--help`, `plan`, and `rollback --all`.
+The world logs when each of its own waits began and ended (ACM validation, Route 53
+propagation, the controller's rollout, ALB provisioning, target health, the controller's
+teardown) and which of them each had to wait for; the critical path of a command is the
+longest such chain inside it: what no client, however clever, could finish sooner.
+
+    python benchmarks/critical_path.py [--time-scale 0.1] [--dir DIR] [--json]
+
+Targets (issue 12): the job within 1.10x its critical path plus 2 s of start-up; a no-change
+re-run under 1 s; `status` under 100 ms and `--help` under 150 ms; `rollback --all` within
+1.10x its own critical path (the controller's teardown), plus the same 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator_sandbox import events
+from orchestrator_sandbox.world import read_env
+
+START_UP = 2.0  # seconds of process start and read-only checks the targets allow
+RATIO = 1.10
+
+
+@dataclass(frozen=True)
+class Timed:
+    name: str
+    wall: float
+    critical: float | None = None
+    chain: tuple[str, ...] = ()
+    target: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.wall / self.critical if self.critical else None
+
+    @property
+    def met(self) -> bool:
+        if self.name in ("run", "rollback --all"):
+            return self.critical is not None and self.wall <= RATIO * self.critical + START_UP
+        limits = {"re-run (no change)": 1.0, "status": 0.1, "--help": 0.15}
+        return self.wall < limits[self.name] if self.name in limits else True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--time-scale", type=float, default=0.1, help="world latency scale")
+    parser.add_argument("--dir", help="where the world and state live (default: a temp dir)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    base = Path(args.dir or tempfile.mkdtemp(prefix="orchestrator-bench-"))
+    world = base / "world"
+    cli = Cli(world, base / "state.json")
+    cli.sandbox("up", "--profile", "aws", "--time-scale", str(args.time_scale))
+    try:
+        results = measure(cli)
+    finally:
+        cli.sandbox("down")
+    if args.json:
+        print(json.dumps([vars(r) | {"ratio": r.ratio, "met": r.met} for r in results], indent=2))
+    else:
+        print(table(results, args.time_scale))
+    return 0 if all(r.met for r in results) else 1
+
+
+class Cli:
+    """`python -m orchestrator ...` with the world's environment, as a user runs it."""
+
+    def __init__(self, world: Path, state: Path) -> None:
+        self.world = world
+        self.state = state
+
+    def sandbox(self, *words: str) -> None:
+        self._run(["sandbox", *words, "--dir", str(self.world)], env=os.environ.copy())
+
+    def timed(self, *words: str) -> float:
+        exports, unsets = read_env(self.world)
+        env = {k: v for k, v in os.environ.items() if k not in unsets} | exports
+        # pip compiles an installed package's bytecode; an editable checkout run with
+        # PYTHONDONTWRITEBYTECODE would compile every module on every start instead.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        config = ["--config", str(self.world / "config.yaml"), "--state", str(self.state)]
+        started = time.perf_counter()
+        self._run([*config, *words], env=env)
+        return time.perf_counter() - started
+
+    def _run(self, words: list[str], env: dict[str, str]) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator", *words],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(
+                f"`orchestrator {' '.join(words)}` exited {done.returncode}:\n"
+                f"{done.stdout}{done.stderr}"
+            )
+
+
+def measure(cli: Cli) -> list[Timed]:
+    return [
+        with_critical_path(cli, "run", "run"),
+        Timed("re-run (no change)", cli.timed("run"), target="< 1 s"),
+        Timed("status", fastest(lambda: cli.timed("status")), target="< 100 ms"),
+        Timed("--help", fastest(lambda: cli.timed("--help")), target="< 150 ms"),
+        Timed("plan", cli.timed("plan")),
+        with_critical_path(cli, "rollback --all", "rollback", "--all", "--yes"),
+    ]
+
+
+def with_critical_path(cli: Cli, name: str, *words: str) -> Timed:
+    """Time a command, and the world's critical path between its start and its end."""
+    since = time.time()
+    wall = cli.timed(*words)
+    critical, chain = events.critical_path(events.read(cli.world), since, time.time())
+    target = f"<= {RATIO:.2f} x critical path + {START_UP:g} s"
+    return Timed(name, wall, critical, tuple(chain), target)
+
+
+def fastest(command: Callable[[], float], times: int = 5) -> float:
+    """The median of a few runs of a short command (one run is at the mercy of the OS)."""
+    return statistics.median(command() for _ in range(times))
+
+
+def table(results: list[Timed], scale: float) -> str:
+    lines = [
+        f"machine: {machine()}; world: --profile aws --time-scale {scale:g}",
+        "",
+        "| command | wall | critical path | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        critical = f"{r.critical:.2f} s" if r.critical is not None else ""
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
+        lines.append(
+            f"| {r.name} | {shown(r.wall)} | {critical} | {ratio} | {r.target} | "
+            f"{'yes' if r.met else 'NO'} |"
+        )
+    for r in results:
+        if r.chain:
+            lines.append(f"\ncritical path of {r.name}: {' -> '.join(r.chain)}")
+    return "\n".join(lines)
+
+
+def shown(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    return (
+        f"{platform.system()} {platform.machine()}, {cpus} CPUs, Python {platform.python_version()}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
