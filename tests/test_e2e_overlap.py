@@ -49,7 +49,7 @@ def test_certificates_are_requested_while_the_delegation_propagates(
             cwd=workdir,
         )  # fmt: skip
         assert done.returncode == ExitCode.OK, done.stdout + done.stderr
-        requested = [c for c in world.calls() if c["operation"] == "RequestCertificate"]
+        requested = [c for c in world.calls() if c["action"] == "RequestCertificate"]
         assert requested
         # Every change the run made to Route 53 (zone, delegation, validation records) is
         # still PENDING by the world's clock: none was waited for.
