@@ -418,7 +418,6 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
     """Sandbox environment, config and phases: everything checked before any AWS call."""
     from orchestrator.config import check_kube_context, load_config
     from orchestrator.states import all_phases
-    from orchestrator.store import StateStore
 
     if getattr(args, "sandbox", False):
         world_config = sandbox_world().use(Path(args.sandbox_dir))
@@ -429,7 +428,22 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
     except UsageError as error:
         raise UsageError(f"{error}{_sandbox_hint(args)}") from None
     check_kube_context(config)
-    return config, all_phases(), StateStore(args.state)
+    return config, all_phases(), state_store(args.state)
+
+
+def state_store(location: str) -> Any:
+    """The store for `--state`: a local file, or an object in S3 (`s3://BUCKET/KEY`, shared
+    by a team, locked with S3's conditional writes). S3's code (and boto3) is imported only
+    for an S3 state, so `status` on a local file stays quick."""
+    if str(location).startswith("s3://"):
+        from orchestrator.s3store import S3StateStore
+
+        store = S3StateStore(location)
+        store.check()
+        return store
+    from orchestrator.store import StateStore
+
+    return StateStore(location)
 
 
 def _sandbox_hint(args: argparse.Namespace) -> str:
@@ -702,9 +716,8 @@ def _read_state(args: argparse.Namespace) -> tuple[Any, Any]:
     """The state store and its state, for the commands that only read it (no lock, no
     config)."""
     from orchestrator.states import phase_names
-    from orchestrator.store import StateStore
 
-    store = StateStore(args.state)
+    store = state_store(args.state)
     if not store.exists():
         raise UsageError(f"no state file at {store.path}: nothing has run yet")
     return store, store.load(phase_names())
@@ -841,10 +854,9 @@ def _all_outputs(found: dict[str, Any], as_json: bool) -> int:
 def _graph(args: argparse.Namespace) -> int:
     from orchestrator.graph import render
     from orchestrator.states import phase_names
-    from orchestrator.store import StateStore
 
     names = phase_names()
-    store = StateStore(args.state)
+    store = state_store(args.state)
     state = store.load(names) if store.exists() else None
     source = f"state: {store.path}" if state else f"no state file at {store.path}"
     print(render(names, state, source))

@@ -415,7 +415,7 @@ _RETIRED_PHASE_FIELDS = {"inputs_digest"}
 _RESOURCE_FIELDS = {f for f in Resource.__dataclass_fields__}
 
 
-def parse_state(data: Any, phase_names: list[str], path: Path) -> DeploymentState:
+def parse_state(data: Any, phase_names: list[str], path: str | Path) -> DeploymentState:
     """Turn decoded JSON into a DeploymentState, or raise UsageError saying what is wrong."""
 
     def bad(problem: str) -> UsageError:

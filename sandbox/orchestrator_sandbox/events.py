@@ -8,7 +8,8 @@ in-process tests, recording does nothing) gets a line per event:
 
 and sometimes more fields (a Route 53 change's `zone`, the `cluster` of a Kubernetes
 event). Kinds: route53.change, acm.issued, deployment.available, crd.established,
-alb.active, targets.healthy, alb.teardown (their modules say when each is recorded).
+alb.reconciled, alb.active, targets.healthy, alb.teardown (their modules say when each is
+recorded).
 
 An id is not always unique: a Deployment rolled out twice has two `deployment.available`
 events. `critical_path` takes, for an id in `after`, the latest event of that id that

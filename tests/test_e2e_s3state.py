@@ -1,0 +1,112 @@
+"""A deployment's state in S3, end to end through the CLI against the sandbox world (whose
+moto serves S3, conditional writes included): two working directories stand for two
+machines of one team."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import World, start, wait_for
+
+from orchestrator.errors import ExitCode
+
+pytestmark = pytest.mark.complete
+
+BUCKET = "team-state"
+KEY = "kubeflow/platform/state.json"
+STATE = f"s3://{BUCKET}/{KEY}"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with World.up(tmp_path / "world", acm_delay=0.3, alb_delay=0.3) as w:
+        w.client("s3").create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"}
+        )
+        yield w
+
+
+def machine(tmp_path: Path, name: str) -> Path:
+    directory = tmp_path / name
+    directory.mkdir()
+    return directory
+
+
+def lock_holder(world: World) -> dict[str, Any] | None:
+    s3 = world.client("s3")
+    try:
+        body = s3.get_object(Bucket=BUCKET, Key=f"{KEY}.lock")["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return dict(json.loads(body))
+
+
+def test_two_machines_share_one_deployment_through_s3(world: World, tmp_path: Path) -> None:
+    laptop, ci = machine(tmp_path, "laptop"), machine(tmp_path, "ci")
+    config = str(world.config)
+
+    started = world.cli("--config", config, "--state", STATE, "run", "--until", "certificates",
+                        cwd=laptop)  # fmt: skip
+    assert started.returncode == ExitCode.OK, started.stdout + started.stderr
+    assert list(laptop.iterdir()) == []  # no local state file
+    assert "does not keep versions" in started.stderr
+
+    # The other machine sees the same deployment, phase by phase.
+    seen = world.cli("--state", STATE, "status", "--json", cwd=ci)
+    here = world.cli("--state", STATE, "status", "--json", cwd=laptop)
+    assert seen.returncode == here.returncode, seen.stdout + seen.stderr
+    assert json.loads(seen.stdout) == json.loads(here.stdout)
+    assert json.loads(seen.stdout)["phases"][3] == {
+        **json.loads(seen.stdout)["phases"][3],
+        "name": "certificates",
+        "status": "done",
+    }
+
+    finished = world.cli("--config", config, "--state", STATE, "resume", cwd=ci)
+    assert finished.returncode == ExitCode.OK, finished.stdout + finished.stderr
+    assert lock_holder(world) is None  # released on the way out
+    head = world.client("s3").head_object(Bucket=BUCKET, Key=KEY)
+    assert head["ServerSideEncryption"] == "AES256"
+
+    undone = world.cli("--config", config, "--state", STATE, "rollback", "--all", "--yes",
+                       cwd=laptop)  # fmt: skip
+    assert undone.returncode == ExitCode.OK, undone.stdout + undone.stderr
+    zones = world.client("route53").list_hosted_zones()["HostedZones"]
+    assert not [z for z in zones if z["Name"] == "platform.example.com."]
+
+
+def test_a_second_command_is_refused_and_a_killed_holders_lease_is_taken_over(
+    world: World, tmp_path: Path
+) -> None:
+    laptop, ci = machine(tmp_path, "laptop"), machine(tmp_path, "ci")
+    config = str(world.config)
+    env = {**world.env, "ORCHESTRATOR_S3_LEASE": "3"}
+    holder = start("--config", config, "--state", STATE, "run", cwd=laptop, env=env)
+    try:
+        locked = wait_for(lambda: lock_holder(world), what="the run to take the lock")
+        assert locked["command"] == "run" and locked["pid"] == holder.pid
+
+        refused = world.cli("--config", config, "--state", STATE, "resume", cwd=ci, env=env)
+        assert refused.returncode == ExitCode.USAGE, refused.stdout + refused.stderr
+        assert f"locked by run of {locked['user']}" in refused.stderr
+        assert f"pid {holder.pid}" in refused.stderr
+
+        holder.send_signal(signal.SIGKILL)  # no way out runs: the lock stays, its lease ends
+        holder.wait(timeout=30)
+        wait_for(
+            lambda: (lock_holder(world) or {}).get("expires", 0) < time.time(),
+            timeout=30,
+            what="the killed holder's lease to run out",
+        )
+        taken = world.cli("--config", config, "--state", STATE, "resume", cwd=ci, env=env)
+        assert taken.returncode == ExitCode.OK, taken.stdout + taken.stderr
+        assert f"took over the lock of run of {locked['user']}" in taken.stdout + taken.stderr
+    finally:
+        if holder.poll() is None:
+            holder.send_signal(signal.SIGKILL)

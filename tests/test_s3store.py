@@ -1,0 +1,154 @@
+"""The state in S3, in process against moto's S3 (which honours conditional writes):
+saves conditional on the ETag last read or written, the lock object and its lease,
+encryption at rest, and the warning for a bucket without versions."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from orchestrator.aws import Aws
+from orchestrator.errors import StateConflict, UsageError
+from orchestrator.s3store import S3StateStore, parse_url
+from orchestrator.store import new_state
+
+URL = "s3://team-state/kubeflow/state.json"
+PHASES = ["preflight", "hosted_zone"]
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="team-state")
+        yield client
+
+
+def store(warnings: list[str] | None = None) -> S3StateStore:
+    said = warnings if warnings is not None else []
+    return S3StateStore(URL, client=lambda: Aws("us-east-1").client("s3"), warn=said.append)
+
+
+def a_state() -> Any:
+    return new_state("platform-example-com-0123abcd", {}, PHASES)
+
+
+def test_a_saved_state_reads_back_and_is_encrypted_at_rest(s3: Any) -> None:
+    mine = store()
+    assert not mine.exists()
+    mine.save(a_state())
+    assert mine.exists()
+    again = store().load(PHASES)
+    assert again.deployment == "platform-example-com-0123abcd" and again.revision == 1
+    head = s3.head_object(Bucket="team-state", Key="kubeflow/state.json")
+    assert head["ServerSideEncryption"] == "AES256"
+
+
+def test_a_writer_that_read_an_older_state_cannot_overwrite_the_newer(s3: Any) -> None:
+    store().save(a_state())
+    first, second = store(), store()
+    stale, fresh = first.load(PHASES), second.load(PHASES)
+    second.save(fresh)
+    with pytest.raises(StateConflict, match="changed by another command"):
+        first.save(stale)
+    # Nor can a second new state replace one that exists.
+    with pytest.raises(StateConflict):
+        store().save(a_state())
+    assert store().load(PHASES).revision == 2
+
+
+def test_a_second_command_is_refused_naming_the_holder_and_the_lock_goes_with_the_first(
+    s3: Any,
+) -> None:
+    first = store()
+    with first.locked("run") as note:
+        assert note is None
+        with (
+            pytest.raises(UsageError, match=r"locked by run of .* on .* \(pid \d+"),
+            store().locked("rollback"),
+        ):
+            pass
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="team-state").get("Contents", [])]
+    assert "kubeflow/state.json.lock" not in keys
+    with store().locked("resume") as note:  # free again
+        assert note is None
+
+
+def test_an_expired_lease_is_taken_over_with_a_note_and_its_holder_cannot_save(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store().save(a_state())
+    gone = store()
+    state = gone.load(PHASES)
+    # A holder killed with -9: its lock stays, its lease runs out.
+    holder = {"id": "dead", "command": "run", "user": "ci", "host": "runner-7", "pid": 4242,
+              "since": "2026-11-26T00:00:00Z", "lease": 1, "expires": time.time() - 5}  # fmt: skip
+    s3.put_object(Bucket="team-state", Key="kubeflow/state.json.lock", Body=json.dumps(holder))
+    taker = store()
+    with taker.locked("resume") as note:
+        assert note is not None and "took over the lock of run of ci on runner-7" in note
+        taker.save(taker.load(PHASES))
+        with pytest.raises(StateConflict):
+            gone.save(state)  # what it read is no longer there
+
+
+def test_a_lock_taken_over_stops_the_holder_before_its_next_save(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_S3_LEASE", "1")
+    store().save(a_state())
+    slow = store()
+    with slow.locked("run"):
+        state = slow.load(PHASES)
+        # Another command takes the lock over (as if slow's renewals had stopped).
+        live = json.loads(
+            s3.get_object(Bucket="team-state", Key="kubeflow/state.json.lock")["Body"].read()
+        )
+        live.update(id="other", command="resume", expires=time.time() + 60)
+        s3.put_object(Bucket="team-state", Key="kubeflow/state.json.lock", Body=json.dumps(live))
+        deadline = time.monotonic() + 10
+        while slow._lease.lost is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(StateConflict, match="lock was lost"):
+            slow.save(state)
+    # Its way out leaves the other command's lock alone.
+    assert (
+        json.loads(
+            s3.get_object(Bucket="team-state", Key="kubeflow/state.json.lock")["Body"].read()
+        )["id"]
+        == "other"
+    )
+
+
+def test_a_bucket_without_versions_is_warned_of(s3: Any) -> None:
+    warnings: list[str] = []
+    with store(warnings).locked("run"):
+        pass
+    assert any("does not keep versions" in w for w in warnings)
+    s3.put_bucket_versioning(Bucket="team-state", VersioningConfiguration={"Status": "Enabled"})
+    warnings.clear()
+    with store(warnings).locked("run"):
+        pass
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://Bad_Bucket/state.json", "s3://team-state", "s3://team-state/dir/"]
+)
+def test_a_bad_url_is_refused_before_any_call(url: str) -> None:
+    with pytest.raises(UsageError, match="s3://"):
+        parse_url(url)
