@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import textwrap
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = args.hints = _given_flags(args)
     # --config/--state may come before or after the command; neither sets a default.
     args.config = getattr(args, "config", None)
+    args.state_given = hasattr(args, "state")  # else the config's state.url, or state.json
     args.state = getattr(args, "state", DEFAULT_STATE)
     signal.signal(signal.SIGTERM, _interrupt)  # a CI time-out stops us like Ctrl-C does
     try:
@@ -341,6 +343,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     graph.set_defaults(handler=_graph)
 
+    moving = command(
+        "state",
+        "copy the state between S3 and a local file (pull, push)",
+        "With --state s3://BUCKET/KEY: `state pull FILE` copies the state in S3 to a local "
+        "FILE (to read it, or keep a copy); `state push FILE` puts a local state file into "
+        "S3, as when a deployment started from a laptop moves to the team's bucket. Both "
+        "refuse to replace a state of another deployment, or another state file of the same "
+        "one (its resources carry that one's identity); push holds the lock as a working "
+        "command does.",
+        "  orchestrator --state s3://team-state/kubeflow/state.json state push state.json\n"
+        "  orchestrator --state s3://team-state/kubeflow/state.json state pull copy.json",
+    )
+    moving.add_argument("action", choices=["pull", "push"])
+    moving.add_argument("file", metavar="FILE", help="the local state file")
+    moving.set_defaults(handler=_move_state)
+
     completion = command(
         "completion",
         "print a shell completion script",
@@ -428,17 +446,19 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
     except UsageError as error:
         raise UsageError(f"{error}{_sandbox_hint(args)}") from None
     check_kube_context(config)
-    return config, all_phases(), state_store(args.state)
+    if not args.state_given and config.state_url:
+        args.state = config.state_url
+    return config, all_phases(), state_store(args.state, config.state_kms_key)
 
 
-def state_store(location: str) -> Any:
+def state_store(location: str, kms_key: str | None = None) -> Any:
     """The store for `--state`: a local file, or an object in S3 (`s3://BUCKET/KEY`, shared
     by a team, locked with S3's conditional writes). S3's code (and boto3) is imported only
     for an S3 state, so `status` on a local file stays quick."""
     if str(location).startswith("s3://"):
         from orchestrator.s3store import S3StateStore
 
-        store = S3StateStore(location)
+        store = S3StateStore(location, kms_key=kms_key)
         store.check()
         return store
     from orchestrator.store import StateStore
@@ -717,7 +737,7 @@ def _read_state(args: argparse.Namespace) -> tuple[Any, Any]:
     config)."""
     from orchestrator.states import phase_names
 
-    store = state_store(args.state)
+    store = state_store(*_state_location(args))
     if not store.exists():
         raise UsageError(f"no state file at {store.path}: nothing has run yet")
     return store, store.load(phase_names())
@@ -851,12 +871,73 @@ def _all_outputs(found: dict[str, Any], as_json: bool) -> int:
     return ExitCode.OK
 
 
+def _state_location(args: argparse.Namespace) -> tuple[str, str | None]:
+    """Where the state is, for the commands that do not otherwise read the config: --state
+    if given, else the config's state block (the config is parsed only when it has one,
+    so that `status` stays quick), else state.json; and the S3 state's KMS key."""
+    path = Path(args.config or DEFAULT_CONFIG)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    if not re.search(r"(?m)^state\s*:", text):
+        return args.state, None
+    from orchestrator.config import load_config
+
+    config = load_config(path)
+    if args.state_given or not config.state_url:
+        return args.state, config.state_kms_key
+    return config.state_url, config.state_kms_key
+
+
+def _move_state(args: argparse.Namespace) -> int:
+    """`state pull|push FILE`: a state between S3 and a local file, never over another."""
+    from orchestrator.states import phase_names
+    from orchestrator.store import StateStore
+
+    location, kms_key = _state_location(args)
+    if not location.startswith("s3://"):
+        raise UsageError(
+            "`state pull` and `state push` need a state in S3: --state s3://BUCKET/KEY, or "
+            "state.url in the config"
+        )
+    names = phase_names()
+    remote, local = state_store(location, kms_key), StateStore(args.file)
+    source, target = (remote, local) if args.action == "pull" else (local, remote)
+    if not source.exists():
+        raise UsageError(f"no state at {source.path}: nothing to {args.action}")
+    local.check()
+    with target.locked(f"state {args.action}") as note:
+        if note:
+            print(note)
+        state = source.load(names)
+        if target.exists():
+            _refuse_other_state(target.load(names), state, target.path)
+        target.save(state)
+    print(f"copied deployment {state.deployment} from {source.path} to {target.path}")
+    return ExitCode.OK
+
+
+def _refuse_other_state(there: Any, coming: Any, where: object) -> None:
+    if there.deployment != coming.deployment:
+        raise UsageError(
+            f"{where} holds deployment {there.deployment}, not {coming.deployment}: "
+            "nothing was copied; choose another key or file"
+        )
+    if there.identity != coming.identity:
+        raise UsageError(
+            f"{where} holds another state file of deployment {there.deployment} (identity "
+            f"{there.identity}, not {coming.identity}); its resources carry that one's "
+            "identity, so nothing was copied"
+        )
+
+
 def _graph(args: argparse.Namespace) -> int:
     from orchestrator.graph import render
     from orchestrator.states import phase_names
 
     names = phase_names()
-    store = state_store(args.state)
+    store = state_store(*_state_location(args))
     state = store.load(names) if store.exists() else None
     source = f"state: {store.path}" if state else f"no state file at {store.path}"
     print(render(names, state, source))

@@ -86,6 +86,9 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "kubeflow.alb.controller.imageRepository": (str, type(None)),
     "kubernetes": (dict, type(None)),
     "kubernetes.context": (str, type(None)),
+    "state": (dict, type(None)),
+    "state.url": (str, type(None)),
+    "state.kmsKeyId": (str, type(None)),
 }
 _REQUIRED = ("cluster.name", "cluster.region", "route53.rootDomain.name", "route53.subDomain.name")
 _TYPE_NAMES = {
@@ -112,6 +115,10 @@ class Config:
     alb_scheme: str = "internet-facing"
     kube_context: str | None = None
     controller_image_repository: str = DEFAULT_CONTROLLER_IMAGE_REPOSITORY
+    # Where the state lives (`--state` wins), and the KMS key an S3 state is encrypted
+    # with. Not settings: moving the state does not change the deployment.
+    state_url: str | None = None
+    state_kms_key: str | None = None
 
     @property
     def deployment_id(self) -> str:
@@ -422,6 +429,8 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
     if context is not None and not _CONTEXT.fullmatch(context):
         problems.append(f"kubernetes.context: {_shown(context)} is not a kubeconfig context name")
 
+    state_url, state_kms_key = _state(data, problems)
+
     wildcard_root = bool(_lookup(data, "route53.rootDomain.wildcardCertificate"))
     if wildcard_root and not root_zone:
         problems.append(
@@ -441,8 +450,24 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
         alb_scheme=scheme,
         kube_context=context,
         controller_image_repository=repository,
+        state_url=state_url,
+        state_kms_key=state_kms_key,
     )
     return config, problems
+
+
+def _state(data: dict[str, Any], problems: list[str]) -> tuple[str | None, str | None]:
+    """state.url (a path, or s3://BUCKET/KEY) and state.kmsKeyId (an S3 state's only)."""
+    url, kms_key = _lookup(data, "state.url") or None, _lookup(data, "state.kmsKeyId") or None
+    if url is not None and url.startswith("s3://"):
+        from orchestrator.s3store import s3_url_problem
+
+        problem = s3_url_problem(url)
+        if problem:
+            problems.append(f"state.url: {problem}")
+    elif kms_key is not None:
+        problems.append("state.kmsKeyId: needs state.url s3://BUCKET/KEY (a KMS key encrypts S3)")
+    return url, kms_key
 
 
 def _zone_id(data: dict[str, Any], key: str, problems: list[str]) -> str | None:

@@ -51,12 +51,21 @@ def is_s3(location: str) -> bool:
 
 def parse_url(url: str) -> tuple[str, str]:
     """(bucket, key) of `s3://BUCKET/KEY`; UsageError naming what is wrong."""
+    problem = s3_url_problem(url)
+    if problem:
+        raise UsageError(problem)
+    bucket, _, key = url.removeprefix(SCHEME).partition("/")
+    return bucket, key
+
+
+def s3_url_problem(url: str) -> str | None:
+    """What is wrong with `url` as s3://BUCKET/KEY, or None."""
     bucket, _, key = url.removeprefix(SCHEME).partition("/")
     if not _BUCKET.match(bucket):
-        raise UsageError(f"{url}: not an S3 bucket name ({bucket!r}); expected s3://BUCKET/KEY")
+        return f"{url}: not an S3 bucket name ({bucket!r}); expected s3://BUCKET/KEY"
     if not key or key.endswith("/"):
-        raise UsageError(f"{url}: name the state object, as in s3://{bucket}/kubeflow/state.json")
-    return bucket, key
+        return f"{url}: name the state object, as in s3://{bucket}/kubeflow/state.json"
+    return None
 
 
 def lease_seconds() -> float:

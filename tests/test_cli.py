@@ -384,3 +384,19 @@ def test_bash_completes_commands_flags_and_phase_names(capsys: pytest.CaptureFix
 def test_other_shells_get_a_script(shell: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["completion", shell]) == 0
     assert "orchestrator" in capsys.readouterr().out
+
+
+def test_the_configs_state_block_says_where_status_reads_and_the_flag_wins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    deployment(shared, {}, done_up_to="hosted_zone")
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump({**CONFIG, "state": {"url": str(shared / "state.json")}})
+    )
+    code, out, _ = run(capsys, "status")
+    assert code == ExitCode.OK and f"state: {shared / 'state.json'}" in out
+    code, _, err = run(capsys, "--state", "elsewhere.json", "status")
+    assert code == ExitCode.USAGE and "no state file at elsewhere.json" in err

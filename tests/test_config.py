@@ -557,3 +557,22 @@ def test_an_unreadable_kubeconfig_is_one_line(
     (tmp_path / "latin1").write_bytes(b"contexts: [{name: caf\xe9}]\n")
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "latin1"))
     assert "is not UTF-8" in kube_refusal("a")
+
+
+def test_the_state_block_names_where_the_state_lives(tmp_path: Path) -> None:
+    text = (
+        config_with() + "state: {url: 's3://team-state/kubeflow/state.json', kmsKeyId: alias/tf}\n"
+    )
+    loaded = load_config(write(tmp_path, text))
+    assert (loaded.state_url, loaded.state_kms_key) == (
+        "s3://team-state/kubeflow/state.json",
+        "alias/tf",
+    )
+    # Where the state lives is not a setting: moving it does not change the deployment.
+    assert not any(key.startswith("state") for key in loaded.settings())
+    assert "state.url: s3://Bad_Bucket/s.json: not an S3 bucket name" in refusal(
+        tmp_path, config_with() + "state: {url: 's3://Bad_Bucket/s.json'}\n"
+    )
+    assert "state.kmsKeyId: needs state.url s3://" in refusal(
+        tmp_path, config_with() + "state: {url: team.json, kmsKeyId: alias/tf}\n"
+    )

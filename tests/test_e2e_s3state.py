@@ -68,6 +68,20 @@ def test_two_machines_share_one_deployment_through_s3(world: World, tmp_path: Pa
         "status": "done",
     }
 
+    # A copy comes down to a local file, and goes back up; another state file's does not.
+    pulled = world.cli("--state", STATE, "state", "pull", "copy.json", cwd=ci)
+    assert pulled.returncode == ExitCode.OK, pulled.stdout + pulled.stderr
+    copy = json.loads((ci / "copy.json").read_text())
+    assert copy["deployment"] == json.loads(here.stdout)["deployment"]
+    (ci / "other.json").write_text(json.dumps({**copy, "identity": "f" * 16}))
+    refused = world.cli("--state", STATE, "state", "push", "other.json", cwd=ci)
+    assert refused.returncode == ExitCode.USAGE, refused.stdout + refused.stderr
+    assert "another state file of deployment" in refused.stderr
+    pushed = world.cli("--state", STATE, "state", "push", "copy.json", cwd=ci)
+    assert pushed.returncode == ExitCode.OK, pushed.stdout + pushed.stderr
+    (ci / "copy.json").unlink()
+    (ci / "other.json").unlink()
+
     finished = world.cli("--config", config, "--state", STATE, "resume", cwd=ci)
     assert finished.returncode == ExitCode.OK, finished.stdout + finished.stderr
     assert lock_holder(world) is None  # released on the way out

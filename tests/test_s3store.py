@@ -152,3 +152,15 @@ def test_a_bucket_without_versions_is_warned_of(s3: Any) -> None:
 def test_a_bad_url_is_refused_before_any_call(url: str) -> None:
     with pytest.raises(UsageError, match="s3://"):
         parse_url(url)
+
+
+def test_a_configured_kms_key_encrypts_the_state_and_its_lock(s3: Any) -> None:
+    key = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["KeyId"]
+    mine = S3StateStore(URL, kms_key=key, client=lambda: Aws("us-east-1").client("s3"))
+    with mine.locked("run"):
+        lock = s3.head_object(Bucket="team-state", Key="kubeflow/state.json.lock")
+        mine.save(a_state())
+    head = s3.head_object(Bucket="team-state", Key="kubeflow/state.json")
+    for encrypted in (head, lock):
+        assert encrypted["ServerSideEncryption"] == "aws:kms"
+        assert encrypted["SSEKMSKeyId"].endswith(key)
