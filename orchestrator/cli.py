@@ -634,6 +634,9 @@ class Unsaved:
     def save(self, state: Any) -> None:
         pass
 
+    def check_held(self) -> None:
+        pass
+
 
 def _import(args: argparse.Namespace) -> int:
     from orchestrator import inventory

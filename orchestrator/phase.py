@@ -234,14 +234,18 @@ class PhaseContext:
             what=what,
             policy=self._engine.policy,
             limit=limit,
-            on_poll=lambda elapsed: self._engine.report.waiting(
-                record.name, what, elapsed, record.waiting_detail
-            ),
+            on_poll=lambda elapsed: self._polled(what, elapsed),
         )
         # A stopped or interrupted wait stays "waiting": that is what resume picks up.
         if moves:
             self._engine.move(record, "stop_waiting")
         return result
+
+    def _polled(self, what: str, elapsed: float) -> None:
+        # A long wait saves nothing for minutes: the lock is checked at each poll, so a
+        # command that lost it (an S3 lease taken over) stops now, not at its next save.
+        self._engine.store.check_held()
+        self._engine.report.waiting(self.record.name, what, elapsed, self.record.waiting_detail)
 
     def note(self, detail: str | None) -> None:
         """What the current wait has observed (e.g. a controller's event); shown by status."""

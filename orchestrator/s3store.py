@@ -162,6 +162,10 @@ class S3StateStore:
             raise StateWriteFailed(self.path, f"{exc.code}: {exc.message}") from None
         self._etag = put["ETag"]
 
+    def check_held(self) -> None:
+        """StateConflict if this command's lock was taken over (its renewal found it so)."""
+        self._lease.check(self.path)
+
     def _encryption(self) -> dict[str, str]:
         if self.kms_key:
             return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key}

@@ -257,6 +257,10 @@ class StateStore:
                 "`orchestrator status` to see where the deployment is, then go on from there."
             )
 
+    def check_held(self) -> None:
+        """StateConflict if this command's lock is no longer its own (see _check_lock)."""
+        self._check_lock()
+
     def _check_lock(self) -> None:
         """The lock file we hold must still be the one at the lock path: if it was deleted
         or replaced, another command may hold a lock of its own, so we stop writing."""

@@ -47,6 +47,12 @@ def lock_holder(world: World) -> dict[str, Any] | None:
     return dict(json.loads(body))
 
 
+def waiting_for_acm(world: World, where: Path) -> bool:
+    shown = world.cli("--state", STATE, "status", "--json", cwd=where)
+    phases = json.loads(shown.stdout)["phases"] if shown.stdout.strip() else []
+    return any(p["name"] == "certificates_issued" and p["status"] == "waiting" for p in phases)
+
+
 def test_two_machines_share_one_deployment_through_s3(world: World, tmp_path: Path) -> None:
     laptop, ci = machine(tmp_path, "laptop"), machine(tmp_path, "ci")
     config = str(world.config)
@@ -85,6 +91,9 @@ def test_two_machines_share_one_deployment_through_s3(world: World, tmp_path: Pa
     finished = world.cli("--config", config, "--state", STATE, "resume", cwd=ci)
     assert finished.returncode == ExitCode.OK, finished.stdout + finished.stderr
     assert lock_holder(world) is None  # released on the way out
+    # The world's request log has the state's S3 requests, as it has every AWS call.
+    s3_writes = [c for c in world.writes() if c["service"] == "s3"]
+    assert any(f"/{BUCKET}/{KEY}" in c["action"] for c in s3_writes)
     head = world.client("s3").head_object(Bucket=BUCKET, Key=KEY)
     assert head["ServerSideEncryption"] == "AES256"
 
@@ -124,3 +133,42 @@ def test_a_second_command_is_refused_and_a_killed_holders_lease_is_taken_over(
     finally:
         if holder.poll() is None:
             holder.send_signal(signal.SIGKILL)
+
+
+def test_a_stale_writer_whose_lease_was_taken_over_cannot_overwrite(
+    tmp_path: Path,
+) -> None:
+    """A holder frozen past its lease (SIGSTOP: a laptop closed mid-run) wakes after
+    another machine took the lock over and wrote: its next save fails, and the state in
+    S3 stays the other machine's."""
+    with World.up(tmp_path / "world", acm_delay=600, alb_delay=0.3) as world:
+        world.client("s3").create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"}
+        )
+        laptop, ci = machine(tmp_path, "laptop"), machine(tmp_path, "ci")
+        config = str(world.config)
+        env = {**world.env, "ORCHESTRATOR_S3_LEASE": "3"}
+        # It waits for ACM (600 s) once it has written the certificates' records.
+        frozen = start("--config", config, "--state", STATE, "run", cwd=laptop, env=env)
+        try:
+            wait_for(lambda: waiting_for_acm(world, ci), what="the run to wait for ACM")
+            frozen.send_signal(signal.SIGSTOP)
+            wait_for(
+                lambda: (lock_holder(world) or {}).get("expires", 0) < time.time(),
+                timeout=30,
+                what="the frozen holder's lease to run out",
+            )
+            took = world.cli("--config", config, "--state", STATE, "rollback", "--to",
+                             "certificates", "--yes", cwd=ci, env=env)  # fmt: skip
+            assert took.returncode == ExitCode.OK, took.stdout + took.stderr
+            after = world.client("s3").get_object(Bucket=BUCKET, Key=KEY)["ETag"]
+
+            frozen.send_signal(signal.SIGCONT)
+            out, err = frozen.communicate(timeout=120)
+            assert frozen.returncode == ExitCode.USAGE, out + err
+            assert "lock was lost" in err or "changed by another command" in err
+            assert world.client("s3").get_object(Bucket=BUCKET, Key=KEY)["ETag"] == after
+        finally:
+            if frozen.poll() is None:
+                frozen.send_signal(signal.SIGCONT)
+                frozen.send_signal(signal.SIGKILL)

@@ -124,6 +124,8 @@ def test_a_lock_taken_over_stops_the_holder_before_its_next_save(
         while slow._lease.lost is None and time.monotonic() < deadline:
             time.sleep(0.05)
         with pytest.raises(StateConflict, match="lock was lost"):
+            slow.check_held()  # what each poll of a long wait asks
+        with pytest.raises(StateConflict, match="lock was lost"):
             slow.save(state)
     # Its way out leaves the other command's lock alone.
     assert (
