@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from transitions import EventData, Machine, MachineError
 
@@ -167,6 +167,9 @@ def move(record: PhaseRecord, trigger: str) -> None:
         raise IllegalMove(record, trigger)
 
 
+T = TypeVar("T")
+
+
 class PhaseFailed(Exception):
     """A phase failed; its record holds the error. Carries what the CLI prints."""
 
@@ -175,6 +178,12 @@ class PhaseFailed(Exception):
         self.phase = phase
         self.message = message
         self.hint = hint
+
+
+def _made(factory: Callable[[], T] | None, what: str) -> T:
+    if factory is None:
+        raise RuntimeError(f"no {what} access configured")
+    return factory()
 
 
 class Engine:
@@ -214,17 +223,13 @@ class Engine:
     def aws(self) -> Aws:
         with self._making_aws:
             if self._aws is None:
-                if self._aws_factory is None:
-                    raise RuntimeError("no AWS access configured")
-                self._aws = self._aws_factory()
+                self._aws = _made(self._aws_factory, "AWS")
             return self._aws
 
     def kube(self) -> Kube:
         with self._making_kube:
             if self._kube is None:
-                if self._kube_factory is None:
-                    raise RuntimeError("no Kubernetes access configured")
-                self._kube = self._kube_factory()
+                self._kube = _made(self._kube_factory, "Kubernetes")
             return self._kube
 
     def save(self) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 
 from orchestrator.aws import Aws, AwsClient, AwsError
 from orchestrator.errors import StateConflict, StateWriteFailed, UsageError
-from orchestrator.store import MAX_STATE_BYTES, DeploymentState, now, parse_state
+from orchestrator.store import MAX_STATE_BYTES, DeploymentState, decode_state, now
 
 SCHEME = "s3://"
 LEASE = 60.0  # seconds a lock stays valid without renewal; ORCHESTRATOR_S3_LEASE overrides
@@ -124,14 +124,8 @@ class S3StateStore:
         raw = got["Body"].read(MAX_STATE_BYTES + 1)
         if len(raw) > MAX_STATE_BYTES:
             raise UsageError(f"{self.path}: state is larger than {MAX_STATE_BYTES} bytes")
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(
-                f"{self.path}: state is corrupted (not valid JSON: {exc}); it was left "
-                "untouched. Restore an earlier version of the object (bucket versioning)."
-            ) from None
-        state = parse_state(data, phase_names, self.path)
+        restore = "Restore an earlier version of the object (bucket versioning)."
+        state = decode_state(raw, phase_names, self.path, restore)
         self._etag = got["ETag"]
         return state
 

@@ -188,15 +188,12 @@ class StateStore:
 
     def load(self, phase_names: list[str]) -> DeploymentState:
         """Read and validate the state file; raise UsageError, leaving the file as it is."""
-        raw = self._read_bytes()
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(
-                f"{self.path}: state file is corrupted (not valid JSON: {exc}); it was left "
-                "untouched. Restore it from a backup, or move it away to start a new deployment."
-            ) from None
-        state = parse_state(data, phase_names, self.path)
+        state = decode_state(
+            self._read_bytes(),
+            phase_names,
+            self.path,
+            "Restore it from a backup, or move it away to start a new deployment.",
+        )
         self._revision = state.revision
         return state
 
@@ -417,6 +414,21 @@ _PHASE_FIELDS = {f for f in PhaseRecord.__dataclass_fields__}
 # Fields older versions wrote and nothing reads any more: accepted, and dropped.
 _RETIRED_PHASE_FIELDS = {"inputs_digest"}
 _RESOURCE_FIELDS = {f for f in Resource.__dataclass_fields__}
+
+
+def decode_state(
+    raw: bytes, phase_names: list[str], path: str | Path, restore: str
+) -> DeploymentState:
+    """A state from the bytes of a state file or object; UsageError if they are not one
+    (`restore`: how to get a good one back, where it is kept)."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(
+            f"{path}: state file is corrupted (not valid JSON: {exc}); it was left "
+            f"untouched. {restore}"
+        ) from None
+    return parse_state(data, phase_names, path)
 
 
 def parse_state(data: Any, phase_names: list[str], path: str | Path) -> DeploymentState:

@@ -571,16 +571,9 @@ def test_creating_and_deleting_is_tied_to_the_cluster_tag() -> None:
     }
 
 
-def test_iam_accepts_both_documents(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_iam_accepts_both_documents(moto_env: str) -> None:
     boto3 = pytest.importorskip("boto3")
     moto = pytest.importorskip("moto")
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with moto.mock_aws():
         iam = boto3.client("iam")
         arn = iam.create_policy(PolicyName="alb", PolicyDocument=json.dumps(controller_policy()))[

@@ -101,17 +101,7 @@ def test_nothing_is_recorded_until_a_path_is_set(tmp_path: Path) -> None:
     assert events.read(tmp_path) == [] and events.recorded("route53.change", "C1") is None
 
 
-def test_a_route53_change_is_recorded_when_it_is_made(
-    log: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def test_a_route53_change_is_recorded_when_it_is_made(log: Path, moto_env: str) -> None:
     clock = Clock()
     with mock_aws():
         make_route53_strict(dns_delay=DELAY, clock=clock)
