@@ -277,7 +277,7 @@ class ResourceStore:
 
     @staticmethod
     def _out(rt: ResourceType, obj: Obj) -> Obj:
-        result = copy.deepcopy(obj)
+        result = _json_copy(obj)
         result["apiVersion"], result["kind"] = rt.api_version, rt.kind
         return result
 
@@ -528,3 +528,14 @@ def _check_preconditions(rt: ResourceType, live: Obj, preconditions: Obj) -> Non
                 group=rt.group,
                 kind=rt.plural,
             )
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of stored JSON data (dicts, lists, scalars). Every read hands out a copy,
+    and CRDs are large: copy.deepcopy's generality (memo, any type) made it most of the
+    emulator's CPU under the crash sweep; this is several times faster."""
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value

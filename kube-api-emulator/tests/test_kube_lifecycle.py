@@ -532,3 +532,23 @@ def test_kubectl_delete_waits_until_the_finalizer_is_removed(
     assert deleted.returncode == 0, deleted.stderr
     assert time.monotonic() - started >= 0.5
     assert server.store.get("networking.k8s.io/v1", "Ingress", "y", namespace) is None
+
+
+def test_what_a_read_returns_is_the_reader_s_own_copy(store: ObjectStore) -> None:
+    """Reads hand out copies (deep ones: the store's objects nest), so a client that
+    changes what it read changes nothing stored."""
+    store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "default", "labels": {"a": "1"}},
+            "data": {"k": "v"},
+        }
+    )
+    read = store.get("v1", "ConfigMap", "c", "default")
+    assert read is not None
+    read["metadata"]["labels"]["a"] = "changed"
+    read["data"]["k"] = "changed"
+    again = store.get("v1", "ConfigMap", "c", "default")
+    assert again is not None
+    assert (again["metadata"]["labels"], again["data"]) == ({"a": "1"}, {"k": "v"})

@@ -150,6 +150,7 @@ class World:
         from orchestrator_sandbox.elbphysics import make_elb_physical
         from orchestrator_sandbox.kubeaudit import KubeAuditLog
         from orchestrator_sandbox.kubetoken import ClusterTokens
+        from orchestrator_sandbox.motodispatch import remember_constant_answers
         from orchestrator_sandbox.network import make_ec2_strict
         from orchestrator_sandbox.route53 import make_route53_strict, published_zones
         from orchestrator_sandbox.seed import (
@@ -168,6 +169,7 @@ class World:
             target_health_seconds=self.settings["target_delay"],
         )
         use_distinct_cluster_identities()
+        remember_constant_answers()
         aws_url = self._start_moto()
         clients = {
             name: self._client(name, aws_url)
