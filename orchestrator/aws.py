@@ -281,11 +281,20 @@ class AwsClient:
     """A boto3 client whose operations are retried and raise AwsError."""
 
     def __init__(
-        self, client: Any, service: str, on_retry: Callable[[AwsError, int], None] | None = None
+        self,
+        client: Any,
+        service: str,
+        on_retry: Callable[[AwsError, int], None] | None = None,
+        *,
+        crash_points: bool = True,
     ) -> None:
         self._client = client
         self._service = service
         self._on_retry = on_retry
+        # The test-only failpoints count the deployment's mutating calls. The state store's
+        # own writes are not among them: the state is saved between those calls, in S3 as
+        # in a local file, so the crash sweep's points are the same for both.
+        self._crash_points = crash_points
         self._operations = client.meta.method_to_api_mapping
 
     def __getattr__(self, name: str) -> Any:
@@ -303,18 +312,19 @@ class AwsClient:
         mutating = is_mutating(operation)
         system = f"aws {self._service}"
         started = calls.check(system, operation, mutating=mutating)
+        crash_point = mutating and self._crash_points
         attempts = 0
 
         def attempt() -> Any:
             nonlocal attempts
             attempts += 1
-            if mutating:
+            if crash_point:
                 failpoints.before_write(f"{self._service}:{operation}")
             try:
                 result = method(**kwargs)
             except Exception as exc:  # noqa: BLE001 - translated or re-raised
                 raise _translate(self._service, operation, exc) from None
-            if mutating:
+            if crash_point:
                 failpoints.after_write(f"{self._service}:{operation}")
             return result
 
@@ -404,12 +414,16 @@ class Aws:
         # by side); the clients it makes may be used from any thread.
         self._lock = threading.Lock()
 
-    def client(self, service: str, region: str | None = None) -> AwsClient:
+    def client(
+        self, service: str, region: str | None = None, *, crash_points: bool = True
+    ) -> AwsClient:
         region = region or self.region
         key = (service, region)
         with self._lock:
             if key not in self._clients:
-                made = AwsClient(self._make(service, region), service, self._on_retry)
+                made = AwsClient(
+                    self._make(service, region), service, self._on_retry, crash_points=crash_points
+                )
                 self._clients[key] = made
             return self._clients[key]
 

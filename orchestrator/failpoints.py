@@ -5,6 +5,9 @@ Set ORCHESTRATOR_FAILPOINT to `before:N` or `after:N` and the process ends abrup
 call to AWS or Kubernetes. Unset, each hook is one global lookup and a comparison.
 ORCHESTRATOR_FAILPOINT_LOG, if set, names a file that gets one line per mutating call
 ("N operation"), so a test can learn how many crash points a run has.
+
+The writes of a state kept in S3 are not counted (aws.AwsClient's crash_points): the
+state is saved between the deployment's calls, in S3 as in a local file.
 """
 
 from __future__ import annotations

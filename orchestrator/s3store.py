@@ -332,4 +332,4 @@ def _unusable(url: str, exc: AwsError) -> UsageError:
 
 def _default_client() -> AwsClient:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return Aws(region).client("s3")
+    return Aws(region).client("s3", crash_points=False)

@@ -158,3 +158,21 @@ def test_a_configured_kms_key_encrypts_the_state_and_its_lock(s3: Any) -> None:
     for encrypted in (head, lock):
         assert encrypted["ServerSideEncryption"] == "aws:kms"
         assert encrypted["SSEKMSKeyId"].endswith(key)
+
+
+def test_the_states_own_writes_are_not_crash_points(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The failpoints count the deployment's mutating calls; the state is saved between
+    them, in S3 as in a local file, so the crash sweep has the same points for both."""
+    from orchestrator import failpoints
+
+    log = tmp_path / "failpoints.log"
+    monkeypatch.setattr(failpoints, "_log", str(log))
+    monkeypatch.setattr(failpoints, "_active", True)
+    shared = S3StateStore(URL)  # the client the CLI gives it
+    with shared.locked("run"):
+        shared.save(a_state())
+    assert not log.exists()
+    Aws("us-east-1").client("s3").put_object(Bucket="team-state", Key="other", Body=b"x")
+    assert log.read_text().split() == ["1", "s3:PutObject"]
