@@ -7,17 +7,28 @@ before and after the call, the sweep crashes there; the resume that follows is c
 too, at one of its own first calls (a crash while recovering from a crash); then a
 last resume finishes, and what exists is compared with what a clean run makes (or, after
 the rollback, with nothing).
+
+The sweep runs twice: with the state in a local file, and with the state in S3 (a team's
+shared state), where each crash also leaves the command's lock behind, whose lease must
+run out before the next command takes it over; there, the lock must be gone and no
+local state file made once a command ends well.
+
+The CLI runs are forked from a warm interpreter (forkserver.py): each is a process of
+its own, but does not pay the second of imports and model parsing a `python -m` start
+costs, which made the sweep most of CI's time.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import SUBDOMAIN, World, footprint, read_state
+from forkserver import ForkServer
+from harness import SUBDOMAIN, World, footprint, read_state, wait_for
 
 from orchestrator.failpoints import EXIT_CODE
 
@@ -29,6 +40,8 @@ CHUNKS = 8  # the points are shared by eight tests, which pytest-xdist runs side
 # Where the resume after a crash crashes in turn: one of its first mutating calls, which
 # is where it re-reads and re-confirms what the crashed command left half done.
 SECOND_CRASHES = ("after:1", "before:2", "after:2", "before:1", "after:3")
+BUCKET = "team-state"  # the S3 sweep's states, one object per crash point
+LEASE = "1"  # seconds: a crashed command's lock is taken over soon after
 
 
 def inventory(world: World, deployment: str) -> Counter[str]:
@@ -84,9 +97,10 @@ def estate(world: World) -> str:
 
 
 class Sweeper:
-    """One worker: a world, and the clean run's inventory to compare against."""
+    """One worker: a world, the clean run's inventory to compare against, and where the
+    states live (`local` files or `s3` objects)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, store: str) -> None:
         self.world = World.up(directory / "world", acm_delay=0.1, alb_delay=0.1)
         self.world.env["ORCHESTRATOR_POLL_MAX_INTERVAL"] = "0.2"
         # Without the other team's role, nothing else trusts the OIDC provider a run makes:
@@ -97,11 +111,24 @@ class Sweeper:
         for policy in iam.list_role_policies(RoleName=team)["PolicyNames"]:
             iam.delete_role_policy(RoleName=team, PolicyName=policy)
         iam.delete_role(RoleName=team)
+        self.store = store
+        if store == "s3":
+            s3 = self.world.client("s3")
+            s3.create_bucket(
+                Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"}
+            )
+            s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+            self.world.env["ORCHESTRATOR_S3_LEASE"] = LEASE
+        self.forks = ForkServer()
         self.directory = directory
         self.config = str(self.world.config)
         self.estate = estate(self.world)
         self.runs = 0
         self.second_crashes = 0
+
+    def close(self) -> None:
+        self.forks.close()
+        self.world.down()
 
     def cli(self, *args: str, failpoint: str | None = None, log: Path | None = None) -> Any:
         env = dict(self.world.env)
@@ -110,21 +137,64 @@ class Sweeper:
         if log:
             env["ORCHESTRATOR_FAILPOINT_LOG"] = str(log)
         self.runs += 1
-        return self.world.cli("--config", self.config, *args, cwd=self.workdir, env=env)
+        where = ["--state", self.state_url] if self.store == "s3" else []
+        done = self.forks.cli("--config", self.config, *where, *args, cwd=self.workdir, env=env)
+        if done.returncode == EXIT_CODE and self.store == "s3":
+            self.wait_for_the_lease()
+        return done
 
     def fresh_workdir(self, name: str) -> None:
         self.workdir = self.directory / name
         self.workdir.mkdir()
+        self.state_key = f"{name}/state.json"
+        self.state_url = f"s3://{BUCKET}/{self.state_key}"
+
+    def state(self) -> dict[str, Any]:
+        if self.store == "local":
+            return read_state(self.workdir / "state.json")
+        body = self.world.client("s3").get_object(Bucket=BUCKET, Key=self.state_key)["Body"]
+        return json.loads(body.read())
+
+    def lock(self) -> dict[str, Any] | None:
+        """The S3 state's lock object, if there is one."""
+        s3 = self.world.client("s3")
+        key = self.state_key + ".lock"
+        if not s3.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount"):
+            return None
+        return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+    def wait_for_the_lease(self) -> None:
+        """A crashed command leaves its lock, which nothing renews: wait until its lease
+        has run out."""
+        lock = self.lock()
+        if lock is not None:
+            expires = float(lock["expires"])
+            wait_for(lambda: time.time() > expires, timeout=30, what="the lease to run out")
+
+    def leftovers(self, after: str) -> list[str]:
+        """What a command that ended well must not leave: in S3, its lock, or a local
+        state file."""
+        if self.store == "local":
+            return []
+        problems = []
+        if self.lock() is not None:
+            problems.append(f"{after}: the lock is still there: {self.lock()}")
+        if (self.workdir / "state.json").exists():
+            problems.append(f"{after}: a local state file was made")
+        return problems
 
     def clean(self) -> tuple[int, int, Counter[str]]:
         """A clean run and rollback: how many mutating calls each makes, what a run leaves."""
         self.fresh_workdir("clean")
         forward, backward = self.directory / "forward.log", self.directory / "backward.log"
         assert self.cli("run", log=forward).returncode == 0
-        deployment = read_state(self.workdir / "state.json")["deployment"]
+        deployment = self.state()["deployment"]
         made = inventory(self.world, deployment)
         assert self.cli("rollback", "--all", "--yes", log=backward).returncode == 0
         assert footprint(self.world, deployment) == []
+        assert self.leftovers("clean") == []
+        calls = forward.read_text().splitlines() + backward.read_text().splitlines()
+        assert not [call for call in calls if " s3:" in call]  # the state's writes are not points
         return len(forward.read_text().splitlines()), len(backward.read_text().splitlines()), made
 
     def crash_point(
@@ -144,7 +214,8 @@ class Sweeper:
             resumed = self.cli("run")
         if resumed.returncode != 0:
             return [f"resume after run {mode}:{n}: {resumed.returncode} {resumed.stderr}"]
-        state = read_state(self.workdir / "state.json")
+        problems += self.leftovers(f"run {mode}:{n}")
+        state = self.state()
         if {p["status"] for p in state["phases"]} != {"done"}:
             problems.append(f"run {mode}:{n}: not every phase done")
         made = inventory(self.world, state["deployment"])
@@ -161,6 +232,7 @@ class Sweeper:
             finished = self.cli("rollback", "--all", "--yes")
         if finished.returncode != 0:
             return [*problems, f"rollback {mode}:{n}: {finished.returncode} {finished.stderr}"]
+        problems += self.leftovers(f"rollback {mode}:{n}")
         left = footprint(self.world, state["deployment"])
         if left or estate(self.world) != self.estate:
             problems.append(f"rollback {mode}:{n} left {left or 'the estate changed'}")
@@ -181,9 +253,10 @@ def sweep_points(forward: int, backward: int) -> list[tuple[str, int]]:
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_crash_at_every_mutating_call_then_resume(tmp_path: Path, chunk: int) -> None:
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_crash_at_every_mutating_call_then_resume(tmp_path: Path, store: str, chunk: int) -> None:
     """This chunk's share of the crash points, on a world of its own."""
-    sweeper = Sweeper(tmp_path)
+    sweeper = Sweeper(tmp_path, store)
     try:
         forward, backward, expected = sweeper.clean()
         assert forward >= 20 and backward >= 20, (forward, backward)
@@ -195,11 +268,11 @@ def test_crash_at_every_mutating_call_then_resume(tmp_path: Path, chunk: int) ->
         ]
         swept = Counter(mode for mode, _ in points)
         print(
-            f"\ncrash sweep chunk {chunk}: {forward} mutating calls in a run, {backward} in a "
-            f"rollback; swept after {swept['after']}, before {swept['before']}; "
-            f"second crashes {sweeper.second_crashes}; CLI runs {sweeper.runs}; "
-            f"problems {len(problems)}"
+            f"\ncrash sweep ({store} state) chunk {chunk}: {forward} mutating calls in a run, "
+            f"{backward} in a rollback; swept after {swept['after']}, before "
+            f"{swept['before']}; second crashes {sweeper.second_crashes}; CLI runs "
+            f"{sweeper.runs}; problems {len(problems)}"
         )
         assert problems == [], "\n".join(problems)
     finally:
-        sweeper.world.down()
+        sweeper.close()
