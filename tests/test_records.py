@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.builders.records import (
+    FOREIGN,
+    HOLDS,
+    WRITE,
     alias_record_set,
     change_batch,
     plain,
     record_set,
+    record_verdict,
     same_record,
 )
 from orchestrator.config import Config
@@ -57,3 +61,23 @@ def test_wanted_certificates_and_where_their_validation_goes() -> None:
     assert validation_zone(CONFIG, "ZSUB", "_x.example.com.") == "ZROOT"
     with pytest.raises(PhaseError):
         validation_zone(CONFIG, "ZSUB", "_x.example.org.")
+
+
+WANTED = record_set("kubeflow.platform.example.com", "CNAME", ["alb.example.net"])
+OTHER = record_set("kubeflow.platform.example.com", "CNAME", ["elsewhere.example.net"])
+
+
+@pytest.mark.parametrize(
+    ("current", "ours", "verdict"),
+    [
+        (None, False, WRITE),  # nothing there: write it
+        (WANTED, False, HOLDS),  # someone's record already says it: use it (adopted)
+        (WANTED, True, HOLDS),  # ours, as we wrote it
+        (OTHER, True, WRITE),  # ours, changed since: ours to put back
+        (OTHER, False, FOREIGN),  # another's, saying something else: never overwritten
+    ],
+)
+def test_the_ownership_rule_for_one_record(
+    current: dict[str, object] | None, ours: bool, verdict: str
+) -> None:
+    assert record_verdict(current, WANTED, ours) == verdict

@@ -75,6 +75,22 @@ def same_record(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return same_target and zone_a == zone_b
 
 
+# What a record in the way means for the one we want (record_verdict).
+HOLDS = "holds"  # it already says what we want: use it, write nothing
+FOREIGN = "foreign"  # another's record with other values: never overwritten
+WRITE = "write"  # none there, or ours with other values: ours to write
+
+
+def record_verdict(current: dict[str, Any] | None, wanted: dict[str, Any], ours: bool) -> str:
+    """The ownership rule for one record, shared by enter and plan: `current` is what the
+    zone holds under the wanted name and type, `ours` whether this deployment wrote it."""
+    if current is not None and same_record(current, wanted):
+        return HOLDS
+    if current is not None and not ours:
+        return FOREIGN
+    return WRITE
+
+
 def record_id(zone_id: str, name: str, rtype: str) -> str:
     return f"{zone_id}/{plain(name)}/{rtype}"
 
@@ -112,13 +128,15 @@ def ensure_record(
     rid = record_id(zone_id, wanted["Name"], wanted["Type"])
     current = get_record(ctx, zone_id, wanted["Name"], wanted["Type"])
     mine = ctx.find(KIND, rid)
-    if current is not None and same_record(current, wanted):
+    verdict = record_verdict(current, wanted, ours=bool(mine and mine.created))
+    if verdict == HOLDS:
         if mine is None:
             ctx.adopt(KIND, rid, zone=zone_id, rrset=current, purpose=purpose)
         else:
             claim(ctx, KIND, rid)  # our write, whose answer a crash may have lost
         return None
-    if current is not None and not (mine and mine.created):
+    if verdict == FOREIGN:
+        assert current is not None  # what is in the way
         raise PhaseError(
             f"zone {zone_id} already has {describe(current)}, which this deployment did not "
             f"create; it needs {describe(wanted)} ({purpose})",
@@ -143,9 +161,11 @@ def plan_record(
         return Change(CREATE, shown, "in the new zone")
     current = get_record(ctx, zone_id, wanted["Name"], wanted["Type"])
     mine = ctx.find(KIND, record_id(zone_id, wanted["Name"], wanted["Type"]))
-    if current is not None and same_record(current, wanted):
+    verdict = record_verdict(current, wanted, ours=bool(mine and mine.created))
+    if verdict == HOLDS:
         return Change(USE, shown, "already there")
-    if current is not None and not (mine and mine.created):
+    if verdict == FOREIGN:
+        assert current is not None  # what is in the way
         return Change(STOP, shown, f"zone {zone_id} has {describe(current)}, not ours")
     return Change(UPDATE if current is not None else CREATE, shown, f"in zone {zone_id}")
 
