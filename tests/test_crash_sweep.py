@@ -164,12 +164,15 @@ class Sweeper:
         return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
     def wait_for_the_lease(self) -> None:
-        """A crashed command leaves its lock, which nothing renews: wait until its lease
-        has run out."""
-        lock = self.lock()
-        if lock is not None:
-            expires = float(lock["expires"])
-            wait_for(lambda: time.time() > expires, timeout=30, what="the lease to run out")
+        """A crashed command leaves its lock: wait until its lease has run out. The lock is
+        read again at each poll: a renewal the command sent just before it died may land
+        after the first read, pushing the lease on."""
+
+        def expired() -> bool:
+            lock = self.lock()
+            return lock is None or float(lock["expires"]) < time.time()
+
+        wait_for(expired, timeout=30, what="the crashed command's lease to run out")
 
     def leftovers(self, after: str) -> list[str]:
         """What a command that ended well must not leave: in S3, its lock, or a local
