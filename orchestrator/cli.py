@@ -455,14 +455,14 @@ def state_store(location: str, kms_key: str | None = None) -> Any:
     """The store for `--state`: a local file, or an object in S3 (`s3://BUCKET/KEY`, shared
     by a team, locked with S3's conditional writes). S3's code (and boto3) is imported only
     for an S3 state, so `status` on a local file stays quick."""
-    if str(location).startswith("s3://"):
+    from orchestrator.store import StateStore, is_s3
+
+    if is_s3(location):
         from orchestrator.s3store import S3StateStore
 
         store = S3StateStore(location, kms_key=kms_key)
         store.check()
         return store
-    from orchestrator.store import StateStore
-
     return StateStore(location)
 
 
@@ -896,10 +896,10 @@ def _state_location(args: argparse.Namespace) -> tuple[str, str | None]:
 def _move_state(args: argparse.Namespace) -> int:
     """`state pull|push FILE`: a state between S3 and a local file, never over another."""
     from orchestrator.states import phase_names
-    from orchestrator.store import StateStore
+    from orchestrator.store import StateStore, is_s3
 
     location, kms_key = _state_location(args)
-    if not location.startswith("s3://"):
+    if not is_s3(location):
         raise UsageError(
             "`state pull` and `state push` need a state in S3: --state s3://BUCKET/KEY, or "
             "state.url in the config"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UsageError
+from orchestrator.store import is_s3
 
 MAX_CONFIG_BYTES = 64 * 1024
 # A config nests 4 levels deep (kubeflow.alb.controller.imageRepository). PyYAML's composer
@@ -459,7 +460,7 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
 def _state(data: dict[str, Any], problems: list[str]) -> tuple[str | None, str | None]:
     """state.url (a path, or s3://BUCKET/KEY) and state.kmsKeyId (an S3 state's only)."""
     url, kms_key = _lookup(data, "state.url") or None, _lookup(data, "state.kmsKeyId") or None
-    if url is not None and url.startswith("s3://"):
+    if url is not None and is_s3(url):
         from orchestrator.s3store import s3_url_problem
 
         problem = s3_url_problem(url)

@@ -36,17 +36,12 @@ from typing import Any
 
 from orchestrator.aws import Aws, AwsClient, AwsError
 from orchestrator.errors import StateConflict, StateWriteFailed, UsageError
-from orchestrator.store import MAX_STATE_BYTES, DeploymentState, decode_state, now
+from orchestrator.store import MAX_STATE_BYTES, S3_SCHEME, DeploymentState, decode_state, now
 
-SCHEME = "s3://"
 LEASE = 60.0  # seconds a lock stays valid without renewal; ORCHESTRATOR_S3_LEASE overrides
 NOT_THERE = ("NoSuchKey", "404", "NotFound")
 TAKEN = ("PreconditionFailed", "412", "ConditionalRequestConflict")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-def is_s3(location: str) -> bool:
-    return str(location).startswith(SCHEME)
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -54,13 +49,13 @@ def parse_url(url: str) -> tuple[str, str]:
     problem = s3_url_problem(url)
     if problem:
         raise UsageError(problem)
-    bucket, _, key = url.removeprefix(SCHEME).partition("/")
+    bucket, _, key = url.removeprefix(S3_SCHEME).partition("/")
     return bucket, key
 
 
 def s3_url_problem(url: str) -> str | None:
     """What is wrong with `url` as s3://BUCKET/KEY, or None."""
-    bucket, _, key = url.removeprefix(SCHEME).partition("/")
+    bucket, _, key = url.removeprefix(S3_SCHEME).partition("/")
     if not _BUCKET.match(bucket):
         return f"{url}: not an S3 bucket name ({bucket!r}); expected s3://BUCKET/KEY"
     if not key or key.endswith("/"):

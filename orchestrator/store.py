@@ -52,6 +52,15 @@ class PhaseStatus(StrEnum):
 
 STATUSES = tuple(PhaseStatus)
 MAX_STATE_BYTES = 8 * 1024 * 1024
+S3_SCHEME = "s3://"  # a state location with it names an object in S3 (s3store.py)
+
+
+def is_s3(location: str | Path) -> bool:
+    """Whether a state location is an S3 object rather than a local file. Here, not in
+    s3store.py, so that deciding does not import boto3."""
+    return str(location).startswith(S3_SCHEME)
+
+
 ROLLBACK_ALL = "*"  # rollback_to while a `rollback --all` runs
 
 

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import pkgutil
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +126,6 @@ def serve() -> None:
 
 def wait(pid: int, timeout: float) -> int:
     """The child's exit code as subprocess reports it; killed at the deadline."""
-    import select
-    import signal
-
     ended = os.pidfd_open(pid)
     try:
         if not select.select([ended], [], [], timeout)[0]:
@@ -136,9 +137,6 @@ def wait(pid: int, timeout: float) -> int:
 
 def child(request: dict[str, Any]) -> int:
     """In the fork: become the CLI process the request describes, run it, return its code."""
-    import logging
-    import traceback
-
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])

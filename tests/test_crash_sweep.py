@@ -180,8 +180,9 @@ class Sweeper:
         if self.store == "local":
             return []
         problems = []
-        if self.lock() is not None:
-            problems.append(f"{after}: the lock is still there: {self.lock()}")
+        lock = self.lock()
+        if lock is not None:
+            problems.append(f"{after}: the lock is still there: {lock}")
         if (self.workdir / "state.json").exists():
             problems.append(f"{after}: a local state file was made")
         return problems
@@ -196,9 +197,10 @@ class Sweeper:
         assert self.cli("rollback", "--all", "--yes", log=backward).returncode == 0
         assert footprint(self.world, deployment) == []
         assert self.leftovers("clean") == []
-        calls = forward.read_text().splitlines() + backward.read_text().splitlines()
-        assert not [call for call in calls if " s3:" in call]  # the state's writes are not points
-        return len(forward.read_text().splitlines()), len(backward.read_text().splitlines()), made
+        run_calls, rollback_calls = (log.read_text().splitlines() for log in (forward, backward))
+        # The state's own writes (S3) are not crash points.
+        assert not [call for call in run_calls + rollback_calls if " s3:" in call]
+        return len(run_calls), len(rollback_calls), made
 
     def crash_point(
         self, mode: str, n: int, forward: int, backward: int, expected: Counter[str]

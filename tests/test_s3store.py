@@ -170,6 +170,7 @@ def test_the_states_own_writes_are_not_crash_points(
     log = tmp_path / "failpoints.log"
     monkeypatch.setattr(failpoints, "_log", str(log))
     monkeypatch.setattr(failpoints, "_active", True)
+    monkeypatch.setattr(failpoints, "_count", 0)
     shared = S3StateStore(URL)  # the client the CLI gives it
     with shared.locked("run"):
         shared.save(a_state())
