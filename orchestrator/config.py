@@ -56,6 +56,20 @@ _IMAGE_REPOSITORY = re.compile(
     r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-]+[a-z0-9]+)*)+$"
 )
 DEFAULT_CONTROLLER_IMAGE_REPOSITORY = "public.ecr.aws/eks/aws-load-balancer-controller"
+# Where the controller's image comes from when imageRepository is not set. The chart's
+# public.ecr.aws serves the `aws` partition only (ECR Public is not in GovCloud: "Amazon ECR
+# in AWS GovCloud (US)", AWS GovCloud (US) User Guide; nor in China). Elsewhere it is the
+# Amazon EKS add-on registry of the region, as AWS publishes them ("View Amazon container
+# image registries for Amazon EKS add-ons", Amazon EKS User Guide, add-ons-images.html),
+# under the path the controller's own install guide gives for them.
+PUBLIC_REGISTRY_PARTITIONS = frozenset({"aws"})
+REGIONAL_REGISTRIES = {
+    "cn-north-1": "918309763551.dkr.ecr.cn-north-1.amazonaws.com.cn",
+    "cn-northwest-1": "961992271922.dkr.ecr.cn-northwest-1.amazonaws.com.cn",
+    "us-gov-east-1": "151742754352.dkr.ecr.us-gov-east-1.amazonaws.com",
+    "us-gov-west-1": "013241004608.dkr.ecr.us-gov-west-1.amazonaws.com",
+}
+REGIONAL_REPOSITORY_PATH = "amazon/aws-load-balancer-controller"
 
 # Keys the old setup script wrote into config.yaml; they describe its resources, not ours.
 _LEGACY_KEYS = {
@@ -80,6 +94,7 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "route53.subDomain.name": str,
     "route53.subDomain.hostedZoneId": (str, type(None)),
     "route53.subDomain.subjectAlternativeNames": (list, type(None)),
+    "route53.subDomain.certificateNames": (list, type(None)),
     "kubeflow": (dict, type(None)),
     "kubeflow.alb": (dict, type(None)),
     "kubeflow.alb.scheme": str,
@@ -149,6 +164,7 @@ class Config:
             "route53.rootDomain.wildcardCertificate": self.root_wildcard_certificate,
             "route53.subDomain.name": self.subdomain,
             "route53.subDomain.hostedZoneId": self.subdomain_zone_id,
+            # The certificate's names besides *.<subdomain>, from both keys that list them.
             "route53.subDomain.subjectAlternativeNames": list(self.subject_alternative_names),
             "kubeflow.alb.scheme": self.alb_scheme,
             "kubeflow.alb.controller.imageRepository": self.controller_image_repository,
@@ -397,6 +413,7 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
 
     region = _lookup(data, "cluster.region")
     problem = region_problem(region)
+    region_ok = problem is None
     if problem:
         problems.append(f"cluster.region: {problem}")
     cluster = _lookup(data, "cluster.name")
@@ -418,7 +435,15 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
 
     repository = _lookup(data, "kubeflow.alb.controller.imageRepository")
     if repository is None:
-        repository = DEFAULT_CONTROLLER_IMAGE_REPOSITORY
+        repository = default_image_repository(region) if region_ok else None
+        if repository is None and region_ok:
+            problems.append(
+                f"kubeflow.alb.controller.imageRepository: needed in {region} (partition "
+                f"{partition_of(region)}), where public.ecr.aws is not served and AWS publishes "
+                "no Amazon EKS registry orchestrator knows; name a repository of the "
+                "controller's image that the cluster's nodes can pull from"
+            )
+        repository = repository or DEFAULT_CONTROLLER_IMAGE_REPOSITORY
     elif not _IMAGE_REPOSITORY.fullmatch(repository):
         problems.append(
             f"kubeflow.alb.controller.imageRepository: {_shown(repository)} is not an image "
@@ -483,31 +508,51 @@ def _zone_id(data: dict[str, Any], key: str, problems: list[str]) -> str | None:
     return zone_id
 
 
+SANS_KEY = "route53.subDomain.subjectAlternativeNames"
+NAMES_KEY = "route53.subDomain.certificateNames"
+
+
 def _sans(
     data: dict[str, Any], root: str, sub: str, root_zone: str | None, problems: list[str]
 ) -> list[str]:
-    key = "route53.subDomain.subjectAlternativeNames"
+    """The certificate's names besides `*.<subdomain>`, in the order listed.
+
+    `subjectAlternativeNames` is the old setup script's key, and it requested `*.<entry>`
+    for each entry; earlier releases of orchestrator took an entry as the name itself. A
+    wildcard entry means the same to both and is taken as it is; a bare one is refused,
+    saying what to write for either meaning: there is no guessing which was meant.
+    `certificateNames` lists names exactly as they go on the certificate."""
     names: list[str] = []
-    for i, value in enumerate(_lookup(data, key) or []):
-        problem = dns_name_problem(value, wildcard=True)
-        if problem:
-            problems.append(f"{key}[{i}]: {_shown(value)} {problem}")
-            continue
-        san = normalize_name(value)
-        bare = san.removeprefix("*.")
-        in_sub = bare == sub or bare.endswith("." + sub)
-        in_root = bare == root or bare.endswith("." + root)
-        if not in_sub and not (in_root and root_zone):
-            where = "the subdomain or, with route53.rootDomain.hostedZoneId, the root domain"
-            problems.append(f"{key}[{i}]: {_shown(value)} is not within {where}")
-            continue
-        if san != f"*.{sub}" and san not in names:
-            names.append(san)
+    for key, wildcards_only in ((SANS_KEY, True), (NAMES_KEY, False)):
+        for i, value in enumerate(_lookup(data, key) or []):
+            problem = dns_name_problem(value, wildcard=True)
+            if problem:
+                problems.append(f"{key}[{i}]: {_shown(value)} {problem}")
+                continue
+            san = normalize_name(value)
+            if wildcards_only and not san.startswith("*."):
+                problems.append(
+                    f"{key}[{i}]: {_shown(value)} is ambiguous: the old setup script requested "
+                    f"'*.{san}' for it, earlier orchestrator releases the name itself; write "
+                    f"'*.{san}' here for the first, or list '{san}' under {NAMES_KEY} for "
+                    "the second"
+                )
+                continue
+            bare = san.removeprefix("*.")
+            in_sub = bare == sub or bare.endswith("." + sub)
+            in_root = bare == root or bare.endswith("." + root)
+            if not in_sub and not (in_root and root_zone):
+                where = "the subdomain or, with route53.rootDomain.hostedZoneId, the root domain"
+                problems.append(f"{key}[{i}]: {_shown(value)} is not within {where}")
+                continue
+            if san != f"*.{sub}" and san not in names:
+                names.append(san)
     # The request names `*.<subdomain>` first, then these.
     if 1 + len(names) > ACM_NAMES_MAX:
         problems.append(
-            f"{key}: {len(names)} names besides '*.{sub}'; an ACM certificate holds at most "
-            f"{ACM_NAMES_MAX} names, so list at most {ACM_NAMES_MAX - 1}"
+            f"{SANS_KEY} and {NAMES_KEY}: {len(names)} names besides '*.{sub}'; an ACM "
+            f"certificate holds at most {ACM_NAMES_MAX} names, so list at most "
+            f"{ACM_NAMES_MAX - 1}"
         )
     return names
 
@@ -575,17 +620,39 @@ def region_problem(region: str) -> str | None:
     return f"{_shown(region)} is not an AWS region with EKS, like 'us-west-2'"
 
 
+def default_image_repository(region: str) -> str | None:
+    """The controller's image repository for a cluster in `region` when the config names
+    none: the region's Amazon EKS registry, else public.ecr.aws where it is served."""
+    if region in REGIONAL_REGISTRIES:
+        return f"{REGIONAL_REGISTRIES[region]}/{REGIONAL_REPOSITORY_PATH}"
+    if partition_of(region) in PUBLIC_REGISTRY_PARTITIONS:
+        return DEFAULT_CONTROLLER_IMAGE_REPOSITORY
+    return None
+
+
+def partition_of(region: str) -> str:
+    """The partition of a region botocore knows (region_problem is None for it)."""
+    return str(_endpoints()[1].get_partition_for_region(region))
+
+
 @functools.lru_cache(maxsize=1)
-def _eks_regions() -> tuple[frozenset[str], tuple[str, ...], str]:
-    """EKS's regions in every partition, and each partition's region pattern, from the
-    endpoint data botocore ships: what Session.get_available_regions("eks", p) reads.
-    Imported here, not at the top: only this check needs it."""
-    import botocore
+def _endpoints() -> tuple[dict[str, Any], Any]:
+    """The endpoint data botocore ships, and a resolver over it. Imported here, not at the
+    top: only the region checks need it."""
     from botocore.loaders import Loader
     from botocore.regions import EndpointResolver
 
     endpoints = Loader().load_data("endpoints")
-    resolver = EndpointResolver(endpoints)
+    return endpoints, EndpointResolver(endpoints)
+
+
+@functools.lru_cache(maxsize=1)
+def _eks_regions() -> tuple[frozenset[str], tuple[str, ...], str]:
+    """EKS's regions in every partition, and each partition's region pattern, from the
+    endpoint data botocore ships: what Session.get_available_regions("eks", p) reads."""
+    import botocore
+
+    endpoints, resolver = _endpoints()
     known = frozenset(
         region
         for partition in resolver.get_available_partitions()

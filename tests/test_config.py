@@ -32,8 +32,8 @@ route53:
   rootDomain: {name: Example.COM., hostedZoneId: /hostedzone/Z0123456789}
   subDomain:
     name: platform.example.com
-    subjectAlternativeNames: ["*.platform.example.com", "platform.example.com",
-                              "platform.example.com"]
+    subjectAlternativeNames: ["*.platform.example.com"]
+    certificateNames: ["platform.example.com", "platform.example.com"]
 kubeflow:
   alb: {scheme: internal}
 """
@@ -232,7 +232,7 @@ def test_certificate_names_need_a_top_level_label_of_two_characters(tmp_path: Pa
 
 def test_at_most_99_alternative_names_besides_the_wildcard(tmp_path: Path) -> None:
     def sans(count: int) -> str:
-        names = tuple(f"n{i}.platform.example.com" for i in range(count))
+        names = tuple(f"*.n{i}.platform.example.com" for i in range(count))
         # The wildcard is the certificate's first name whether listed or not.
         return config_with(sans=(*names, "*.platform.example.com"))
 
@@ -258,8 +258,10 @@ def botocore_eks_regions() -> list[str]:
 def test_every_region_botocore_knows_for_eks_is_accepted(tmp_path: Path) -> None:
     regions = botocore_eks_regions()
     assert {"us-west-2", "cn-north-1", "us-gov-west-1"} <= set(regions)
+    # (The isolated partitions need the controller's image repository named: below.)
+    mirror = "kubeflow: {alb: {controller: {imageRepository: registry.example.com/lbc}}}\n"
     for region in regions:
-        assert load_config(write(tmp_path, config_with(region=region))).region == region
+        assert load_config(write(tmp_path, config_with(region=region) + mirror)).region == region
 
 
 @pytest.mark.parametrize(
@@ -392,7 +394,7 @@ def test_the_edge_cases_are_at_the_edges(tmp_path: Path) -> None:
         (GOOD.replace("kubeflow:", '"kubeflow": {}\nkubeflow:'), "kubeflow: duplicate key"),
         # Inside a list too (a mapping where a name belongs is refused later, but first this).
         (
-            GOOD.replace('"platform.example.com",\n', "{a: 1, a: 2},\n"),
+            GOOD.replace('["*.platform.example.com"]', '["*.platform.example.com", {a: 1, a: 2}]'),
             "route53.subDomain.subjectAlternativeNames[1].a: duplicate key",
         ),
     ],
@@ -576,3 +578,76 @@ def test_the_state_block_names_where_the_state_lives(tmp_path: Path) -> None:
     assert "state.kmsKeyId: needs state.url s3://" in refusal(
         tmp_path, config_with() + "state: {url: team.json, kmsKeyId: alias/tf}\n"
     )
+
+
+# ---- what an old setup script's config means -------------------------------------------------
+
+
+def test_a_bare_alternative_name_is_refused_saying_what_to_write_for_either_meaning(
+    tmp_path: Path,
+) -> None:
+    message = refusal(tmp_path, config_with(sans=("apps.platform.example.com",)))
+    assert "route53.subDomain.subjectAlternativeNames[0]" in message
+    assert "'*.apps.platform.example.com'" in message  # what the old script requested
+    assert "route53.subDomain.certificateNames" in message  # where the name itself goes
+    assert len(message.splitlines()) <= 2
+
+
+def test_wildcard_alternative_names_and_exact_certificate_names_are_both_taken(
+    tmp_path: Path,
+) -> None:
+    text = config_with(sans=("*.apps.platform.example.com",)).replace(
+        "subjectAlternativeNames:",
+        "certificateNames: [platform.example.com, '*.apps.platform.example.com'], "
+        "subjectAlternativeNames:",
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.subject_alternative_names == (
+        "*.apps.platform.example.com",
+        "platform.example.com",
+    )
+    # Recorded as the certificate's names, whichever key listed them: a state file made by an
+    # earlier release (which took bare entries as names) matches the config rewritten with
+    # certificateNames.
+    recorded = config.settings()["route53.subDomain.subjectAlternativeNames"]
+    assert recorded == ["*.apps.platform.example.com", "platform.example.com"]
+
+
+# ---- the controller's image registry, by partition and region --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("region", "repository"),
+    [
+        ("us-west-2", "public.ecr.aws/eks/aws-load-balancer-controller"),
+        ("eu-west-1", "public.ecr.aws/eks/aws-load-balancer-controller"),
+        (
+            "cn-north-1",
+            "918309763551.dkr.ecr.cn-north-1.amazonaws.com.cn/amazon/aws-load-balancer-controller",
+        ),
+        (
+            "cn-northwest-1",
+            "961992271922.dkr.ecr.cn-northwest-1.amazonaws.com.cn/amazon/"
+            "aws-load-balancer-controller",
+        ),
+        (
+            "us-gov-west-1",
+            "013241004608.dkr.ecr.us-gov-west-1.amazonaws.com/amazon/aws-load-balancer-controller",
+        ),
+    ],
+)
+def test_the_controller_image_comes_from_a_registry_the_partition_serves(
+    tmp_path: Path, region: str, repository: str
+) -> None:
+    config = load_config(write(tmp_path, config_with(region=region)))
+    assert config.controller_image_repository == repository
+
+
+def test_a_partition_without_a_known_registry_needs_the_repository_named(tmp_path: Path) -> None:
+    message = refusal(tmp_path, config_with(region="us-iso-east-1"))
+    assert "kubeflow.alb.controller.imageRepository" in message and "aws-iso" in message
+    mirror = "registry.example.com/mirror/aws-load-balancer-controller"
+    text = config_with(region="us-iso-east-1") + (
+        f"kubeflow: {{alb: {{controller: {{imageRepository: {mirror}}}}}}}\n"
+    )
+    assert load_config(write(tmp_path, text)).controller_image_repository == mirror
