@@ -77,9 +77,13 @@ def test_a_failed_webhook_call_points_at_the_security_group_rule() -> None:
 
 def test_the_controller_image_comes_from_the_configured_repository(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
+    # Not public.ecr.aws, which China's regions cannot pull from: the region's EKS registry.
     path.write_text(CONFIG)
-    assert load_config(path).controller_image_repository == DEFAULT_CONTROLLER_IMAGE_REPOSITORY
-    mirror = "918309763551.dkr.ecr.cn-north-1.amazonaws.com.cn/amazon/aws-load-balancer-controller"
+    regional = (
+        "918309763551.dkr.ecr.cn-north-1.amazonaws.com.cn/amazon/aws-load-balancer-controller"
+    )
+    assert load_config(path).controller_image_repository == regional
+    mirror = "registry.example.cn/mirror/aws-load-balancer-controller"
     path.write_text(CONFIG + f"kubeflow:\n  alb:\n    controller: {{imageRepository: {mirror}}}\n")
     config = load_config(path)
     assert config.controller_image_repository == mirror
@@ -106,9 +110,12 @@ def test_a_state_from_before_the_image_setting_resumes_with_the_default(tmp_path
     from orchestrator.states import all_phases
     from orchestrator.store import Resource, new_state
 
+    # Before the setting, every deployment ran public.ecr.aws: the default of the aws partition.
+    commercial = CONFIG.replace("cn-north-1", "us-west-2")
     path = tmp_path / "config.yaml"
-    path.write_text(CONFIG)
+    path.write_text(commercial)
     config = load_config(path)
+    assert config.controller_image_repository == DEFAULT_CONTROLLER_IMAGE_REPOSITORY
     phases = all_phases()
     old = {k: v for k, v in config.settings().items() if "imageRepository" not in k}
     state = new_state(config.deployment_id, old, [p.name for p in phases])
@@ -117,7 +124,7 @@ def test_a_state_from_before_the_image_setting_resumes_with_the_default(tmp_path
     # What it installed pins the config (a phase holding nothing would not).
     record.resources = [Resource("kubernetes:object", "apps/v1/Deployment/kube-system/x", True)]
     check_state(state, config, phases, path)  # no refusal: the default is what it ran with
-    path.write_text(CONFIG + "kubeflow:\n  alb:\n    controller: {imageRepository: r.io/a/b}\n")
+    path.write_text(commercial + "kubeflow:\n  alb:\n    controller: {imageRepository: r.io/a/b}\n")
     with pytest.raises(UsageError, match="imageRepository"):
         check_state(state, load_config(path), phases, path)
 
