@@ -5,7 +5,8 @@ Throttling means "slow down", not "broken": a throttled call is retried for minu
 (ORCHESTRATOR_AWS_THROTTLE_BUDGET), with jittered exponential backoff whose cap suits the
 service, and each client paces itself once throttled (botocore's adaptive rate limiter), so
 that a run shares an account's rate limit (Route 53: 5 requests a second) with other tools
-instead of hammering it. Server errors and dropped connections get a few tries
+instead of hammering it; Route 53, whose limit is the smallest, is paced below it from the
+first request (ORCHESTRATOR_ROUTE53_RATE). Server errors and dropped connections get a few tries
 (ORCHESTRATOR_AWS_MAX_ATTEMPTS): an outage that outlasts them is better reported, to be
 finished later with `resume`, than waited out.
 
@@ -16,9 +17,10 @@ credentials and profile, `AWS_ENDPOINT_URL` (and per-service variants) for endpo
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -180,6 +182,41 @@ def tolerate(call: Callable[..., T], *codes: str, **kwargs: Any) -> T | None:
         raise
 
 
+# What ELBv2 answers for an ARN that names nothing (any more).
+ELBV2_GONE = (
+    "LoadBalancerNotFound",
+    "TargetGroupNotFound",
+    "ListenerNotFound",
+    "RuleNotFound",
+    "TrustStoreNotFound",
+)
+DESCRIBE_TAGS_MAX = 20  # ARNs a DescribeTags takes
+
+
+def elbv2_tags(elbv2: AwsClient, arns: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The tags of ELBv2 resources, by ARN; one that is gone is left out.
+
+    DescribeTags fails as a whole if any ARN in it is gone, which happens whenever a load
+    balancer or target group is deleted after it was listed (a controller tearing a stack
+    down; anyone, in a shared region). Such a batch is split in halves, and so on, until
+    each gone ARN is alone: a few more calls where one was deleted, none elsewhere."""
+    found: dict[str, dict[str, str]] = {}
+    unique = list(dict.fromkeys(arns))
+    batches = [unique[i : i + DESCRIBE_TAGS_MAX] for i in range(0, len(unique), DESCRIBE_TAGS_MAX)]
+    while batches:
+        batch = batches.pop()
+        described = tolerate(elbv2.describe_tags, *ELBV2_GONE, ResourceArns=batch)
+        if described is None:
+            if len(batch) > 1:  # else that one is gone
+                half = len(batch) // 2
+                batches += [batch[:half], batch[half:]]
+            continue
+        for description in described["TagDescriptions"]:
+            tags = description.get("Tags", [])
+            found[description["ResourceArn"]] = {t["Key"]: t.get("Value", "") for t in tags}
+    return found
+
+
 _THROTTLED_HINT = (
     "AWS kept throttling {service} calls (the account's rate limit is shared with every other "
     "tool using it); run `orchestrator resume` in a few minutes, or allow more time with "
@@ -215,6 +252,10 @@ class RetrySettings:
     max_attempts: int = 8  # tries for a call that meets 5xx or dropped connections
     base: float = 0.5  # seconds: the first backoff's upper bound, doubled on each retry
     min_rate: float = 0.5  # requests a second: the slowest a throttled client paces itself
+    # Route 53 allows an account 5 requests a second, shared with external-dns, the console
+    # and every other tool: a run keeps to 2 a second from its first request, so that no one
+    # second sees more than 4 of its requests, and others keep 3 a second on average.
+    route53_rate: float = 2.0
 
     @classmethod
     def from_env(cls) -> RetrySettings:
@@ -223,6 +264,7 @@ class RetrySettings:
             max_attempts=int(_setting("ORCHESTRATOR_AWS_MAX_ATTEMPTS", cls.max_attempts, 1)),
             base=_setting("ORCHESTRATOR_AWS_RETRY_BASE", cls.base),
             min_rate=_setting("ORCHESTRATOR_AWS_MIN_RATE", cls.min_rate, 0.01),
+            route53_rate=_setting("ORCHESTRATOR_ROUTE53_RATE", cls.route53_rate),
         )
 
 
@@ -341,29 +383,104 @@ class AwsClient:
         calls.done(system, operation, started, attempts)
         return result
 
-    def pages(self, method: str, key: str, **kwargs: Any) -> Iterator[Any]:
-        """Items under `key` across all pages, each page request retried on its own."""
-        operation = getattr(self, method)
-        token_in, token_out = _PAGE_TOKENS.get((self._service, method), ("NextToken", "NextToken"))
+    def pages(self, method: str, key: str | None = None, **kwargs: Any) -> Iterator[Any]:
+        """Every item of a paginated list (under `key`, by default the list the operation
+        returns), page after page, each page request retried on its own.
+
+        AWS names its page tokens differently by API (NextToken; Marker and NextMarker;
+        IsTruncated with Route 53's NextRecordName, NextRecordType and NextRecordIdentifier;
+        ...): they are read from botocore's paginator model of the operation."""
+        api_version = self._client.meta.service_model.api_version
+        model = _page_model(self._service, api_version, self._operations[method])
+        call = getattr(self, method)
+        seen: set[str] = set()
         while True:
-            page = operation(**kwargs)
-            yield from page.get(key, [])
-            token = page.get(token_out)
-            if not token:
+            page = call(**kwargs)
+            yield from page.get(key or model.result_key, [])
+            tokens = model.next_tokens(page)
+            if tokens is None:
                 return
-            kwargs[token_in] = token
+            if repr(tokens) in seen:  # a list that would never end
+                raise AwsError(
+                    self._service, method, "RepeatedPageToken", f"page token {tokens} came twice"
+                )
+            seen.add(repr(tokens))
+            for name, token in zip(model.input_tokens, tokens, strict=True):
+                if token is None:
+                    kwargs.pop(name, None)
+                else:
+                    kwargs[name] = token
 
 
-# Paginators that do not use NextToken/NextToken.
-_PAGE_TOKENS = {
-    ("iam", "list_roles"): ("Marker", "Marker"),
-    ("iam", "list_policies"): ("Marker", "Marker"),
-    ("iam", "list_attached_role_policies"): ("Marker", "Marker"),
-    ("route53", "list_hosted_zones"): ("Marker", "NextMarker"),
-    ("elbv2", "describe_load_balancers"): ("Marker", "NextMarker"),
-    ("elbv2", "describe_listeners"): ("Marker", "NextMarker"),
-    ("elbv2", "describe_target_groups"): ("Marker", "NextMarker"),
-}
+@dataclass(frozen=True)
+class PageModel:
+    """How an operation pages, from botocore's paginator model."""
+
+    input_tokens: tuple[str, ...]  # request fields that say where the next page starts
+    output_tokens: tuple[str, ...]  # JMESPath expressions of the answer giving their values
+    more_results: str | None  # the answer's "there is more" field, where the API has one
+    result_key: str | None  # the list (None: several lists, as ListEntitiesForPolicy)
+
+    def next_tokens(self, page: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Where the next page starts, or None after the last page."""
+        import jmespath  # type: ignore[import-untyped]  # botocore's own dependency
+
+        tokens = tuple(jmespath.search(expression, page) for expression in self.output_tokens)
+        if self.more_results and not jmespath.search(self.more_results, page):
+            return None
+        return tokens if any(token is not None for token in tokens) else None
+
+
+def _listed(value: str | list[str]) -> tuple[str, ...]:
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+@functools.cache
+def _page_model(service: str, api_version: str, operation: str) -> PageModel:
+    try:
+        config = _paginators(service, api_version).get_paginator(operation)
+    except ValueError:
+        raise ValueError(f"{service} {operation} does not page: call it directly") from None
+    results = _listed(config["result_key"])
+    return PageModel(
+        input_tokens=_listed(config["input_token"]),
+        output_tokens=_listed(config["output_token"]),
+        more_results=config.get("more_results"),
+        result_key=results[0] if len(results) == 1 else None,
+    )
+
+
+@functools.cache
+def _paginators(service: str, api_version: str) -> Any:
+    """botocore's paginator model of a service (the data its own paginators page by)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_paginator_model(service, api_version)
+
+
+_SHARED_BUCKETS: dict[tuple[str, float], Any] = {}  # one per process and service
+_BUCKETS_LOCK = threading.Lock()
+
+
+def pace(client: Any, service: str, rate: float) -> None:
+    """Make every request `client` sends (each attempt) take a token from a bucket filled at
+    `rate` a second, shared by the process's clients of `service` (phases verify side by
+    side, in threads); `rate` 0: no pacing. botocore's TokenBucket holds a second's worth:
+    no one second sees more than twice `rate` requests, and no more than `rate` on average."""
+    if rate <= 0:
+        return
+    from botocore.retries import bucket
+
+    with _BUCKETS_LOCK:
+        key = (service, rate)
+        if key not in _SHARED_BUCKETS:
+            _SHARED_BUCKETS[key] = bucket.TokenBucket(max_rate=rate, clock=bucket.Clock())
+        shared = _SHARED_BUCKETS[key]
+
+    def take_token(**_: Any) -> None:
+        shared.acquire()  # blocks until a token is there; returns None: send as usual
+
+    client.meta.events.register("before-send", take_token)
 
 
 def pace_when_throttled(client: Any, min_rate: float) -> None:
@@ -439,7 +556,10 @@ class Aws:
             user_agent_extra=f"orchestrator/{__version__}",
         )
         client = self._session.client(service, region_name=region, config=config)
-        pace_when_throttled(client, RetrySettings.from_env().min_rate)
+        settings = RetrySettings.from_env()
+        if service == "route53":
+            pace(client, service, settings.route53_rate)
+        pace_when_throttled(client, settings.min_rate)
         return client
 
     def region_partition(self) -> str:
@@ -447,6 +567,14 @@ class Aws:
         with self._lock:
             self._ensure_session()
             return str(self._session.get_partition_for_region(self.region))
+
+    def service_regions(self, service: str) -> list[str]:
+        """The regions of the configured region's partition that offer `service`, from
+        botocore's endpoint data (whether the account has enabled them is another matter)."""
+        with self._lock:
+            self._ensure_session()
+            partition = self._session.get_partition_for_region(self.region)
+            return list(self._session.get_available_regions(service, partition_name=partition))
 
     def _ensure_session(self) -> None:
         import boto3

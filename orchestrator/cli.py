@@ -664,12 +664,20 @@ def _import(args: argparse.Namespace) -> int:
 
 def _take_over(args: argparse.Namespace, store: Any, state: Any, found: list[Any]) -> int:
     """Show what `import` found; with --take-ownership, write it as the new state file."""
+    from orchestrator import inventory
     from orchestrator.machine import move
+    from orchestrator.ownership import describe_identity
     from orchestrator.store import Resource
 
     if not found:
         print(f"nothing carries the marks of deployment {state.deployment}; nothing to import")
         return ExitCode.OK
+    found, kept_by_others = inventory.for_import(found)
+    for item in kept_by_others:
+        print(
+            f"not imported: {item.describe()}, shared, made by "
+            f"{describe_identity(item.identity or '')} and kept by its rollback: used as it is"
+        )
     identities = {f.identity for f in found}
     named = sorted(i for i in identities if i)
     if len(named) > 1:

@@ -33,6 +33,7 @@ from orchestrator.states import phase_names
 from orchestrator.states.certificates import (
     ALL_STATUSES,
     PURPOSE_TAG,
+    list_certificates,
     validation_zone,
     wanted_certificates,
 )
@@ -115,6 +116,19 @@ def by_other_owners(ctx: PhaseContext, found: list[Found]) -> list[Found]:
     ]
 
 
+def for_import(found: list[Found]) -> tuple[list[Found], list[Found]]:
+    """(what `import` rebuilds the state file from, what it leaves out). A shared thing made
+    by another state file than everything else is left out: a rollback of that state file
+    kept it for others (before such things were released, it kept its marks too), and the
+    lost state file used it as pre-existing, as the rebuilt one does."""
+    made = {f.identity for f in found if not _shared(f)}
+    if len(made) != 1:
+        return found, []
+    (identity,) = made
+    left = [f for f in found if _shared(f) and f.identity != identity]
+    return [f for f in found if f not in left], left
+
+
 def _shared(found: Found) -> bool:
     return found.kind == OIDC or found.phase in ("controller", "subnet_tags")
 
@@ -179,9 +193,7 @@ def _certificates(ctx: PhaseContext, zones: dict[str, Found]) -> list[Found]:
     acm = ctx.aws.acm
     domains = {want["domain"] for want in wanted_certificates(ctx.config)}
     found = []
-    for summary_ in acm.pages(
-        "list_certificates", "CertificateSummaryList", CertificateStatuses=ALL_STATUSES
-    ):
+    for summary_ in list_certificates(acm, ALL_STATUSES):
         if summary_["DomainName"] not in domains:
             continue  # only ours can be ours: no tag reads for the account's other certificates
         arn = summary_["CertificateArn"]
@@ -239,7 +251,7 @@ def _iam(ctx: PhaseContext, cluster: dict[str, Any]) -> list[Found]:
         if tags.get(OWNER_TAG) == ctx.deployment:
             found.append(Found("controller_iam", kind, rid, tags.get(STATE_TAG)))
     if {f.kind for f in found} >= {ROLE, POLICY}:
-        attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+        attached = iam.pages("list_attached_role_policies", RoleName=role)
         if any(p["PolicyArn"] == policy for p in attached):
             identity = next(f.identity for f in found if f.kind == ROLE)
             found.insert(0, Found("controller_iam", ATTACHMENT, f"{role}|{policy}", identity))

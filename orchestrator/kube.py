@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import tenacity
@@ -61,6 +62,46 @@ class KubeError(Exception):
                 "(kubernetes.context) and the network, then run `orchestrator resume`"
             )
         return "fix the cause, then run `orchestrator resume`"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One admission webhook of a Mutating- or ValidatingWebhookConfiguration."""
+
+    kind: str  # of its configuration
+    configuration: dict[str, Any]
+    name: str
+    failure_policy: str  # Fail (v1's default) or Ignore
+
+    def __str__(self) -> str:
+        return f'webhook "{self.name}" of {self.kind} {self.configuration["metadata"]["name"]}'
+
+
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+
+
+def webhooks_called(
+    configurations: list[tuple[str, dict[str, Any]]], group: str, resource: str, operation: str
+) -> list[Webhook]:
+    """The webhooks the API server calls for `operation` on `resource` of `group`, by their
+    rules alone (their namespace and object selectors are not judged: they may be called)."""
+
+    def among(values: Any, value: str) -> bool:
+        return "*" in (values or []) or value in (values or [])
+
+    found = []
+    for kind, configuration in configurations:
+        for webhook in configuration.get("webhooks") or []:
+            rules = webhook.get("rules") or []
+            if any(
+                among(r.get("operations"), operation)
+                and among(r.get("apiGroups"), group)
+                and any(x in (r.get("resources") or []) for x in (resource, "*", "*/*"))
+                for r in rules
+            ):
+                policy = webhook.get("failurePolicy") or "Fail"
+                found.append(Webhook(kind, configuration, webhook.get("name", ""), policy))
+    return found
 
 
 def tolerate_not_found(call: Callable[[], T]) -> T | None:
@@ -235,6 +276,16 @@ class Kube:
         )
         return sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
 
+    def webhooks(self, group: str, resource: str, operation: str) -> builtins.list[Webhook]:
+        """The admission webhooks called for `operation` (CREATE, UPDATE, DELETE) on
+        `resource` of API group `group` (see webhooks_called)."""
+        configurations = [
+            (kind, configuration)
+            for kind in WEBHOOK_KINDS
+            for configuration in self.list("admissionregistration.k8s.io/v1", kind)
+        ]
+        return webhooks_called(configurations, group, resource, operation)
+
     # ---- writes -----------------------------------------------------------------------------
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -290,6 +341,36 @@ class Kube:
             mutating=True,
         )
         return True
+
+    def patch_metadata(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        labels: dict[str, str | None],
+        annotations: dict[str, str | None],
+    ) -> bool:
+        """Set labels and annotations of an object (None removes one) by a merge patch,
+        which changes nothing else (server-side apply would drop what it does not list);
+        False if the object is gone."""
+
+        def patch() -> bool:
+            resource = self._resource(api_version, kind)
+            body = {"metadata": {"labels": labels, "annotations": annotations}}
+            self._call(
+                f"patch metadata of {kind} {name}",
+                lambda: resource.patch(
+                    body=body,
+                    name=name,
+                    namespace=namespace,
+                    content_type="application/merge-patch+json",
+                ),
+                mutating=True,
+            )
+            return True
+
+        return tolerate_not_found(patch) is not None
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete an object; False if it was already gone."""

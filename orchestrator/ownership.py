@@ -6,10 +6,15 @@ if both match: the same config run from a second state file (another directory, 
 laptop) is the same deployment but not the same owner, and never claims, changes or
 deletes what the first one made. A state file older than identities (`pre_identity`)
 also owns what carries its deployment's tag and no identity at all.
+
+What a rollback leaves because others still use it is released: it loses both marks (so
+neither `import` nor the sweep counts it, and a later deployment finds it pre-existing:
+used, never deleted) and gains a kept mark naming the deployment that left it and why.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +24,14 @@ STATE_TAG = "orchestrator:state"
 DEPLOYMENT_LABEL = "orchestrator.dev/deployment"
 STATE_LABEL = "orchestrator.dev/state"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "orchestrator"}
+# The mark on what a rollback left for others: a tag key per deployment that left it (a
+# shared thing may be left by several), and an annotation on Kubernetes objects.
+KEPT_TAG_PREFIX = "orchestrator:kept:"
+KEPT_ANNOTATION_PREFIX = "orchestrator.dev/kept-"
+# What IAM and ACM accept in a tag value (their API models' pattern, 256 characters);
+# EC2 and Kubernetes accept more, so one kept mark fits everywhere.
+_TAG_VALUE_REFUSED = re.compile(r"[^\w\s_.:/=+\-@]")
+TAG_VALUE_LIMIT = 256
 
 Tags = Mapping[str, str] | list[dict[str, str]]
 
@@ -80,6 +93,30 @@ class Owner:
         if deployment != self.deployment or self._owns(deployment, identity):
             return None
         return identity or ""
+
+
+def kept_tag_key(deployment: str) -> str:
+    return KEPT_TAG_PREFIX + deployment
+
+
+def released_metadata(deployment: str, mark: str) -> dict[str, dict[str, str | None]]:
+    """The labels and annotations that release a Kubernetes object (None: removed)."""
+    ours = (*MANAGED_BY, DEPLOYMENT_LABEL, STATE_LABEL)
+    labels: dict[str, str | None] = dict.fromkeys(ours)
+    return {"labels": labels, "annotations": {KEPT_ANNOTATION_PREFIX + deployment: mark}}
+
+
+def kept_mark(reason: str) -> str:
+    """Why it was kept, as a tag value AWS accepts: characters outside IAM's and ACM's tag
+    pattern (commas, parentheses, quotes, ...) become spaces, and it is cut to 256."""
+    plain = " ".join(_TAG_VALUE_REFUSED.sub(" ", reason).split())
+    return plain[:TAG_VALUE_LIMIT].rstrip()
+
+
+def released_by(tags: Tags | None, deployment: str) -> bool:
+    """Whether a rollback of `deployment` left it for others (and nothing marks it ours)."""
+    found = tag_map(tags)
+    return kept_tag_key(deployment) in found and OWNER_TAG not in found
 
 
 def describe_identity(identity: str) -> str:

@@ -12,10 +12,10 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from orchestrator.ownership import OWNER_TAG, Owner
+from orchestrator.ownership import OWNER_TAG, Owner, kept_mark
 from orchestrator.planning import CHECK, Change
 from orchestrator.store import PhaseRecord, PhaseStatus, Resource, now
-from orchestrator.waiting import wait_until
+from orchestrator.waiting import FIRST_INTERVAL, wait_until
 
 if TYPE_CHECKING:
     from orchestrator.aws import Aws
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from orchestrator.machine import Engine
 
 T = TypeVar("T")
+# In a resource's detail while its release is under way: why it is being kept.
+RELEASING = "releasing"
 
 __all__ = ["OWNER_TAG", "Phase", "PhaseContext"]
 
@@ -193,17 +195,41 @@ class PhaseContext:
         self.forget(resource)
 
     def keep(self, resources: Resource | list[Resource], reason: str) -> None:
-        """Leave what this deployment created in place on purpose, because something not
-        ours still uses it: it leaves the record, and the reason stays for `status`."""
+        """Leave what this deployment created in place on purpose (something not ours uses
+        it, or its marks say it is not ours): it leaves the record, and the reason stays for
+        `status`. One whose release a crash interrupted (see `release`) is recorded with the
+        reason it was released for: its marks came off, so its phase now finds it not ours."""
         kept = resources if isinstance(resources, list) else [resources]
+        releasing = [r for r in kept if RELEASING in r.detail]
+        if releasing:
+            reason = str(releasing[0].detail[RELEASING])
         for resource in kept:
             self.record.kept.append({"kind": resource.kind, "id": resource.id, "reason": reason})
         self.record.resources = [r for r in self.record.resources if not any(r is k for k in kept)]
         self.record.intent = None
         names = ", ".join(r.describe() for r in kept[:3])
         more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
-        self.say(f"left {names}{more} in place: {reason}")
+        released = "; released: this state file's marks are off it" if releasing else ""
+        self.say(f"left {names}{more} in place: {reason}{released}")
         self.save()
+
+    def release(
+        self, resources: Resource | list[Resource], reason: str, unmark: Callable[[str], None]
+    ) -> None:
+        """Keep what this deployment made because others still use it, and let it go: the
+        phase's `unmark` puts the kept mark (why, as a tag value AWS accepts) on it, then
+        takes this state file's marks off, so that the sweep and `import` no longer count it
+        and a later deployment finds it pre-existing (used, never deleted).
+
+        State first: the intent is saved before the calls, so a crash after them leaves a
+        resource whose marks say it is not ours, which `keep` records with this reason."""
+        released = resources if isinstance(resources, list) else [resources]
+        for resource in released:
+            resource.detail[RELEASING] = reason
+        self.record.intent = f"release {', '.join(r.describe() for r in released)}"
+        self.save()
+        unmark(kept_mark(reason))
+        self.keep(released, reason)
 
     def save(self) -> None:
         self._engine.save()
@@ -214,9 +240,16 @@ class PhaseContext:
         self._engine.report.info(message, self.record.name)
 
     def wait_until(
-        self, what: str, probe: Callable[[], T | None], *, limit: float | None = None
+        self,
+        what: str,
+        probe: Callable[[], T | None],
+        *,
+        limit: float | None = None,
+        first: float = FIRST_INTERVAL,
     ) -> T:
         """Poll `probe` until it returns non-None; the wait is persisted so status shows it.
+        `first`: the shortest pause between polls (waiting.pause_after), for APIs whose
+        budget is small.
 
         The phase's status moves to waiting and back only if the engine is working on it
         (in progress): a handler run for another phase (the controller reinstalled by the
@@ -234,6 +267,7 @@ class PhaseContext:
             what=what,
             policy=self._engine.policy,
             limit=limit,
+            first=first,
             on_poll=lambda elapsed: self._polled(what, elapsed),
         )
         # A stopped or interrupted wait stays "waiting": that is what resume picks up.

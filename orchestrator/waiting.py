@@ -15,9 +15,14 @@ T = TypeVar("T")
 # A poll comes at most SHARE of the time waited so far after the event it waits for, and
 # never sooner than FIRST_INTERVAL after the last: a wait ends within about 5% of when AWS
 # is done (what the wall time adds to the world's own critical path), while a long wait
-# on a real account polls every few seconds, well inside the APIs' rate limits.
+# on a real account polls every few seconds, well inside the APIs' rate limits. A wait on
+# an API with a small budget shared by the whole account starts slower (`first`).
 FIRST_INTERVAL = 0.25
 SHARE = 0.05
+# Route 53 allows the whole account five requests a second, and its changes take seconds
+# to a minute to be INSYNC: a poll a second at first spends a fifth of the account's
+# budget, and costs a wait on a change at most a second.
+ROUTE53_FIRST_INTERVAL = 1.0
 
 
 def max_interval() -> float:
@@ -41,11 +46,11 @@ class WaitPolicy:
         return cls(no_wait=no_wait, deadline=deadline)
 
 
-def pause_after(waited: float, cap: float | None = None) -> float:
-    """The pause before the next poll, `waited` seconds into a wait: FIRST_INTERVAL, then
-    SHARE of the time waited, at most `cap` (max_interval() if None)."""
+def pause_after(waited: float, cap: float | None = None, first: float = FIRST_INTERVAL) -> float:
+    """The pause before the next poll, `waited` seconds into a wait: `first`, then SHARE of
+    the time waited, at most `cap` (max_interval() if None)."""
     cap = max_interval() if cap is None else cap
-    return min(cap, max(FIRST_INTERVAL, SHARE * waited))
+    return min(cap, max(first, SHARE * waited))
 
 
 def wait_until(
@@ -54,6 +59,7 @@ def wait_until(
     what: str,
     policy: WaitPolicy,
     limit: float | None = None,
+    first: float = FIRST_INTERVAL,
     on_poll: Callable[[float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -61,7 +67,8 @@ def wait_until(
     """Call `probe` until it returns something other than None, and return that.
 
     Raises StillWaiting once `policy` (no-wait, the command's deadline) or this wait's own
-    `limit` in seconds says stop. The probe itself raises to fail fast.
+    `limit` in seconds says stop. The probe itself raises to fail fast. Polls are at least
+    `first` seconds apart (pause_after).
     """
     started = clock()
     stop_at = [t for t in (policy.deadline, started + limit if limit else None) if t is not None]
@@ -76,7 +83,7 @@ def wait_until(
             on_poll(now - started)
         if policy.no_wait or (deadline is not None and now >= deadline):
             raise StillWaiting(what, now - started)
-        step = pause_after(now - started, cap)
+        step = pause_after(now - started, cap, first)
         if deadline is not None:
             step = min(step, max(0.0, deadline - now))
         sleep(step)

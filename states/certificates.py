@@ -5,17 +5,21 @@ the IAM and controller phases run. Requests carry an IdempotencyToken and owners
 tags, so a retried or crashed request is found again instead of made twice.
 
 ACM uses one validation record per domain and account: every certificate for
-`*.example.com` (or `example.com`) in the account validates, and renews, with the same
-CNAME. So rollback keeps a validation record outside our own zone (the root zone's)
-while a certificate that is not ours still uses it.
+`*.example.com` (or `example.com`) in the account, in any region and of any key type,
+validates, and renews, with the same CNAME. So rollback keeps a validation record outside
+our own zone (the root zone's) while a certificate that is not ours may still use it, and
+when a region's certificates cannot be read it keeps the record and says so.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.aws import AwsError, tolerate
+from orchestrator.aws import AwsClient, AwsError, tolerate
 from orchestrator.builders import records
 from orchestrator.builders.records import plain
 from orchestrator.creating import claim, creating
@@ -209,16 +213,11 @@ class CertificatesPhase(Phase):
     def rollback(self, ctx: PhaseContext) -> None:
         own_zone = ctx.earlier("hosted_zone").get("zone_id")
         for resource in ctx.owned(records.KIND):
-            sharing = []
             if resource.detail["zone"] != own_zone:
-                sharing = certificates_sharing(ctx, resource.detail["rrset"]["Name"])
-            if sharing:
-                ctx.keep(
-                    resource,
-                    f"certificates not of this deployment validate with it too: "
-                    f"{', '.join(sharing)}",
-                )
-                continue
+                reason = certificates_sharing(ctx, resource.detail["rrset"]["Name"]).reason()
+                if reason:
+                    ctx.keep(resource, reason)
+                    continue
             records.delete_record(ctx, resource)
         for resource in ctx.owned(KIND):
             if resource.id.startswith("pending:"):
@@ -233,43 +232,127 @@ class CertificatesPhase(Phase):
             ctx.deleted(resource)
 
 
-# Where certificates that share a validation record are looked for: the cluster's region
-# and us-east-1, where CloudFront's certificates live.
-SHARING_REGIONS = ("us-east-1",)
 # A certificate needs its validation record to be issued, and later to renew.
 USING_STATUSES = ["PENDING_VALIDATION", "ISSUED"]
+# Every key type ACM has. ListCertificates lists only RSA_1024 and RSA_2048 certificates
+# unless `Includes.keyTypes` names others (ACM API reference, Filters), and an ECDSA
+# certificate is as much ours, or as much another team's, as an RSA one.
+KEY_TYPES = [
+    "RSA_1024",
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "EC_prime256v1",
+    "EC_secp384r1",
+    "EC_secp521r1",
+]
+# How a region the account has enabled is described by EC2 DescribeRegions.
+ENABLED = ("opt-in-not-required", "opted-in")
+# What EC2 answers an identity that may not call DescribeRegions.
+DENIED = ("UnauthorizedOperation", "AccessDenied")
+# Regions read side by side when looking for certificates that share a validation record:
+# one after another, the partition's thirty take seconds.
+READERS = 8
 
 
-def certificates_sharing(ctx: PhaseContext, record_name: str) -> list[str]:
-    """ARNs of certificates not of this deployment that validate with this record."""
+def list_certificates(acm: AwsClient, statuses: list[str]) -> Iterator[dict[str, Any]]:
+    """The summaries of a region's certificates in `statuses`, of every key type."""
+    return acm.pages(
+        "list_certificates",
+        "CertificateSummaryList",
+        CertificateStatuses=statuses,
+        Includes={"keyTypes": KEY_TYPES},
+    )
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """Who else may validate with a record: certificates not of this deployment that do
+    (ARNs), and the regions whose certificates could not be read (region -> AWS's code)."""
+
+    users: list[str]
+    unread: dict[str, str]
+
+    def reason(self) -> str | None:
+        """Why the record must stay, if it must."""
+        if self.users:
+            return (
+                f"certificates not of this deployment validate with it too: {', '.join(self.users)}"
+            )
+        if self.unread:
+            regions = ", ".join(f"{r} ({code})" for r, code in sorted(self.unread.items()))
+            return (
+                "certificates not of this deployment may validate with it: the certificates "
+                f"of {regions} could not be read; delete it by hand once none does"
+            )
+        return None
+
+
+def certificates_sharing(ctx: PhaseContext, record_name: str) -> Sharing:
+    """The certificates not of this deployment that validate with this record.
+
+    ACM gives an account one validation record per domain, in every region and for every
+    key type: any certificate of the account for the domain, in any region, may use it."""
+    regions = sharing_regions(ctx)
+    with ThreadPoolExecutor(max_workers=min(READERS, len(regions))) as pool:
+        reads = {r: pool.submit(_sharing_in, ctx, r, record_name) for r in regions}
+    users: list[str] = []
+    unread: dict[str, str] = {}
+    for region, read in reads.items():
+        try:
+            users += read.result()
+        except AwsError as exc:
+            unread[region] = exc.code
+    return Sharing(users, unread)
+
+
+def sharing_regions(ctx: PhaseContext) -> list[str]:
+    """The regions of the cluster's partition that offer ACM (botocore's endpoint data) and
+    that the account has enabled. An opt-in region it has not enabled holds no certificate
+    it can use, and refuses every call as if the credentials were wrong. If EC2 may not be
+    asked which regions are enabled, all of them: one that refuses leaves the record."""
+    offered = ctx.aws.service_regions("acm")
+    answer = tolerate(ctx.aws.ec2.describe_regions, *DENIED)
+    if answer is not None:
+        enabled = {
+            r["RegionName"]
+            for r in answer.get("Regions", [])
+            if r.get("OptInStatus", ENABLED[0]) in ENABLED
+        }
+        offered = [region for region in offered if region in enabled]
+    return list(dict.fromkeys([ctx.config.region, *offered]))
+
+
+def _sharing_in(ctx: PhaseContext, region: str, record_name: str) -> list[str]:
+    """ARNs of certificates in `region`, not of this deployment, that use this record."""
+    acm = ctx.aws.client("acm", region)
     base = plain(record_name).split(".", 1)[-1]  # _<token>.<domain> -> <domain>
     found = []
-    for region in dict.fromkeys((ctx.config.region, *SHARING_REGIONS)):
-        acm = ctx.aws.client("acm", region)
-        for summary in acm.pages(
-            "list_certificates", "CertificateSummaryList", CertificateStatuses=USING_STATUSES
-        ):
-            names = [summary["DomainName"], *summary.get("SubjectAlternativeNameSummaries", [])]
-            if base not in {n.removeprefix("*.") for n in names}:
-                continue
-            arn = summary["CertificateArn"]
-            tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-            if ctx.owner.owns_tags(tags):
-                continue
-            cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
-            for option in cert.get("DomainValidationOptions", []):
-                record = option.get("ResourceRecord") or {}
-                if plain(record.get("Name", "")) == plain(record_name):
-                    found.append(arn)
-                    break
+    for summary in list_certificates(acm, USING_STATUSES):
+        names = [summary["DomainName"], *summary.get("SubjectAlternativeNameSummaries", [])]
+        listed = base in {n.removeprefix("*.") for n in names}
+        if not listed and not summary.get("HasAdditionalSubjectAlternativeNames"):
+            continue  # no tag or describe calls for the account's other certificates
+        arn = summary["CertificateArn"]
+        # A certificate deleted since the list uses nothing.
+        tags = tolerate(acm.list_tags_for_certificate, *GONE, CertificateArn=arn)
+        if tags is None or ctx.owner.owns_tags(tags.get("Tags", [])):
+            continue
+        described = tolerate(acm.describe_certificate, *GONE, CertificateArn=arn)
+        if described and _validates_with(described["Certificate"], record_name):
+            found.append(arn)
     return found
+
+
+def _validates_with(cert: dict[str, Any], record_name: str) -> bool:
+    options = cert.get("DomainValidationOptions", [])
+    names = {plain((o.get("ResourceRecord") or {}).get("Name", "")) for o in options}
+    return plain(record_name) in names
 
 
 def certificates_for(ctx: PhaseContext, domain: str) -> list[str]:
     """ARNs of this state file's certificates (by their tags) whose domain is `domain`."""
-    summaries = ctx.aws.acm.pages(
-        "list_certificates", "CertificateSummaryList", CertificateStatuses=ALL_STATUSES
-    )
+    summaries = list_certificates(ctx.aws.acm, ALL_STATUSES)
     return [
         s["CertificateArn"]
         for s in summaries

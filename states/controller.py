@@ -4,37 +4,50 @@ If a controller already runs there and this deployment did not install it, it is
 adopted: checked (it must serve this cluster), used, never changed or deleted.
 Otherwise the project's own manifests are applied with server-side apply: the CRDs
 first, then, once the API server has Established them (their kinds are not served
-before), everything else; the phase waits for the Deployment to be available. Any object
+before), everything else; the phase waits for the Deployment to be available. An object
 of those manifests that already exists without our label (CRDs left by an earlier
-install, say) is used as it is.
+install, say) is used as it is, unless it cannot work as it is (object_verdict): a
+ServiceAccount naming another role, a webhook Secret or webhook configuration of another
+install's CA. Those an earlier install left (nothing not ours runs as the ServiceAccount or
+mounts the Secret) are taken over, and said; those a controller not ours uses are refused.
+The webhook certificate is checked as the API server would check it: signed by the CA of
+the webhook configurations, in date, for the webhook Service's name.
 
 The controller is shared by nature: once installed, any Ingress of class `alb`, any
 TargetGroupBinding or load-balancer Service in the cluster may depend on it. Rollback
 leaves what it installed in place while anything not ours uses it, and says so;
 otherwise it waits until the controller has released the cluster's shared backend
-security group before deleting it (deleted, the controller could never release it).
+security group before deleting it (deleted, the controller could never release it), and
+deletes the group itself once nothing the controller finalizes is left (a controller
+started after the last Ingress was being deleted never releases it).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.aws import tolerate
 from orchestrator.builders.controller_manifests import (
     CONTROLLER_NAME,
     CONTROLLER_NAMESPACE,
     ROLE_ANNOTATION,
     SERVICE_ACCOUNT,
     TLS_SECRET,
+    WEBHOOK_SERVICE,
     cluster_name_of,
     controller_manifests,
 )
-from orchestrator.builders.webhook_tls import webhook_certificates
+from orchestrator.builders.webhook_tls import serving_problem, webhook_certificates
 from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
-from orchestrator.ownership import Owner, describe_identity
+from orchestrator.ownership import Owner, describe_identity, released_metadata
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import CREATE, UPDATE, USE, Change
+from orchestrator.store import Resource
 
 KIND = "kubernetes:object"
 CRD = "CustomResourceDefinition"
@@ -46,6 +59,18 @@ STACK_LABELS = ("ingress.k8s.aws/stack-namespace", "ingress.k8s.aws/stack-name")
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 RESOURCE_TAG = "elbv2.k8s.aws/resource"
 BACKEND_SG = "backend-sg"  # the controller's shared backend security group, one per cluster
+# The controller's finalizers on what it makes load balancers for (its shared_constants).
+INGRESS_FINALIZER = "ingress.k8s.aws/resources"  # an Ingress of no explicit group
+GROUP_FINALIZER = "group.ingress.k8s.aws/"  # + the group's name
+SERVICE_FINALIZER = "service.k8s.aws/resources"
+TLS_KEYS = ("ca.crt", "tls.crt", "tls.key")  # the webhook Secret's data
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+# What the install does with one of its objects (object_verdict), besides CREATE, UPDATE
+# (ours: applied again) and USE (another's, used as it is): take over a leftover.
+TAKE_OVER = "take over"
+# Objects an earlier install leaves that cannot work as they are: the ServiceAccount names
+# that install's role, and the Secret's certificate must be signed by the webhooks' CA.
+LEFTOVER_KINDS = ("ServiceAccount", "Secret", *WEBHOOK_KINDS)
 
 
 def object_id(obj: dict[str, Any]) -> str:
@@ -111,17 +136,14 @@ class ControllerPhase(Phase):
                     f"already installed, for cluster {cluster_name_of(existing)!r}",
                 )
             ]
+        secret = kube.get("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE)
+        _, renewal = kept_webhook_tls(ctx.owner, secret)
         changes = []
-        for obj in self._manifests(ctx, ("", "", "")):
-            meta = obj["metadata"]
-            shown = f"{obj['kind']} {'/'.join(filter(None, (meta.get('namespace'), meta['name'])))}"
-            current = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
-            if current is None:
-                changes.append(Change(CREATE, shown))
-            elif ctx.owner.owns_object(current):
-                changes.append(Change(UPDATE, shown, "applied again"))
+        for obj, _, verdict in self._verdicts(ctx, self._manifests(ctx, ("", "", "")), renewal):
+            if verdict.action == TAKE_OVER:
+                changes.append(Change(UPDATE, described(obj), f"take over: {verdict.why}"))
             else:
-                changes.append(Change(USE, shown, "exists, not ours"))
+                changes.append(Change(verdict.action, described(obj), verdict.why))
         return changes
 
     def enter(self, ctx: PhaseContext) -> None:
@@ -181,29 +203,70 @@ class ControllerPhase(Phase):
         )
 
     def _install(self, ctx: PhaseContext) -> None:
-        manifests = self._manifests(ctx, self._webhook_tls(ctx))
-        definitions = [obj for obj in manifests if obj["kind"] == CRD]
-        for obj in definitions:
-            self._apply(ctx, obj)
-        self._wait_established(ctx, [obj["metadata"]["name"] for obj in definitions])
-        for obj in manifests:
+        tls, renewal = self._webhook_tls(ctx)
+        manifests = self._manifests(ctx, tls)
+        # Every verdict before the first write: a refusal leaves the cluster as it was.
+        verdicts = self._verdicts(ctx, manifests, renewal)
+        definitions = [v for v in verdicts if v[0]["kind"] == CRD]
+        for obj, current, verdict in definitions:
+            self._apply(ctx, obj, current, verdict)
+        self._wait_established(ctx, [obj["metadata"]["name"] for obj, _, _ in definitions])
+        for obj, current, verdict in verdicts:
             if obj["kind"] != CRD:
-                self._apply(ctx, obj)
+                self._apply(ctx, obj, current, verdict)
+        if renewal:
+            ctx.say(
+                f"Secret {CONTROLLER_NAMESPACE}/{TLS_SECRET}: its certificate {renewal}; a new "
+                "webhook certificate and CA were applied to it and to the webhook configurations"
+            )
+        problem = webhook_trust_problem(ctx.kube, webhook_configurations(manifests))
+        if problem:  # never leave the webhooks and the Secret disagreeing unsaid
+            raise PhaseError(problem, "something changed them meanwhile: run `orchestrator resume`")
         ctx.outputs["mode"] = "installed"
 
-    def _apply(self, ctx: PhaseContext, obj: dict[str, Any]) -> None:
-        """Apply one object of the controller's, unless it exists and is not ours."""
-        kube = ctx.kube
-        rid = object_id(obj)
-        mine = ctx.find(KIND, rid)
-        if mine is None or not mine.created:
+    def _verdicts(
+        self, ctx: PhaseContext, manifests: list[dict[str, Any]], renewal: str | None
+    ) -> list[tuple[dict[str, Any], dict[str, Any] | None, Verdict]]:
+        """Each object with what the cluster holds of it and what the install does with it:
+        the one decision plan and enter share."""
+        users = functools.cache(lambda: workloads_using_controller_identity(ctx))
+        found = []
+        for obj in manifests:
             meta = obj["metadata"]
-            current = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
-            if current is not None and not ctx.owner.owns_object(current):
-                ctx.adopt(KIND, rid)  # someone else's: used as it is, never deleted
-                return
+            current = ctx.kube.get(
+                obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")
+            )
+            mine = ctx.find(KIND, object_id(obj))
+            applied = mine is not None and mine.created
+            found.append((obj, current, object_verdict(ctx, obj, current, applied, users, renewal)))
+        return found
+
+    def _apply(
+        self,
+        ctx: PhaseContext,
+        obj: dict[str, Any],
+        current: dict[str, Any] | None,
+        verdict: Verdict,
+    ) -> None:
+        """Apply one object of the controller's as its verdict says: not one that is
+        another's and works as it is; a leftover taken over is ours from then on."""
+        rid = object_id(obj)
+        if verdict.action == USE:
+            ctx.adopt(KIND, rid)  # someone else's: used as it is, never deleted
+            return
+        used = ctx.find(KIND, rid)
+        if used is not None and not used.created:
+            ctx.forget(used)  # an earlier run used it as it was; this one applies it
         with creating(ctx, KIND, rid, f"apply {obj['kind']} {obj['metadata']['name']}"):
-            kube.apply(obj)
+            if verdict.action == TAKE_OVER and other_secret_type(obj, current):
+                # A Secret's type cannot change: the leftover goes, ours replaces it.
+                ctx.kube.delete("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE)
+            ctx.kube.apply(obj)
+        if verdict.action == TAKE_OVER:
+            ctx.say(
+                f"took over {described(obj)}: {verdict.why}; it is this deployment's now "
+                "(labelled so, and deleted on rollback)"
+            )
 
     def _wait_established(self, ctx: PhaseContext, names: list[str]) -> None:
         """The API server serves a CRD's kind only once the CRD is Established."""
@@ -225,20 +288,13 @@ class ControllerPhase(Phase):
             "the controller's CustomResourceDefinitions to be Established", established, limit=300
         )
 
-    def _webhook_tls(self, ctx: PhaseContext) -> tuple[str, str, str]:
-        """The webhook's certificates: kept from our Secret if it exists, so re-applying
-        changes nothing; new ones otherwise. They live only in the cluster."""
+    def _webhook_tls(self, ctx: PhaseContext) -> tuple[tuple[str, str, str], str | None]:
+        """The webhook's certificates, and why new ones replace our Secret's (if they do):
+        kept from our Secret while sound, so re-applying changes nothing; new ones
+        otherwise. They live only in the cluster."""
         secret = ctx.kube.get("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE)
-        if secret and ctx.owner.owns_object(secret):
-            data = secret.get("data") or {}
-            try:
-                return tuple(
-                    base64.b64decode(data[k]).decode()  # type: ignore[return-value]
-                    for k in ("ca.crt", "tls.crt", "tls.key")
-                )
-            except (KeyError, ValueError):
-                pass
-        return webhook_certificates()
+        kept, renewal = kept_webhook_tls(ctx.owner, secret)
+        return (kept or webhook_certificates()), renewal
 
     def _wait_available(self, ctx: PhaseContext) -> None:
         kube = ctx.kube
@@ -271,7 +327,12 @@ class ControllerPhase(Phase):
         annotation = ((account.get("metadata") or {}).get("annotations") or {}).get(ROLE_ANNOTATION)
         if annotation != ctx.earlier("controller_iam")["role_arn"]:
             return f"ServiceAccount {SERVICE_ACCOUNT} is not annotated with the controller role"
-        return None
+        webhooks = [
+            (version, kind, name)
+            for version, kind, _, name in map(parse_object_id, (r.id for r in ctx.owned(KIND)))
+            if kind in WEBHOOK_KINDS
+        ]
+        return webhook_trust_problem(kube, webhooks)
 
     def rollback(self, ctx: PhaseContext) -> None:
         owned = list(reversed(ctx.owned(KIND)))
@@ -280,7 +341,8 @@ class ControllerPhase(Phase):
         users = users_not_ours(ctx)
         if users:
             shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
-            ctx.keep(owned, f"the AWS Load Balancer Controller is still used by {shown}")
+            reason = f"the AWS Load Balancer Controller is still used by {shown}"
+            ctx.release(owned, reason, lambda mark: release_objects(ctx, owned, mark))
             return
         self._wait_backend_released(ctx)
         for resource in owned:
@@ -293,25 +355,224 @@ class ControllerPhase(Phase):
             ctx.deleted(resource)
 
     def _wait_backend_released(self, ctx: PhaseContext) -> None:
-        """The controller deletes the cluster's backend security group once no load balancer
-        needs it; deleted before that, the controller could never, and the group would leak."""
+        """The controller deletes the cluster's backend security group as it finalizes the
+        last Ingress or Service that used it, before it removes that one's finalizer; deleted
+        before that, the controller could never, and the group would leak. Once nothing
+        carries its finalizers, it never will: a run of the controller that started when
+        the last Ingress was already being deleted (the ingress rollback's reinstall) never
+        knew the group, whose id it keeps only in memory. Then the group is deleted here, as
+        soon as EC2 lets it go (a deleted ALB's network interfaces hold it for a while)."""
+        said: list[str] = []
 
         def released() -> bool | None:
             left = backend_security_groups(ctx)
             if not left:
                 return True
-            running = available(
-                ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
-            )
-            ctx.note(
-                f"backend security group {', '.join(left)} still there"
-                + ("" if running else "; the controller is not running, so nothing will delete it")
-            )
-            return None
+            holders = finalized_by_controller(ctx)
+            if holders:
+                running = available(
+                    ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
+                )
+                ctx.note(
+                    f"backend security group {', '.join(left)} still there, for "
+                    + ", ".join(holders)
+                    + ("" if running else "; the controller is not running to finalize them")
+                )
+                return None
+            if not said:
+                said.append("told")
+                ctx.say(
+                    f"deleting the cluster's backend security group {', '.join(left)}: nothing "
+                    "the controller finalizes is left, so the controller will not delete it"
+                )
+            for group in left:
+                tolerate(
+                    ctx.aws.ec2.delete_security_group,
+                    "InvalidGroup.NotFound",
+                    "DependencyViolation",
+                    GroupId=group,
+                )
+            left = backend_security_groups(ctx)
+            ctx.note(f"backend security group {', '.join(left)} still held (draining)")
+            return None if left else True
 
         ctx.wait_until(
             "the controller to release the cluster's backend security group", released, limit=900
         )
+
+
+def release_objects(ctx: PhaseContext, resources: list[Resource], mark: str) -> None:
+    """Take this state file's labels off the objects it applied (those still ours) and say
+    why they stay: a later deployment then adopts the controller as one it did not install.
+    The pods keep theirs: the Deployment's template is left as it is, so nothing restarts."""
+    metadata = released_metadata(ctx.deployment, mark)
+    for resource in resources:
+        api_version, kind, namespace, name = parse_object_id(resource.id)
+        if ctx.owner.owns_object(ctx.kube.get(api_version, kind, name, namespace)):
+            ctx.kube.patch_metadata(api_version, kind, name, namespace, **metadata)
+
+
+# ---- leftovers of an earlier install, and the webhook certificate -----------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # CREATE, UPDATE (ours: applied again), TAKE_OVER or USE
+    why: str = ""
+
+
+def object_verdict(
+    ctx: PhaseContext,
+    obj: dict[str, Any],
+    current: dict[str, Any] | None,
+    applied: bool,
+    users: Callable[[], list[str]],
+    renewal: str | None,
+) -> Verdict:
+    """What the install does with one of its objects, which the cluster holds as `current`
+    (`applied`: this deployment applied it before; `users`: the workloads not ours that
+    use the controller's identity; `renewal`: why our Secret's certificate is replaced).
+    Raises PhaseError where a controller not ours uses what would have to change."""
+    if current is None:
+        return Verdict(CREATE)
+    if applied or ctx.owner.owns_object(current):
+        if obj["kind"] == "Secret" and renewal:
+            return Verdict(UPDATE, f"a new webhook certificate: the one there {renewal}")
+        return Verdict(UPDATE, "applied again")
+    kind = obj["kind"]
+    works = kind == "ServiceAccount" and role_of(current) == role_of(obj)
+    if kind not in LEFTOVER_KINDS or works:
+        return Verdict(USE, "exists, not ours")
+    running = users()
+    if running:
+        raise PhaseError(*refusal(obj, current, running))
+    return Verdict(TAKE_OVER, leftover_reason(obj, current))
+
+
+def leftover_reason(obj: dict[str, Any], current: dict[str, Any]) -> str:
+    kind = obj["kind"]
+    if kind == "ServiceAccount":
+        named = role_of(current) or "no role"
+        return (
+            f"left by an earlier install, nothing runs as it; it names {named}, the "
+            f"controller needs {role_of(obj)}"
+        )
+    head = "left by an earlier install, no controller uses it"
+    if kind == "Secret":
+        return f"{head}; its certificate is replaced by one signed by the CA the webhooks get"
+    return f"{head}; its webhooks get the CA that signed the Secret's certificate"
+
+
+def other_secret_type(obj: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    return obj["kind"] == "Secret" and current is not None and current.get("type") != obj["type"]
+
+
+def refusal(obj: dict[str, Any], current: dict[str, Any], users: list[str]) -> tuple[str, str]:
+    """The message and hint of a PhaseError: a controller not ours uses `current`."""
+    kind = obj["kind"]
+    what = f"{kind} {_name(current)}"
+    if kind == "ServiceAccount":
+        what += f" names {role_of(current) or 'no role'} (not {role_of(obj)})"
+    else:
+        what += " cannot be used as it is"
+    shown_users = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+    return (
+        f"{what}, is not this deployment's, and {shown_users} uses it: another AWS Load "
+        f"Balancer Controller runs in {CONTROLLER_NAMESPACE} under another name; orchestrator "
+        "will not change what another controller uses",
+        f"remove that controller (its workload and this {kind}), then run `orchestrator "
+        f"resume`; or run it as Deployment {CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}, which "
+        "orchestrator then uses as it is",
+    )
+
+
+def role_of(obj: dict[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(ROLE_ANNOTATION)
+
+
+def described(obj: dict[str, Any]) -> str:
+    return f"{obj['kind']} {_name(obj)}"
+
+
+def workloads_using_controller_identity(ctx: PhaseContext) -> list[str]:
+    """Deployments and Pods not ours in the controller's namespace that run as its
+    ServiceAccount or mount its webhook Secret: a controller someone else runs."""
+    found = []
+    for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Pod")):
+        for item in ctx.kube.list(api_version, kind, CONTROLLER_NAMESPACE):
+            spec = item.get("spec") or {}
+            pod = ((spec.get("template") or {}).get("spec") or {}) if kind != "Pod" else spec
+            if not ctx.owner.owns_object(item) and uses_controller_identity(pod):
+                found.append(f"{kind} {_name(item)}")
+    return found
+
+
+def uses_controller_identity(pod: dict[str, Any]) -> bool:
+    account = pod.get("serviceAccountName") or pod.get("serviceAccount")
+    secrets = {(v.get("secret") or {}).get("secretName") for v in pod.get("volumes") or []}
+    return account == SERVICE_ACCOUNT or TLS_SECRET in secrets
+
+
+def secret_pems(secret: dict[str, Any] | None) -> tuple[str, str, str] | None:
+    """The webhook Secret's (ca, cert, key) PEMs, or None if it holds no readable set."""
+    data = (secret or {}).get("data") or {}
+    try:
+        ca, cert, key = (base64.b64decode(data[k]).decode() for k in TLS_KEYS)
+    except (KeyError, ValueError, TypeError):
+        return None
+    return ca, cert, key
+
+
+def kept_webhook_tls(
+    owner: Owner, secret: dict[str, Any] | None
+) -> tuple[tuple[str, str, str] | None, str | None]:
+    """The certificates of our webhook Secret if sound (kept), else None and why not (None
+    too where there is no Secret of ours: new ones, nothing to say)."""
+    if secret is None or not owner.owns_object(secret):
+        return None, None
+    pems = secret_pems(secret)
+    if pems is None:
+        return None, "cannot be read"
+    problem = serving_problem(*pems)
+    return (None, problem) if problem else (pems, None)
+
+
+def webhook_configurations(manifests: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [
+        (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+        for obj in manifests
+        if obj["kind"] in WEBHOOK_KINDS
+    ]
+
+
+def webhook_trust_problem(kube: Any, configurations: list[tuple[str, str, str]]) -> str | None:
+    """Why the API server would refuse the certificate the controller serves its webhooks
+    with (the Secret's), as each webhook configuration's caBundle has it; None if it would
+    not. Checked by the product itself: a refusal shows only when an Ingress is made."""
+    where = f"the webhook certificate in Secret {CONTROLLER_NAMESPACE}/{TLS_SECRET}"
+    pems = secret_pems(kube.get("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE))
+    if pems is None:
+        return f"{where} is missing or cannot be read"
+    problem = serving_problem(*pems)
+    if problem:
+        return f"{where} {problem}"
+    for api_version, kind, name in configurations:
+        for webhook in (kube.get(api_version, kind, name) or {}).get("webhooks") or []:
+            client = webhook.get("clientConfig") or {}
+            if (client.get("service") or {}).get("name") != WEBHOOK_SERVICE:
+                continue
+            try:
+                ca = base64.b64decode(client.get("caBundle") or "").decode()
+            except ValueError:
+                ca = ""
+            problem = serving_problem(ca, pems[1])
+            if problem:
+                return (
+                    f"{where} {problem} ({kind} {name}, webhook {webhook.get('name')}): the API "
+                    "server would refuse every call to it (x509: certificate signed by "
+                    "unknown authority)"
+                )
+    return None
 
 
 # ---- who else uses the controller ------------------------------------------------------------
@@ -404,6 +665,27 @@ def cluster_vpc(ctx: PhaseContext) -> str:
         return str(known)
     cluster = ctx.aws.eks.describe_cluster(name=ctx.config.cluster_name)["cluster"]
     return str(cluster["resourcesVpcConfig"]["vpcId"])
+
+
+def finalized_by_controller(ctx: PhaseContext) -> list[str]:
+    """The Ingresses and Services that carry the controller's finalizers: it still has to
+    finalize them (and may then release the backend security group)."""
+    kube = ctx.kube
+    found = [
+        f"Ingress {_name(i)}"
+        for i in kube.list("networking.k8s.io/v1", "Ingress")
+        if any(f == INGRESS_FINALIZER or f.startswith(GROUP_FINALIZER) for f in _finalizers(i))
+    ]
+    found += [
+        f"Service {_name(s)}"
+        for s in kube.list("v1", "Service")
+        if SERVICE_FINALIZER in _finalizers(s)
+    ]
+    return found
+
+
+def _finalizers(obj: dict[str, Any]) -> list[str]:
+    return list((obj.get("metadata") or {}).get("finalizers") or [])
 
 
 def backend_security_groups(ctx: PhaseContext) -> list[str]:

@@ -13,6 +13,7 @@ place (see the controller phase) still runs as that role.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,7 +31,13 @@ from orchestrator.builders.controller_manifests import (
 )
 from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
-from orchestrator.ownership import OWNER_TAG, describe_identity
+from orchestrator.ownership import (
+    OWNER_TAG,
+    STATE_TAG,
+    describe_identity,
+    kept_tag_key,
+    released_by,
+)
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import CREATE, UPDATE, USE, Change
 
@@ -90,7 +97,8 @@ class ControllerIamPhase(Phase):
         if current is None:
             return Change(CREATE, f"IAM policy {name}", "the controller's permissions")
         # One not ours stops enter: the plan stops with enter's own words.
-        _refuse_unless_ours(ctx, arn, iam.list_policy_tags(PolicyArn=arn)["Tags"], "policy")
+        if not _ours_or_released(ctx, arn, iam_tags(ctx, POLICY, arn), "policy"):
+            return Change(USE, f"IAM policy {arn}", RELEASED)
         version = iam.get_policy_version(PolicyArn=arn, VersionId=current["DefaultVersionId"])
         if same_document(version["PolicyVersion"]["Document"], controller_policy(partition)):
             return Change(USE, f"IAM policy {arn}")
@@ -101,14 +109,15 @@ class ControllerIamPhase(Phase):
         current = tolerate(lambda: iam.get_role(RoleName=name)["Role"], NO_ENTITY)
         if current is None:
             return Change(CREATE, f"IAM role {name}", "IRSA, for the controller's service account")
-        _refuse_unless_ours(ctx, name, iam.list_role_tags(RoleName=name)["Tags"], "role")
+        if not _ours_or_released(ctx, name, iam_tags(ctx, ROLE, name), "role"):
+            return Change(USE, f"IAM role {name}", RELEASED)
         if same_document(current["AssumeRolePolicyDocument"], trust):
             return Change(USE, f"IAM role {name}")
         return Change(UPDATE, f"IAM role {name}", "its trust policy")
 
     def _plan_attachment(self, ctx: PhaseContext, role: str, arn: str, policy: str) -> Change:
         attached = tolerate(
-            lambda: ctx.aws.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"],
+            lambda: list(ctx.aws.iam.pages("list_attached_role_policies", RoleName=role)),
             NO_ENTITY,
         )
         done = any(p["PolicyArn"] == arn for p in attached or [])
@@ -139,7 +148,7 @@ class ControllerIamPhase(Phase):
         ]
         if arn in existing:
             _check_audience(ctx, arn)
-            tags = iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=arn)["Tags"]
+            tags = iam_tags(ctx, OIDC, arn)
             mine = ctx.find(OIDC, arn)
             if ctx.owner.owns_tags(tags):
                 claim(ctx, OIDC, arn)
@@ -175,7 +184,9 @@ class ControllerIamPhase(Phase):
                     Tags=ctx.owner_tags,
                 )
             return arn
-        _refuse_unless_ours(ctx, arn, iam.list_policy_tags(PolicyArn=arn)["Tags"], "policy")
+        if not _ours_or_released(ctx, arn, iam_tags(ctx, POLICY, arn), "policy"):
+            ctx.adopt(POLICY, arn)  # used as it is, never changed or deleted
+            return arn
         claim(ctx, POLICY, arn)
         version = iam.get_policy_version(PolicyArn=arn, VersionId=current["DefaultVersionId"])
         if not same_document(version["PolicyVersion"]["Document"], document):
@@ -184,7 +195,7 @@ class ControllerIamPhase(Phase):
 
     def _new_version(self, ctx: PhaseContext, arn: str, document: dict[str, Any]) -> None:
         iam = ctx.aws.iam
-        versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+        versions = list(iam.pages("list_policy_versions", PolicyArn=arn))
         old = [v for v in versions if not v["IsDefaultVersion"]]
         if len(versions) >= 5:  # IAM keeps at most five versions
             oldest = min(old, key=lambda v: v["CreateDate"])
@@ -210,17 +221,22 @@ class ControllerIamPhase(Phase):
                     Tags=ctx.owner_tags,
                 )
             return str(iam.get_role(RoleName=name)["Role"]["Arn"])
-        _refuse_unless_ours(ctx, name, iam.list_role_tags(RoleName=name)["Tags"], "role")
+        if not _ours_or_released(ctx, name, iam_tags(ctx, ROLE, name), "role"):
+            ctx.adopt(ROLE, name)  # used as it is, never changed or deleted
+            return str(current["Arn"])
         claim(ctx, ROLE, name)
         if not same_document(current["AssumeRolePolicyDocument"], trust):
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
         return current["Arn"]
 
     def _attach(self, ctx: PhaseContext, role: str, policy_arn: str) -> None:
-        attached = ctx.aws.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+        attached = list(ctx.aws.iam.pages("list_attached_role_policies", RoleName=role))
         rid = f"{role}|{policy_arn}"
         if any(p["PolicyArn"] == policy_arn for p in attached):
-            claim(ctx, ATTACHMENT, rid)
+            if any(not r.created for r in ctx.resources(ROLE)):
+                ctx.adopt(ATTACHMENT, rid)  # a released role's: used as it is, never detached
+            else:
+                claim(ctx, ATTACHMENT, rid)
             return
         with creating(ctx, ATTACHMENT, rid, "attach policy"):
             ctx.aws.iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)
@@ -249,7 +265,7 @@ class ControllerIamPhase(Phase):
         wanted = trust_policy(oidc_provider_arn=out["oidc_provider_arn"], issuer=issuer)
         if not same_document(role["AssumeRolePolicyDocument"], wanted):
             return f"role {out['role_name']}'s trust policy changed"
-        attached = iam.list_attached_role_policies(RoleName=out["role_name"])["AttachedPolicies"]
+        attached = list(iam.pages("list_attached_role_policies", RoleName=out["role_name"]))
         if not any(p["PolicyArn"] == out["policy_arn"] for p in attached):
             return f"policy {out['policy_arn']} is no longer attached to {out['role_name']}"
         return None
@@ -269,19 +285,24 @@ class ControllerIamPhase(Phase):
             ctx.deleted(resource)
         kept_roles, deleted_roles = set(), set()
         for resource in ctx.owned(ROLE):
-            if resource.id == runs_as or not self._ours_or_gone(ctx, ROLE, resource.id):
-                ctx.keep(resource, _STILL_USED if resource.id == runs_as else _NOT_OURS)
+            if not self._ours_or_gone(ctx, ROLE, resource.id):
+                ctx.keep(resource, _NOT_OURS)
                 kept_roles.add(resource.id)
-                continue
-            tolerate(iam.delete_role, NO_ENTITY, RoleName=resource.id)
-            deleted_roles.add(resource.id)
-            ctx.deleted(resource)
+            elif resource.id == runs_as:
+                ctx.release(resource, _STILL_USED, unmarking(ctx, ROLE, resource.id))
+                kept_roles.add(resource.id)
+            else:
+                tolerate(iam.delete_role, NO_ENTITY, RoleName=resource.id)
+                deleted_roles.add(resource.id)
+                ctx.deleted(resource)
         for resource in ctx.owned(POLICY):
-            if kept_roles or not self._ours_or_gone(ctx, POLICY, resource.id):
-                ctx.keep(resource, _STILL_USED if kept_roles else _NOT_OURS)
-                continue
-            self._delete_policy(ctx, resource.id)
-            ctx.deleted(resource)
+            if not self._ours_or_gone(ctx, POLICY, resource.id):
+                ctx.keep(resource, _NOT_OURS)
+            elif kept_roles:
+                ctx.release(resource, _STILL_USED, unmarking(ctx, POLICY, resource.id))
+            else:
+                self._delete_policy(ctx, resource.id)
+                ctx.deleted(resource)
         for resource in ctx.owned(OIDC):
             if not self._ours_or_gone(ctx, OIDC, resource.id):
                 ctx.keep(resource, _NOT_OURS)
@@ -289,10 +310,8 @@ class ControllerIamPhase(Phase):
             trusting = roles_trusting(ctx, resource.id, exclude=deleted_roles)
             if trusting:
                 shown = ", ".join(trusting[:5]) + (" and more" if len(trusting) > 5 else "")
-                ctx.keep(
-                    resource,
-                    f"IAM roles trust it for IRSA ({shown}); deleting it would break them",
-                )
+                reason = f"IAM roles trust it for IRSA ({shown}); deleting it would break them"
+                ctx.release(resource, reason, unmarking(ctx, OIDC, resource.id))
                 continue
             tolerate(
                 iam.delete_open_id_connect_provider, NO_ENTITY, OpenIDConnectProviderArn=resource.id
@@ -307,7 +326,7 @@ class ControllerIamPhase(Phase):
 
     def _delete_policy(self, ctx: PhaseContext, arn: str) -> None:
         iam = ctx.aws.iam
-        versions = tolerate(lambda: iam.list_policy_versions(PolicyArn=arn)["Versions"], NO_ENTITY)
+        versions = tolerate(lambda: [*iam.pages("list_policy_versions", PolicyArn=arn)], NO_ENTITY)
         for version in versions or []:
             if not version["IsDefaultVersion"]:
                 iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
@@ -315,9 +334,31 @@ class ControllerIamPhase(Phase):
 
 
 _NOT_OURS = "its tags say it is not this state file's"
+RELEASED = "left by an earlier rollback of this deployment for the controller it left: used as is"
 _STILL_USED = (
     "the AWS Load Balancer Controller left in place (still used by others) runs as this role"
 )
+
+
+def unmarking(ctx: PhaseContext, kind: str, rid: str) -> Callable[[str], None]:
+    """How to release one of this phase's IAM entities (see PhaseContext.release): the kept
+    mark on first, then this state file's marks off; tolerant of an entity gone since."""
+    iam, ours = ctx.aws.iam, [OWNER_TAG, STATE_TAG]
+
+    def unmark(mark: str) -> None:
+        kept = [{"Key": kept_tag_key(ctx.deployment), "Value": mark}]
+        if kind == ROLE:
+            tolerate(iam.tag_role, NO_ENTITY, RoleName=rid, Tags=kept)
+            tolerate(iam.untag_role, NO_ENTITY, RoleName=rid, TagKeys=ours)
+        elif kind == POLICY:
+            tolerate(iam.tag_policy, NO_ENTITY, PolicyArn=rid, Tags=kept)
+            tolerate(iam.untag_policy, NO_ENTITY, PolicyArn=rid, TagKeys=ours)
+        else:
+            arn = {"OpenIDConnectProviderArn": rid}
+            tolerate(iam.tag_open_id_connect_provider, NO_ENTITY, **arn, Tags=kept)
+            tolerate(iam.untag_open_id_connect_provider, NO_ENTITY, **arn, TagKeys=ours)
+
+    return unmark
 
 
 def _partition(ctx: PhaseContext) -> str:
@@ -325,8 +366,12 @@ def _partition(ctx: PhaseContext) -> str:
     return partition_of(ctx.earlier("preflight")["caller_arn"])
 
 
-def _refuse_unless_ours(ctx: PhaseContext, rid: str, tags: list[dict[str, str]], what: str) -> None:
-    """An existing role or policy with our name: ours if tagged so, else refuse."""
+def _ours_or_released(ctx: PhaseContext, rid: str, tags: list[dict[str, str]], what: str) -> bool:
+    """An existing role or policy with our name: True if ours; False if an earlier rollback
+    of this deployment released it (the controller it left runs as it): pre-existing, used
+    as it is; else refuse."""
+    if released_by(tags, ctx.deployment):
+        return False
     other = ctx.owner.other_owner_of_tags(tags)
     if other is not None:
         raise PhaseError(
@@ -341,6 +386,7 @@ def _refuse_unless_ours(ctx: PhaseContext, rid: str, tags: list[dict[str, str]],
             f"by this deployment (no {OWNER_TAG}={ctx.deployment} tag)",
             f"delete or rename that {what} if it is stale, then run `orchestrator resume`",
         )
+    return True
 
 
 def _check_audience(ctx: PhaseContext, arn: str) -> None:
@@ -404,7 +450,7 @@ def iam_tags(ctx: PhaseContext, kind: str, rid: str) -> list[dict[str, str]]:
     """The tags of one of the IAM entities this phase makes (NoSuchEntity if it is gone)."""
     iam = ctx.aws.iam
     if kind == ROLE:
-        return list(iam.list_role_tags(RoleName=rid)["Tags"])
+        return list(iam.pages("list_role_tags", RoleName=rid))
     if kind == POLICY:
-        return list(iam.list_policy_tags(PolicyArn=rid)["Tags"])
-    return list(iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=rid)["Tags"])
+        return list(iam.pages("list_policy_tags", PolicyArn=rid))
+    return list(iam.pages("list_open_id_connect_provider_tags", OpenIDConnectProviderArn=rid))

@@ -1,10 +1,25 @@
-"""dns_record: `kubeflow.<subdomain>` as an alias A record to the ALB."""
+"""dns_record: `kubeflow.<subdomain>` as an alias A record to the ALB.
+
+Route 53 learns of a new load balancer a moment after ELB made it; until then it refuses an
+alias to it (InvalidChangeBatch "... but that target was not found"). That answer is waited
+out, up to ALIAS_LIMIT; any other refusal fails the phase at once.
+"""
 
 from __future__ import annotations
 
+from orchestrator.aws import AwsError
 from orchestrator.builders import records
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import CREATE, Change
+from orchestrator.waiting import ROUTE53_FIRST_INTERVAL
+
+PURPOSE = "Kubeflow endpoint"
+# What Route 53 says of an alias target it does not know (yet); the same change batch also
+# says the name "does not lie within the target zone", which alone means a wrong zone id.
+TARGET_NOT_FOUND = "but that target was not found"
+# Route 53 knows a new load balancer within seconds; minutes without it mean something
+# else is wrong (the ALB was deleted, say): stop waiting and say so (exit 3, resumable).
+ALIAS_LIMIT = 300.0
 
 
 class DnsRecordPhase(Phase):
@@ -28,11 +43,29 @@ class DnsRecordPhase(Phase):
                     CREATE, f"record {ctx.config.kubeflow_host} A alias", "to the ALB, once active"
                 )
             ]
-        return [records.plan_record(ctx, zone_id, self._wanted(ctx), "Kubeflow endpoint")]
+        return [records.plan_record(ctx, zone_id, self._wanted(ctx), PURPOSE)]
 
     def enter(self, ctx: PhaseContext) -> None:
         zone_id = ctx.earlier("hosted_zone")["zone_id"]
-        change = records.ensure_record(ctx, zone_id, self._wanted(ctx), "Kubeflow endpoint")
+        wanted = self._wanted(ctx)
+
+        def written() -> tuple[str | None] | None:
+            """The change id of the write (None: nothing to write), or None while Route 53
+            does not know the load balancer yet."""
+            try:
+                return (records.ensure_record(ctx, zone_id, wanted, PURPOSE),)
+            except AwsError as error:
+                if error.code == "InvalidChangeBatch" and TARGET_NOT_FOUND in error.message:
+                    return None
+                raise
+
+        (change,) = ctx.wait_until(
+            f"Route 53 to know the ALB {ctx.earlier('load_balancer')['hostname']} "
+            "as an alias target",
+            written,
+            limit=ALIAS_LIMIT,
+            first=ROUTE53_FIRST_INTERVAL,
+        )
         records.wait_in_sync(ctx, change, f"{ctx.config.kubeflow_host} alias")
         ctx.outputs.update(
             name=ctx.config.kubeflow_host, target=ctx.earlier("load_balancer")["hostname"]

@@ -206,7 +206,7 @@ class EndpointPhase(Phase):
         """Why the ALB's target groups have no healthy target, or None."""
         elbv2 = ctx.aws.elbv2
         balancer = ctx.earlier("load_balancer")["load_balancer_arn"]
-        groups = elbv2.describe_target_groups(LoadBalancerArn=balancer)["TargetGroups"]
+        groups = list(elbv2.pages("describe_target_groups", LoadBalancerArn=balancer))
         if not groups:
             return "the ALB has no target group"
         for group in groups:
@@ -223,7 +223,7 @@ class EndpointPhase(Phase):
             return None, f"{host} does not resolve yet"
         balancer = ctx.earlier("load_balancer")["load_balancer_arn"]
         certificate = ctx.earlier("certificates_issued")["certificate_arn"]
-        listeners = ctx.aws.elbv2.describe_listeners(LoadBalancerArn=balancer)["Listeners"]
+        listeners = ctx.aws.elbv2.pages("describe_listeners", LoadBalancerArn=balancer)
         https = [
             listener
             for listener in listeners

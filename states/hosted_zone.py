@@ -224,9 +224,9 @@ class HostedZonePhase(Phase):
 
 
 def delete_zone(ctx: PhaseContext, zone_id: str, made_by_us: bool = False) -> bool:
-    """Delete our zone; refuse if it holds records this deployment did not write. False if
-    its tags say it is not ours (unless `made_by_us`): then it is left. Already gone is
-    fine: True."""
+    """Delete our zone; refuse, naming them, if it holds records this deployment did not
+    write (every page of them read: Route 53 would refuse too, naming none). False if its
+    tags say it is not ours (unless `made_by_us`): then it is left. Already gone: True."""
     if not made_by_us:
         tags = tolerate(zone_tags, NO_ZONE, ctx=ctx, zone_id=zone_id)
         if tags is None:
@@ -251,7 +251,8 @@ def delete_zone(ctx: PhaseContext, zone_id: str, made_by_us: bool = False) -> bo
     if leftovers:
         names = ", ".join(f"{plain(r['Name'])} {r['Type']}" for r in leftovers)
         raise PhaseError(
-            f"hosted zone {zone_id} still holds records orchestrator did not create: {names}",
+            f"hosted zone {zone_id} for {ctx.config.subdomain} was left in place: it holds "
+            f"records orchestrator did not create: {names}",
             "delete those records (or move them elsewhere), then run the rollback again",
         )
     tolerate(ctx.aws.route53.delete_hosted_zone, NO_ZONE, Id=zone_id)

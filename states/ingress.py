@@ -15,9 +15,12 @@ running, so the phases after this one (the controller, its IAM role) wait for it
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from orchestrator.aws import tolerate
+from orchestrator.aws import elbv2_tags, tolerate
 from orchestrator.builders.controller_manifests import CONTROLLER_NAME, CONTROLLER_NAMESPACE
 from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
@@ -40,6 +43,13 @@ STACK = f"{NAMESPACE}/{NAME}"  # the controller's name for what it makes for the
 STACK_SELECTOR = f"ingress.k8s.aws/stack-namespace={NAMESPACE},ingress.k8s.aws/stack-name={NAME}"
 INGRESS_FINALIZER = "ingress.k8s.aws/resources"
 BINDING_FINALIZER = "elbv2.k8s.aws/resources"
+# The kinds of the controller's that its admission webhooks guard, and the suffix of those
+# webhooks' names (fixed in its chart, whatever the release is called).
+WEBHOOKED = (("networking.k8s.io", "ingresses"), ("elbv2.k8s.aws", "targetgroupbindings"))
+CONTROLLER_WEBHOOKS = ".elbv2.k8s.aws"
+# Seconds between two reads of the stack in AWS while the teardown wait sees the Ingress
+# stand (see TeardownProgress).
+AWS_READ_INTERVAL = 10.0
 # What AWS answers while something still holds what we delete: tried again next pass.
 STILL_HELD = ("DependencyViolation", "ResourceInUse")
 # What ELBv2 and EC2 answer for a load balancer, target group or security group that is
@@ -179,8 +189,10 @@ class IngressPhase(Phase):
                 said.add(what)
                 ctx.say(message)
 
+        progress = TeardownProgress(ctx)
+
         def torn_down() -> bool | None:
-            left = stack_leftovers(ctx)
+            left = progress()
             if not left:
                 return True
             if ctx.kube.get(*INGRESS, NAME, NAMESPACE) is None:
@@ -190,6 +202,7 @@ class IngressPhase(Phase):
                     f"what the controller made for {STACK} outlived the Ingress: "
                     "deleting it by its tags",
                 )
+                clear_unanswered_webhooks(ctx, tell)
                 tear_down_pass(ctx)
             elif controller_running(ctx):
                 pass
@@ -209,6 +222,7 @@ class IngressPhase(Phase):
                     f"deployment's to bring back: deleting what it made for {STACK} by its "
                     "tags, and removing its finalizers",
                 )
+                clear_unanswered_webhooks(ctx, tell)
                 tear_down_pass(ctx)
             ctx.note(f"left: {'; '.join(left)}")
             return None
@@ -233,6 +247,56 @@ def installed_controller(ctx: PhaseContext) -> bool:
 
 def controller_running(ctx: PhaseContext) -> bool:
     return available(ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE))
+
+
+def clear_unanswered_webhooks(ctx: PhaseContext, tell: Callable[[str, str], None]) -> None:
+    """Let the API server admit the updates that remove the controller's finalizers by hand.
+
+    The controller's admission webhooks (failurePolicy Fail) are called on every update of
+    an Ingress or a TargetGroupBinding; with no controller running to answer them, the API
+    server refuses those updates. The controller this deployment installed is brought back
+    to answer them; the webhook configurations this deployment applied for one it cannot
+    bring back (a state rebuilt by `import`) go first (the controller phase's rollback
+    deletes them anyway; its enter applies them again); another's stop the rollback, with
+    what to do."""
+    if controller_running(ctx):
+        return
+    blocking = [
+        webhook
+        for group, resource in WEBHOOKED
+        for webhook in ctx.kube.webhooks(group, resource, "UPDATE")
+        if webhook.failure_policy != "Ignore" and webhook.name.endswith(CONTROLLER_WEBHOOKS)
+    ]
+    if blocking and installed_controller(ctx):
+        tell(
+            "reinstall for webhooks",
+            "the AWS Load Balancer Controller this deployment installed is not running: "
+            "installing it again, to answer its admission webhooks while its finalizers are "
+            "removed (its own rollback removes it afterwards)",
+        )
+        ControllerPhase().reinstall(ctx.sibling("controller"))
+        return
+    theirs = list(
+        dict.fromkeys(str(w) for w in blocking if not ctx.owner.owns_object(w.configuration))
+    )
+    if theirs:
+        raise PhaseError(
+            f"the AWS Load Balancer Controller is not running, and its admission "
+            f"{', '.join(theirs)} (failurePolicy Fail; not this deployment's) would refuse the "
+            f"updates that remove its finalizers from what it made for {STACK}",
+            "bring that controller back (its Deployment available), or, if it is gone for good, "
+            "delete those webhook configurations; then run `orchestrator resume`",
+        )
+    for kind, name in dict.fromkeys(
+        (w.kind, w.configuration["metadata"]["name"]) for w in blocking
+    ):
+        tell(
+            f"webhooks {kind}",
+            f"deleting {kind} {name} (this deployment's): with no controller to answer its "
+            "webhooks, the API server would refuse every update of an Ingress or "
+            "TargetGroupBinding",
+        )
+        ctx.kube.delete("admissionregistration.k8s.io/v1", kind, name)
 
 
 def tear_down_pass(ctx: PhaseContext) -> None:
@@ -271,9 +335,14 @@ def tear_down_pass(ctx: PhaseContext) -> None:
 
 def stack_leftovers(ctx: PhaseContext) -> list[str]:
     """What the controller made for our Ingress and has not deleted yet, Ingress included."""
-    kube, cluster = ctx.kube, ctx.config.cluster_name
+    ingress = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
+    return kubernetes_leftovers(ctx, ingress) + aws_leftovers(ctx)
+
+
+def kubernetes_leftovers(ctx: PhaseContext, ingress: dict[str, Any] | None) -> list[str]:
+    """The Ingress (if it is not gone) and the stack's TargetGroupBindings."""
+    kube = ctx.kube
     left = []
-    ingress = kube.get(*INGRESS, NAME, NAMESPACE)
     if ingress is not None:
         finalizers = (ingress.get("metadata") or {}).get("finalizers") or []
         left.append(
@@ -283,48 +352,83 @@ def stack_leftovers(ctx: PhaseContext) -> list[str]:
     if kube.served(*TARGET_GROUP_BINDING):
         for binding in kube.list(*TARGET_GROUP_BINDING, NAMESPACE, label_selector=STACK_SELECTOR):
             left.append(f"TargetGroupBinding {NAMESPACE}/{binding['metadata']['name']}")
+    return left
+
+
+def aws_leftovers(ctx: PhaseContext) -> list[str]:
+    """The stack's load balancers, target groups and security groups that carry our marks."""
+    cluster = ctx.config.cluster_name
     balancers = stack_load_balancers(ctx, cluster, ours=True)
     groups = stack_target_groups(ctx, cluster, ours=True)
-    left += [f"load balancer {arn.rsplit('/', 2)[-2]}" for arn in balancers]
+    left = [f"load balancer {arn.rsplit('/', 2)[-2]}" for arn in balancers]
     left += [f"target group {arn.rsplit('/', 2)[-2]}" for arn in groups]
     left += [f"security group {g}" for g in stack_security_groups(ctx, cluster, ours=True)]
     return left
+
+
+class TeardownProgress:
+    """What is left of our stack, read at each poll of the teardown wait.
+
+    The controller removes the Ingress's finalizer last, once everything it made in AWS is
+    gone: while the Ingress stands, the wait cannot be over, so only the Kubernetes API is
+    read at every poll, and AWS every AWS_READ_INTERVAL, for what the wait shows. The ELB
+    API's request budget is shared by every load balancer controller in the account (and
+    a region-wide list plus DescribeTags costs a few calls); the teardown takes tens of
+    seconds to minutes, and its end is seen at once all the same (the Ingress goes)."""
+
+    def __init__(self, ctx: PhaseContext, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ctx = ctx
+        self.clock = clock
+        self.in_aws: list[str] = []
+        self.read_at = -math.inf
+
+    def __call__(self) -> list[str]:
+        ingress = self.ctx.kube.get(*INGRESS, NAME, NAMESPACE)
+        in_kubernetes = kubernetes_leftovers(self.ctx, ingress)
+        now = self.clock()
+        if ingress is None or now - self.read_at >= AWS_READ_INTERVAL:
+            self.in_aws, self.read_at = aws_leftovers(self.ctx), now
+        return in_kubernetes + self.in_aws
 
 
 def _stack_tagged(
     ctx: PhaseContext, arns: list[str], cluster: str, ours: bool = False
 ) -> list[str]:
     """Those of the ELBv2 resources whose tags name our Ingress's stack in this cluster
-    (and, if `ours`, this deployment and state file too)."""
+    (and, if `ours`, this deployment and state file too); one gone meanwhile is left out."""
+    tags_of = elbv2_tags(ctx.aws.elbv2, arns)
     return [
         arn
-        for arn, tags in _elbv2_tags(ctx, arns)
-        if tags.get(STACK_TAG) == STACK
-        and tags.get(CLUSTER_TAG) == cluster
-        and (not ours or ctx.owner.owns_tags(tags))
+        for arn in arns
+        if _in_stack(tags_of.get(arn), cluster) and (not ours or ctx.owner.owns_tags(tags_of[arn]))
     ]
 
 
-def _elbv2_tags(ctx: PhaseContext, arns: list[str]) -> list[tuple[str, dict[str, str]]]:
-    found = []
-    for start in range(0, len(arns), 20):  # DescribeTags takes 20 ARNs at most
-        described = ctx.aws.elbv2.describe_tags(ResourceArns=arns[start : start + 20])
-        for description in described["TagDescriptions"]:
-            tags = {t["Key"]: t.get("Value", "") for t in description.get("Tags", [])}
-            found.append((description["ResourceArn"], tags))
-    return found
+def _in_stack(tags: dict[str, str] | None, cluster: str) -> bool:
+    return tags is not None and tags.get(STACK_TAG) == STACK and tags.get(CLUSTER_TAG) == cluster
+
+
+def _in_vpc(ctx: PhaseContext, resources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The load balancers or target groups in the cluster's VPC, where the controller makes
+    them (all of them, if the VPC is not known): fewer to DescribeTags in a shared region."""
+    vpc_id = ctx.earlier("preflight").get("vpc_id")
+    return [r for r in resources if vpc_id is None or r.get("VpcId") == vpc_id]
+
+
+def _balancer_arns(ctx: PhaseContext) -> list[str]:
+    balancers = ctx.aws.elbv2.pages("describe_load_balancers", "LoadBalancers")
+    return [lb["LoadBalancerArn"] for lb in _in_vpc(ctx, balancers)]
+
+
+def _target_group_arns(ctx: PhaseContext) -> list[str]:
+    groups = ctx.aws.elbv2.pages("describe_target_groups", "TargetGroups")
+    return [g["TargetGroupArn"] for g in _in_vpc(ctx, groups)]
 
 
 def stack_tags(ctx: PhaseContext, cluster: str) -> list[dict[str, str]]:
     """The tags of everything the controller made for our Ingress's stack in this cluster."""
-    elbv2 = ctx.aws.elbv2
-    arns = [lb["LoadBalancerArn"] for lb in elbv2.pages("describe_load_balancers", "LoadBalancers")]
-    arns += [g["TargetGroupArn"] for g in elbv2.pages("describe_target_groups", "TargetGroups")]
-    found = [
-        tags
-        for _, tags in _elbv2_tags(ctx, arns)
-        if tags.get(STACK_TAG) == STACK and tags.get(CLUSTER_TAG) == cluster
-    ]
+    tags_of = elbv2_tags(ctx.aws.elbv2, _balancer_arns(ctx) + _target_group_arns(ctx))
+    found = [tags for tags in tags_of.values() if _in_stack(tags, cluster)]
     groups = ctx.aws.ec2.pages(
         "describe_security_groups",
         "SecurityGroups",
@@ -338,13 +442,11 @@ def stack_tags(ctx: PhaseContext, cluster: str) -> list[dict[str, str]]:
 
 def stack_load_balancers(ctx: PhaseContext, cluster: str, ours: bool = False) -> list[str]:
     """ARNs of the load balancers the controller made for our Ingress (by its tags)."""
-    balancers = ctx.aws.elbv2.pages("describe_load_balancers", "LoadBalancers")
-    return _stack_tagged(ctx, [lb["LoadBalancerArn"] for lb in balancers], cluster, ours)
+    return _stack_tagged(ctx, _balancer_arns(ctx), cluster, ours)
 
 
 def stack_target_groups(ctx: PhaseContext, cluster: str, ours: bool = False) -> list[str]:
-    groups = ctx.aws.elbv2.pages("describe_target_groups", "TargetGroups")
-    return _stack_tagged(ctx, [g["TargetGroupArn"] for g in groups], cluster, ours)
+    return _stack_tagged(ctx, _target_group_arns(ctx), cluster, ours)
 
 
 def stack_security_groups(ctx: PhaseContext, cluster: str, ours: bool = False) -> list[str]:

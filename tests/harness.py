@@ -82,6 +82,7 @@ class World:
         acm_delay: float = 1.0,
         alb_delay: float = 1.0,
         second_team: bool = False,
+        leftovers: bool = False,
         **settings: float,
     ) -> World:
         """Start a world with short delays; `settings`: other options.SETTINGS by name.
@@ -107,7 +108,7 @@ class World:
                 "up",
                 "--dir",
                 str(directory),
-                *options.as_arguments(values, second_team),
+                *options.as_arguments(values, second_team, leftovers=leftovers),
             ],
             capture_output=True,
             text=True,

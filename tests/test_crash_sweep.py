@@ -101,7 +101,9 @@ class Sweeper:
     states live (`local` files or `s3` objects)."""
 
     def __init__(self, directory: Path, store: str) -> None:
-        self.world = World.up(directory / "world", acm_delay=0.1, alb_delay=0.1)
+        # Route 53 knows each new ALB at once: a refused alias, retried, would be a mutating
+        # call more or less by timing, and every crash point must see the same calls.
+        self.world = World.up(directory / "world", acm_delay=0.1, alb_delay=0.1, alias_delay=0)
         self.world.env["ORCHESTRATOR_POLL_MAX_INTERVAL"] = "0.2"
         # Without the other team's role, nothing else trusts the OIDC provider a run makes:
         # every rollback deletes it and every run makes it again, so each crash point

@@ -155,6 +155,8 @@ def test_rollback_with_our_controller_deleted_by_hand_ends_0_and_leaves_nothing(
     gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert "installing it again to tear the ALB down" in gone.stdout
+    # Started once the Ingress was being deleted, it never knew the backend group.
+    assert "deleting the cluster's backend security group" in gone.stdout
     assert controller_made(world) == []
     assert left_behind(world, workdir / "state.json") == []
     assert kube_get(kube_client(world), *CONTROLLER) is None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from phasekit import ACCOUNT, Kit, eks_cluster, eks_network, phase_kit, tags_of
+from phasekit import ACCOUNT, Kit, Network, eks_cluster, eks_network, phase_kit, tags_of
 
 from orchestrator import resolver
 from orchestrator.errors import PhaseError, StillWaiting
@@ -124,14 +124,31 @@ def role_tagged(kit: Kit, subnets: list[str], key: str = ROLE) -> set[str]:
     return {s for s in subnets if key in tags_of(kit.client("ec2"), s)}
 
 
-def test_subnet_tags_second_enter_writes_nothing(tmp_path: Path) -> None:
+def vpc_using_role_tags(kit: Kit, key: str = ROLE) -> tuple[Network, list[str]]:
+    """An eksctl VPC over four zones where cluster x tagged its subnet of zone d with `key`:
+    the controller goes by role tags there, so ours (the same kind in a, b, c, returned)
+    need the tag too."""
+    ec2 = kit.client("ec2")
+    network = eks_network(ec2, zones=("a", "b", "c", "d"))
+    kind = network.public if key == ROLE else network.private
+    *ours, theirs = kind.values()
+    x = [{"Key": key, "Value": "1"}, {"Key": "kubernetes.io/cluster/x", "Value": "owned"}]
+    ec2.create_tags(Resources=[theirs], Tags=x)
+    kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
+    return network, ours
+
+
+def test_subnet_tags_add_the_role_tag_alone_and_a_second_enter_writes_nothing(
+    tmp_path: Path,
+) -> None:
     with phase_kit(tmp_path) as kit:
-        network = eks_network(kit.client("ec2"))
-        kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
+        network, ours = vpc_using_role_tags(kit)
         ctx = kit.ctx("subnet_tags")
         SubnetTagsPhase().enter(ctx)
         assert all(r.created for r in ctx.record.resources)
-        assert {r.id.split("/", 1)[1] for r in ctx.record.resources} == {ROLE, CLUSTER_TAG}
+        assert {r.id for r in ctx.record.resources} == {f"{s}/{ROLE}" for s in ours}
+        every = [*network.public.values(), *network.private.values()]
+        assert not [s for s in every if CLUSTER_TAG in tags_of(kit.client("ec2"), s)]
         with kit.watching() as again:
             SubnetTagsPhase().enter(ctx)
         assert again.aws_writes == []
@@ -158,16 +175,28 @@ def test_subnet_tags_already_in_place_are_used_and_left(tmp_path: Path) -> None:
 def test_subnet_tags_for_an_internal_alb_go_on_private_subnets(tmp_path: Path) -> None:
     with phase_kit(tmp_path) as kit:
         kit.configure(alb_scheme="internal")
-        network = eks_network(kit.client("ec2"))
-        kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
+        network, ours = vpc_using_role_tags(kit, INTERNAL)
         ctx = kit.ctx("subnet_tags")
         SubnetTagsPhase().enter(ctx)
         every = [*network.public.values(), *network.private.values()]
-        assert role_tagged(kit, every, INTERNAL) == set(network.private.values())
+        assert role_tagged(kit, every[:-1], INTERNAL) == set(ours)
         assert role_tagged(kit, every, ROLE) == set()
         assert ctx.outputs["tags"] == {INTERNAL: "1"}
         SubnetTagsPhase().rollback(ctx)
-        assert role_tagged(kit, every, INTERNAL) == set()
+        assert role_tagged(kit, ours, INTERNAL) == set()
+
+
+def test_subnet_tags_an_internal_alb_in_an_eksctl_vpc_needs_none(tmp_path: Path) -> None:
+    with phase_kit(tmp_path) as kit:
+        kit.configure(alb_scheme="internal")
+        network = eks_network(kit.client("ec2"))
+        kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
+        ctx = kit.ctx("subnet_tags")
+        with kit.watching() as entering:
+            SubnetTagsPhase().enter(ctx)
+        assert entering.aws_writes == []
+        assert sorted(ctx.outputs["subnet_ids"]) == sorted(network.private.values())
+        assert ctx.outputs["tags"] == {}
 
 
 def test_subnet_tags_removed_behind_our_back_are_reported_and_added_again(
@@ -175,16 +204,27 @@ def test_subnet_tags_removed_behind_our_back_are_reported_and_added_again(
 ) -> None:
     with phase_kit(tmp_path) as kit:
         ec2 = kit.client("ec2")
-        network = eks_network(ec2)
-        kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
+        network, ours = vpc_using_role_tags(kit)
         ctx = kit.ctx("subnet_tags")
         SubnetTagsPhase().enter(ctx)
         first, second, _ = sorted(ctx.outputs["subnet_ids"])
         ec2.delete_tags(Resources=[first, second], Tags=[{"Key": ROLE}])
         assert SubnetTagsPhase().verify(ctx) == f"subnet {first} lost its tag {ROLE}"
         SubnetTagsPhase().enter(ctx)
-        assert role_tagged(kit, list(network.public.values())) == set(network.public.values())
+        assert role_tagged(kit, ours) == set(ours)
         assert SubnetTagsPhase().verify(ctx) is None
+
+
+def test_subnet_tags_set_to_zero_are_lost_to_the_controller(tmp_path: Path) -> None:
+    """The controller's filter matches "" and "1": a "0" is no role tag."""
+    with phase_kit(tmp_path) as kit:
+        ec2 = kit.client("ec2")
+        _, ours = vpc_using_role_tags(kit)
+        ctx = kit.ctx("subnet_tags")
+        SubnetTagsPhase().enter(ctx)
+        first, *_ = sorted(ctx.outputs["subnet_ids"])
+        ec2.create_tags(Resources=[first], Tags=[{"Key": ROLE, "Value": "0"}])
+        assert SubnetTagsPhase().verify(ctx) == f"subnet {first} lost its tag {ROLE}"
 
 
 def test_subnet_tags_one_removed_while_two_zones_stay_tagged_is_not_added_again(
@@ -194,8 +234,7 @@ def test_subnet_tags_one_removed_while_two_zones_stay_tagged_is_not_added_again(
     subnet that lost its tag out of what it uses."""
     with phase_kit(tmp_path) as kit:
         ec2 = kit.client("ec2")
-        network = eks_network(ec2)
-        kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
+        vpc_using_role_tags(kit)
         ctx = kit.ctx("subnet_tags")
         SubnetTagsPhase().enter(ctx)
         first, *rest = sorted(ctx.outputs["subnet_ids"])
@@ -214,16 +253,14 @@ def test_subnet_tags_rollback_removes_only_tags_that_still_hold_our_value(
     """A tag someone changed since is theirs now; one already removed is fine."""
     with phase_kit(tmp_path) as kit:
         ec2 = kit.client("ec2")
-        network = eks_network(ec2)
-        kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
+        _, ours = vpc_using_role_tags(kit)
         ctx = kit.ctx("subnet_tags")
         SubnetTagsPhase().enter(ctx)
-        changed, removed, untouched = sorted(network.public.values())
+        changed, removed, untouched = sorted(ours)
         ec2.create_tags(Resources=[changed], Tags=[{"Key": ROLE, "Value": "0"}])
-        ec2.delete_tags(Resources=[removed], Tags=[{"Key": ROLE}, {"Key": CLUSTER_TAG}])
+        ec2.delete_tags(Resources=[removed], Tags=[{"Key": ROLE}])
         SubnetTagsPhase().rollback(ctx)
         assert tags_of(ec2, changed).get(ROLE) == "0"
-        assert CLUSTER_TAG not in tags_of(ec2, changed)
         assert ROLE not in tags_of(ec2, removed) and ROLE not in tags_of(ec2, untouched)
         assert not [k for k in tags_of(ec2, untouched) if k.startswith("orchestrator:")]
         assert ctx.record.resources == []

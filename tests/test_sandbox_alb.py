@@ -513,7 +513,34 @@ def test_teardown_stops_when_the_controller_goes(rig: Rig) -> None:
 
     rig.store.create(controller_deployment())  # it comes back and finishes the job
     rig.tick()
-    assert rig.groups() == {} and rig.ingress() is None
+    assert rig.ingress() is None
+    # ... but the cluster's backend group: this run of the controller never built a model
+    # that used it, so it does not know it (the real one keeps its id in memory only).
+    assert [name for name in rig.groups()] == [backend_group(rig)]
+
+
+def backend_group(rig: Rig) -> str:
+    (name,) = [name for name in rig.groups() if name.startswith("k8s-traffic-")]
+    return name
+
+
+def test_a_restarted_controller_that_uses_the_backend_group_again_releases_it(
+    rig: Rig,
+) -> None:
+    deployed(rig)
+    rig.store.create(web_service("other"))
+    rig.store.create(ingress("other", backend="other"))
+    rig.tick()
+    rig.store.delete("apps/v1", "Deployment", CONTROLLER, "kube-system")
+    rig.tick()  # no controller: it forgets
+    rig.store.create(controller_deployment())
+    rig.tick()  # it builds the active Ingresses' models again: it knows the group again
+    for name in ("web", "other"):
+        rig.store.delete(*INGRESS, name, "default")
+    rig.tick()
+    rig.clock.advance(DRAIN)
+    rig.tick(2)
+    assert rig.groups() == {} and rig.ingress("other") is None
 
 
 def test_deleting_an_ingress_while_no_controller_runs_leaves_the_alb(rig: Rig) -> None:

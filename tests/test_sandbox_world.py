@@ -14,6 +14,7 @@ from typing import Any
 
 import dns.resolver
 import pytest
+from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from harness import World, binding_crd, wait_for
@@ -270,9 +271,20 @@ def in_use_by(w: World, certificate: str) -> list[str]:
 
 def upsert(w: World, zone_id: str, record: dict[str, Any]) -> None:
     change = {"Action": "UPSERT", "ResourceRecordSet": record}
-    w.client("route53").change_resource_record_sets(
-        HostedZoneId=zone_id, ChangeBatch={"Changes": [change]}
-    )
+
+    def accepted() -> bool:
+        try:
+            w.client("route53").change_resource_record_sets(
+                HostedZoneId=zone_id, ChangeBatch={"Changes": [change]}
+            )
+        except ClientError as error:
+            # Route 53 learns of a new ALB a moment after its creation (alias_delay).
+            if "but that target was not found" in str(error):
+                return False
+            raise
+        return True
+
+    wait_for(accepted, timeout=30, what=f"Route 53 to accept {record['Name']}")
 
 
 def delegated_zone(w: World) -> str:

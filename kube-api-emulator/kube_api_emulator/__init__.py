@@ -19,6 +19,12 @@ inside it: Deployments stay unavailable until a simulator marks them with
   404, in-process writes raise NotFound). A deleted CRD stays Terminating, with the
   `customresourcecleanup.apiextensions.k8s.io` finalizer, while its objects are deleted and
   wait for their own finalizers; then it and its kind go.
+- Admission webhooks: a client's CREATE, UPDATE or DELETE is offered to the matching
+  webhooks of the stored Mutating- and ValidatingWebhookConfigurations (rules, namespace
+  and object selectors, failurePolicy), through `store.webhook_caller`, which whatever
+  plays the cluster's pods sets (without one, no Service has endpoints: a webhook with
+  failurePolicy Fail then refuses the write, as the API server words it). In-process
+  writes stand for the cluster's own controllers and are not offered (webhooks.py).
 - Optionally, EKS's front door: HTTPS under a CA of the cluster's own (`ClusterTls`) and
   bearer tokens checked on every path (`authenticator`, e.g. from
   a checker of exec-plugin tokens), 401 Unauthorized otherwise.
@@ -56,6 +62,7 @@ from .resources import ResourceType
 from .server import KubeApiServer
 from .store import ObjectStore
 from .tls import ClusterTls
+from .webhooks import WebhookCaller, WebhookCallError
 
 __all__ = [
     "AlreadyExists",
@@ -74,6 +81,8 @@ __all__ = [
     "ResourceType",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WebhookCallError",
+    "WebhookCaller",
     "write_kubeconfig",
     "write_kubeconfig_contexts",
 ]

@@ -237,7 +237,7 @@ class Router:
         if target.rt.namespaced and target.namespace is None:
             raise not_allowed()
         obj = self.store.create_resource(
-            target.rt, target.namespace, _json_body(req), dry_run=_dry_run(req)
+            target.rt, target.namespace, _json_body(req), dry_run=_dry_run(req), admit=True
         )
         return _ok(obj, 201)
 
@@ -249,6 +249,7 @@ class Router:
             _json_body(req),
             subresource=target.subresource,
             dry_run=_dry_run(req),
+            admit=True,
         )
         return _ok(obj)
 
@@ -274,6 +275,7 @@ class Router:
             lambda live: patcher(live, body),
             subresource=target.subresource,
             dry_run=_dry_run(req),
+            admit=True,
         )
         return _ok(obj)
 
@@ -293,6 +295,7 @@ class Router:
             force=_flag(req.query.get("force")),
             subresource=target.subresource,
             dry_run=_dry_run(req),
+            admit=True,
         )
         return _ok(obj, 200 if existed else 201)
 
@@ -313,6 +316,7 @@ class Router:
             target.name or "",
             preconditions=options.get("preconditions") or {},
             dry_run=_dry_run(req) or "All" in (options.get("dryRun") or []),
+            admit=True,
         )
         if not gone:
             # Marked for deletion (finalizers, a Terminating namespace): the object itself.
@@ -341,6 +345,7 @@ class Router:
             target.namespace,
             parse_label_selector(req.query.get("labelSelector")),
             parse_field_selector(req.query.get("fieldSelector")),
+            admit=True,
         )
         return _ok(
             {

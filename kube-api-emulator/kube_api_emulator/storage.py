@@ -4,7 +4,9 @@ One re-entrant lock guards everything. Stored dicts are never mutated once store
 write stores a fresh dict), so the watch history can share them; callers get deep copies.
 Deletion follows the finalizer rules (finalizers.py). What the cluster's controllers do
 lives in a subclass (controllers.py), which these hooks call: `_default`, `_admit_create`,
-`_delete_object`, `_after_commit` and `_after_remove`, all with the lock held.
+`_delete_object`, `_after_commit` and `_after_remove`, all with the lock held. A client's
+writes (`admit=True`: those the HTTP layer serves) also go through the admission webhooks
+(webhooks.py); in-process writes stand for the cluster's own controllers and do not.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import admission
+from . import admission, webhooks
 from .apply import SYSTEM_METADATA, server_side_apply, strip_system_metadata
 from .errors import BadRequest, Conflict, Forbidden, Gone, already_exists, not_found, stale
 from .finalizers import being_deleted, check_update, drop_empty, held, marked_for_deletion
 from .history import Change, History, as_seen_by
 from .resources import NAMESPACES, Registry, ResourceType
 from .selectors import FieldRequirement, Requirement, fields_match, labels_match
+from .webhooks import WebhookCaller
 
 Obj = dict[str, Any]
 Callback = Callable[[str, Obj], None]
@@ -71,6 +74,8 @@ class ResourceStore:
         self._subscribers: list[Callback] = []
         self._ips = 0
         self._log = log
+        # Who answers the admission webhooks' calls (webhooks.py); by default no one.
+        self.webhook_caller: WebhookCaller = webhooks.no_pods
 
     def get_resource(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
         with self._lock:
@@ -104,10 +109,12 @@ class ResourceStore:
         *,
         keep_status: bool = False,
         dry_run: bool = False,
+        admit: bool = False,
     ) -> Obj:
+        """`admit`: a client's write, offered to the admission webhooks (also below)."""
         with self._lock:
             return self._create_locked(
-                rt, namespace, body, keep_status=keep_status, dry_run=dry_run
+                rt, namespace, body, keep_status=keep_status, dry_run=dry_run, admit=admit
             )
 
     @notifying
@@ -120,13 +127,16 @@ class ResourceStore:
         *,
         subresource: str = "",
         dry_run: bool = False,
+        admit: bool = False,
     ) -> Obj:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
         admission.check_type(rt, body)
         with self._lock:
             live = self._live(rt, namespace, name)
-            return self._save_update(rt, live, copy.deepcopy(body), subresource, dry_run)
+            return self._save_update(
+                rt, live, copy.deepcopy(body), subresource, dry_run, admit=admit
+            )
 
     @notifying
     def patch_resource(
@@ -138,6 +148,7 @@ class ResourceStore:
         *,
         subresource: str = "",
         dry_run: bool = False,
+        admit: bool = False,
     ) -> Obj:
         """Run `patch(live copy)` under the lock and store what it returns."""
         with self._lock:
@@ -145,7 +156,7 @@ class ResourceStore:
             candidate = patch(self._out(rt, live))
             if not isinstance(candidate, dict):
                 raise BadRequest("the patched object must be a JSON object")
-            return self._save_update(rt, live, candidate, subresource, dry_run)
+            return self._save_update(rt, live, candidate, subresource, dry_run, admit=admit)
 
     @notifying
     def apply_resource(
@@ -159,6 +170,7 @@ class ResourceStore:
         force: bool = False,
         subresource: str = "",
         dry_run: bool = False,
+        admit: bool = False,
     ) -> Obj:
         """Server-side apply; creates the object when it does not exist yet."""
         applied = self._applied_config(rt, namespace, name, body, subresource)
@@ -178,8 +190,12 @@ class ResourceStore:
             )
             managed = merged["metadata"]["managedFields"]
             if live is None:
-                return self._create_locked(rt, namespace, merged, dry_run=dry_run, managed=managed)
-            return self._save_update(rt, live, merged, subresource, dry_run, managed=managed)
+                return self._create_locked(
+                    rt, namespace, merged, dry_run=dry_run, managed=managed, admit=admit
+                )
+            return self._save_update(
+                rt, live, merged, subresource, dry_run, managed=managed, admit=admit
+            )
 
     @notifying
     def delete_resource(
@@ -190,6 +206,7 @@ class ResourceStore:
         *,
         preconditions: Obj | None = None,
         dry_run: bool = False,
+        admit: bool = False,
     ) -> tuple[Obj, bool]:
         """Delete or, if something holds it, mark the object: (the object, whether it is gone).
 
@@ -198,6 +215,8 @@ class ResourceStore:
         with self._lock:
             live = self._live(rt, namespace, name)
             _check_preconditions(rt, live, preconditions or {})
+            if admit:
+                self._admit(rt, "DELETE", None, self._out(rt, live), "", dry_run)
             return self._delete_object(rt, live, dry_run=dry_run)
 
     @notifying
@@ -207,6 +226,8 @@ class ResourceStore:
         namespace: str | None,
         labels: list[Requirement] | None = None,
         fields: list[FieldRequirement] | None = None,
+        *,
+        admit: bool = False,
     ) -> list[Obj]:
         with self._lock:
             items, _ = self.list_resource(rt, namespace, labels, fields)
@@ -214,6 +235,8 @@ class ResourceStore:
                 meta = item["metadata"]
                 live = self._stored(rt.storage_key, meta.get("namespace"), meta["name"])
                 if live is not None:  # deleting one may have taken others with it
+                    if admit:
+                        self._admit(rt, "DELETE", None, self._out(rt, live), "", False)
                     self._delete_object(rt, live)
             return items
 
@@ -331,6 +354,7 @@ class ResourceStore:
         keep_status: bool = False,
         dry_run: bool = False,
         managed: list[Obj] | None = None,
+        admit: bool = False,
     ) -> Obj:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
@@ -351,6 +375,8 @@ class ResourceStore:
         if managed:
             metadata["managedFields"] = managed
         self._default(rt, obj, None)
+        if admit:
+            obj = self._admit(rt, "CREATE", obj, None, "", dry_run) or obj
         return self._commit(rt, namespace, obj, None, dry_run)
 
     def _applied_config(
@@ -384,6 +410,8 @@ class ResourceStore:
         subresource: str,
         dry_run: bool,
         managed: list[Obj] | None = None,
+        *,
+        admit: bool = False,
     ) -> Obj:
         """Turn a client's full new object into the stored one (shared by PUT, PATCH, apply)."""
         live_meta = live["metadata"]
@@ -416,6 +444,9 @@ class ResourceStore:
         if managed is not None:
             meta["managedFields"] = managed
         self._default(rt, result, live)
+        if admit:
+            old = self._out(rt, live)
+            result = self._admit(rt, "UPDATE", result, old, subresource, dry_run) or result
         if _spec_part(result) != _spec_part(live):
             meta["generation"] = int(live_meta.get("generation") or 0) + 1
         if being_deleted(result) and not held(rt, result):
@@ -467,6 +498,49 @@ class ResourceStore:
             return self._out(rt, live), True
         gone = self._remove(rt.storage_key, meta.get("namespace", ""), meta["name"])
         return self._out(rt, gone), True
+
+    def _admit(
+        self,
+        rt: ResourceType,
+        operation: str,
+        obj: Obj | None,
+        old: Obj | None,
+        subresource: str,
+        dry_run: bool,
+    ) -> Obj | None:
+        """Offer a client's write to the admission webhooks that match it (webhooks.py);
+        the object as the mutating ones left it. Raises what the client is answered."""
+        if rt.group == webhooks.ADMISSION_GROUP:
+            return obj  # never for the webhook configurations themselves
+        configurations = {
+            key: [c for _, c in sorted(self._objects.get(key, {}).items())]
+            for key in webhooks.CONFIGURATIONS
+        }
+        if not any(configurations.values()):
+            return obj
+        meta = (obj or old or {}).get("metadata") or {}
+        namespace_labels = None
+        if rt.namespaced:
+            found = self._stored(NAMESPACES, None, meta.get("namespace", ""))
+            namespace_labels = webhooks.labels_of(found)
+        request = webhooks.review_request(
+            operation,
+            rt,
+            subresource,
+            meta.get("namespace"),
+            meta.get("name", ""),
+            _json_copy(obj) if obj is not None else None,
+            old,
+            dry_run,
+        )
+        return webhooks.admit(
+            configurations,
+            self.webhook_caller,
+            request,
+            lambda webhook: webhooks.applies(
+                webhook, operation, rt, subresource, namespace_labels, obj, old
+            ),
+        )
 
     # --- hooks for the cluster's controllers (controllers.py) -------------------------------
 

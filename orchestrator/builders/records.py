@@ -16,6 +16,7 @@ from orchestrator.errors import PhaseError
 from orchestrator.phase import PhaseContext
 from orchestrator.planning import CREATE, STOP, UPDATE, USE, Change
 from orchestrator.store import Resource
+from orchestrator.waiting import ROUTE53_FIRST_INTERVAL
 
 KIND = "route53:record"
 
@@ -179,7 +180,10 @@ def wait_in_sync(ctx: PhaseContext, change_id: str | None, what: str) -> None:
         return True if status == "INSYNC" else None
 
     ctx.wait_until(
-        f"Route 53 change {change_id.split('/')[-1]} ({what}) to be INSYNC", in_sync, limit=600
+        f"Route 53 change {change_id.split('/')[-1]} ({what}) to be INSYNC",
+        in_sync,
+        limit=600,
+        first=ROUTE53_FIRST_INTERVAL,
     )
 
 

@@ -22,8 +22,12 @@ each pass). Later changes to the Ingress are deployed in place.
 When the Ingress is being deleted (or is gone, or no longer `alb`), it tears the stack down
 in the real order, retrying while EC2 refuses to delete the security groups; deletes the
 cluster's shared backend security group once no other Ingress needs it; and only then
-removes its finalizer, which lets the Ingress go. It also runs the controller's
-TargetGroupBinding reconciler (targets.py), which registers made-up pod addresses.
+removes its finalizer, which lets the Ingress go. Like the real controller, it deletes the
+backend group only if this run of it has used it (the real one keeps its id in memory
+from building an active Ingress's model, `pkg/networking/backend_sg_provider.go`): a
+controller started when the last Ingress is already being deleted never releases it. It
+also runs the controller's TargetGroupBinding reconciler (targets.py), which registers
+made-up pod addresses.
 
 Two waits go to the world's event log (events.py): `alb.active` (from the ALB's creation
 to its activation, after the controller's rollout and its certificates' issue) and
@@ -112,12 +116,17 @@ class AlbControllerSimulator(Reconciler):
         self._deleting_since: dict[Key, float] = {}  # when each Terminating one was first seen
         self._ready_since: dict[Key, float] = {}  # when a new stack's preconditions first held
         self._errors: dict[Key, str] = {}
+        # The controller process's memory: which run it is, and whether that run has used
+        # the backend security group (only then does it ever delete it).
+        self._process: tuple[str, int] | None = None
+        self._backend_group_used = False
         self._lock = threading.Lock()
 
     def tick(self) -> None:
         """One reconcile pass over every Ingress, and the stacks of those gone."""
         with self._lock:
             controller = self._running_controller()
+            self._remember_process(controller)
             # No controller runs: nothing happens, not even Events; but AWS goes on.
             if controller is not None:
                 self._reconcile_all(controller)
@@ -149,6 +158,14 @@ class AlbControllerSimulator(Reconciler):
         else:
             self._errors.pop(key, None)
 
+    def _remember_process(self, controller: Obj | None) -> None:
+        """A controller that stops, or is replaced, forgets what it knew."""
+        meta = (controller or {}).get("metadata") or {}
+        process = (meta["uid"], int(meta.get("generation") or 0)) if controller else None
+        if process != self._process:
+            self._process = process
+            self._backend_group_used = False
+
     def _running_controller(self) -> Obj | None:
         deployment = self.store.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
         if deployment is None or not is_available(deployment):
@@ -170,12 +187,14 @@ class AlbControllerSimulator(Reconciler):
             desired = (model, self._target(model))
             deployed = self._deployed.get(key)
             if deployed is not None and deployed[0] == desired:
+                self._backend_group_used = True  # each model built of it asks for the group
                 self._settle(deployed[1], ingress)
                 return
             plan = self._check(model, desired[1], controller)
             if deployed is None and not self._held(key):
                 return
             result = self.provisioner.deploy(model, plan)
+            self._backend_group_used = True
         except ModelError as error:
             self._ready_since.pop(key, None)
             self.store.record_event(
@@ -323,8 +342,9 @@ class AlbControllerSimulator(Reconciler):
             self._deleting_since.setdefault(key, self.clock())
         self._credentials(controller)  # deleting takes the controller's AWS identity too
         self.provisioner.tear_down(*key)
-        if not self._backend_group_needed(key):
+        if self._backend_group_used and not self._backend_group_needed(key):
             self.provisioner.release_backend_group()
+            self._backend_group_used = False
         self._deployed.pop(key, None)
         self._known.discard(key)
         if ingress is None:

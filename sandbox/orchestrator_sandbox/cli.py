@@ -13,7 +13,13 @@ from pathlib import Path
 from orchestrator.cli import seconds
 from orchestrator.errors import ExitCode
 from orchestrator_sandbox import world
-from orchestrator_sandbox.options import PROFILES, SECOND_TEAM_HELP, SETTINGS, profile_settings
+from orchestrator_sandbox.options import (
+    LEFTOVERS_HELP,
+    PROFILES,
+    SECOND_TEAM_HELP,
+    SETTINGS,
+    profile_settings,
+)
 
 DEFAULT_DIR = ".sandbox"
 # `status` of a world that is not up: an answer, not a failure (as `systemctl is-active`).
@@ -53,6 +59,7 @@ def _act(args: argparse.Namespace, directory: Path) -> int:
             second_team=args.second_team,
             profile=args.profile,
             time_scale=args.time_scale,
+            leftovers=args.leftovers,
         )
         print(world.describe(directory, info))
         print(
@@ -89,7 +96,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
             dest=setting.name,
             type=seconds,
             default=None,  # so that a flag given explicitly can win over the profile
-            metavar="SECONDS",
+            metavar=setting.metavar,
             help=f"{setting.help} (default {setting.default:g}"
             + (", or the profile's)" if profiled else ")"),
         )
@@ -107,6 +114,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="multiply the profile's latencies by F (0.1: a 150 s ALB takes 15 s; default 1)",
     )
     parser.add_argument("--second-team", action="store_true", help=SECOND_TEAM_HELP)
+    parser.add_argument("--leftovers", action="store_true", help=LEFTOVERS_HELP)
     return parser
 
 

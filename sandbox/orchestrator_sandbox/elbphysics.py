@@ -1,5 +1,5 @@
 """Elastic Load Balancing's physics where moto is lenient: provisioning, security groups
-held by load balancers, and the health of newly registered targets.
+held by load balancers, the health of newly registered targets, and the tags of what is gone.
 
 - A new load balancer stays `provisioning` until `finish_provisioning` is called for it (the
   world's load balancer controller simulator does, `alb_delay` after creating it, as AWS
@@ -15,6 +15,10 @@ held by load balancers, and the health of newly registered targets.
   target of a group no load balancer forwards to is `unused` (Target.NotInUse). moto calls
   every registered target healthy at once. The first time a target is found healthy is a
   `targets.healthy` event of the world's event log (events.py), over its computed times.
+- DescribeTags: the whole request fails (LoadBalancerNotFound, TargetGroupNotFound,
+  ListenerNotFound, RuleNotFound) if any ARN in it names nothing, as when a load balancer
+  or target group was deleted after it was listed (a controller tearing a stack down).
+  moto answers every ARN, even one of a resource deleted (with the tags it had).
 
 `make_elb_physical(...)` installs this into moto's backends, which serve both the world's
 moto server and `mock_aws` in the same process; calling it again changes the settings.
@@ -33,6 +37,8 @@ from orchestrator_sandbox import events
 
 SG_DRAIN_SECONDS = 90.0  # EC2 typically frees a deleted ALB's interfaces after a minute or two
 TARGET_HEALTH_SECONDS = 30.0  # the controller's health checks: every 15 s, healthy after 2
+# The kinds of ELBv2 resource whose DescribeTags fails when one is gone (moto knows them all).
+TAGGED_KINDS = ("loadbalancer", "targetgroup", "listener", "listener-rule")
 
 
 @dataclass
@@ -60,6 +66,7 @@ def make_elb_physical(
     _physics = _Physics(sg_drain_seconds, target_health_seconds, clock)
     _patch_security_groups()
     _patch_target_health()
+    _patch_describe_tags()
 
 
 def make_elb_lenient() -> None:
@@ -125,6 +132,27 @@ def _has_dependents(ec2_backend: Any, group_id: str) -> bool:
             return True
     interfaces = ec2_backend.get_all_network_interfaces()
     return any(group_id in {g.id for g in eni.group_set} for eni in interfaces)
+
+
+# ---- tags ------------------------------------------------------------------------------------
+
+
+def _patch_describe_tags() -> None:
+    from moto.elbv2.models import ELBv2Backend
+
+    describe_tags = ELBv2Backend.describe_tags
+    if getattr(describe_tags, "sandbox_patched", False):
+        return
+
+    def strict_describe_tags(self: Any, resource_arns: list[str]) -> dict[str, dict[str, str]]:
+        if _physics.enforced:
+            for arn in resource_arns:
+                if any(f":{kind}/" in arn for kind in TAGGED_KINDS):
+                    self._get_resource_by_arn(arn)  # raises the NotFound of the ARN's kind
+        return describe_tags(self, resource_arns)
+
+    strict_describe_tags.sandbox_patched = True  # type: ignore[attr-defined]
+    ELBv2Backend.describe_tags = strict_describe_tags
 
 
 # ---- target health -----------------------------------------------------------------------------

@@ -7,9 +7,11 @@ in-process tests, recording does nothing) gets a line per event:
      "ended": <epoch seconds>, "after": [ids of the events whose completion let it begin]}
 
 and sometimes more fields (a Route 53 change's `zone`, the `cluster` of a Kubernetes
-event). Kinds: route53.change, acm.issued, deployment.available, crd.established,
-alb.reconciled, alb.active, targets.healthy, alb.teardown (their modules say when each is
-recorded).
+event). Kinds: route53.change, route53.throttled (a request refused for Route 53's rate
+limit, instantaneous, with the caller's `agent`), route53.alias_known, acm.issued,
+deployment.available, crd.established,
+alb.reconciled, alb.active, targets.healthy, alb.teardown, subnets.resolved and
+subnets.unresolved (neighbour.py) (their modules say when each is recorded).
 
 An id is not always unique: a Deployment rolled out twice has two `deployment.available`
 events. `critical_path` takes, for an id in `after`, the latest event of that id that

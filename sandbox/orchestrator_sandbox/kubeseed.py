@@ -1,11 +1,15 @@
 """What the sandbox cluster holds before any deployment: Kubeflow's namespaces and the
 Istio ingress gateway Service that the ALB will send traffic to; and, when the world is
-asked for it, another team's application with an ALB Ingress of its own."""
+asked for them, another team's application with an ALB Ingress of its own, and the
+leftovers of an earlier install of the load balancer controller."""
 
 from __future__ import annotations
 
+import base64
+import datetime
 from typing import Any
 
+from orchestrator import pki
 from orchestrator_sandbox.seed import DATA_TEAM_NAMESPACE, DATA_TEAM_SERVICE_ACCOUNT
 
 NAMESPACES = ("kube-system", "istio-system", "kubeflow", "auth")
@@ -110,3 +114,106 @@ def seed_data_team(store: Any, role_arn: str | None = None) -> None:
         )
     store.create(DATA_TEAM_DASHBOARD_SERVICE)
     store.create(DATA_TEAM_DASHBOARD_INGRESS)
+
+
+# ---- leftovers of an earlier install ------------------------------------------------------------
+# What `helm uninstall` of a controller installed as AWS's guide has it leaves behind: the
+# ServiceAccount `eksctl create iamserviceaccount` made (annotated with that install's role),
+# the webhook Secret cert-manager issued (cert-manager never deletes a Secret it wrote), and
+# a ValidatingWebhookConfiguration a half-finished clean-up left, still trusting the old CA.
+# Nothing runs as that ServiceAccount any more.
+LEFTOVER_NAMESPACE = "kube-system"
+LEFTOVER_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+LEFTOVER_SECRET = "aws-load-balancer-tls"
+LEFTOVER_WEBHOOK = "aws-load-balancer-webhook"
+WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"
+
+
+def seed_leftovers(store: Any, role_arn: str) -> None:
+    """The earlier install's ServiceAccount (naming `role_arn`), webhook Secret and
+    validating webhook configuration, all of another CA than any new install makes."""
+    ca_pem, cert_pem, key_pem = old_webhook_certificates()
+    store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": LEFTOVER_SERVICE_ACCOUNT,
+                "namespace": LEFTOVER_NAMESPACE,
+                "labels": {"app.kubernetes.io/managed-by": "eksctl"},
+                "annotations": {"eks.amazonaws.com/role-arn": role_arn},
+            },
+        }
+    )
+    store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": LEFTOVER_SECRET,
+                "namespace": LEFTOVER_NAMESPACE,
+                "annotations": {
+                    "cert-manager.io/certificate-name": "aws-load-balancer-serving-cert"
+                },
+            },
+            "type": "kubernetes.io/tls",
+            "data": {
+                k: _b64(v)
+                for k, v in (("ca.crt", ca_pem), ("tls.crt", cert_pem), ("tls.key", key_pem))
+            },
+        }
+    )
+    store.create(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": LEFTOVER_WEBHOOK},
+            "webhooks": [
+                {
+                    "name": "vingress.elbv2.k8s.aws",
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "failurePolicy": "Fail",
+                    "clientConfig": {
+                        "caBundle": _b64(ca_pem),
+                        "service": {
+                            "name": WEBHOOK_SERVICE,
+                            "namespace": LEFTOVER_NAMESPACE,
+                            "path": "/validate-networking-v1-ingress",
+                            "port": 443,
+                        },
+                    },
+                    "rules": [
+                        {
+                            "apiGroups": ["networking.k8s.io"],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["ingresses"],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def old_webhook_certificates() -> tuple[str, str, str]:
+    """(ca, cert, key) PEMs as the earlier install's cert-manager issued them: a CA of its
+    own and a serving certificate for the webhook Service, months old."""
+    issued = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=200)
+    expires = issued + datetime.timedelta(days=365)
+    ca_key = pki.new_key()
+    ca = pki.ca_certificate(
+        ca_key, pki.common_name("aws-load-balancer-selfsigned-ca"), issued, expires
+    )
+    key = pki.new_key()
+    names = [
+        f"{WEBHOOK_SERVICE}.{LEFTOVER_NAMESPACE}.svc",
+        f"{WEBHOOK_SERVICE}.{LEFTOVER_NAMESPACE}.svc.cluster.local",
+    ]
+    cert = pki.serving_certificate(key, names, ca, ca_key, issued, expires)
+    return pki.cert_pem(ca), pki.cert_pem(cert), pki.key_pem(key)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()

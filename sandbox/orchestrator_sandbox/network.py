@@ -202,3 +202,13 @@ def make_ec2_strict() -> None:
     describe_route_tables.sandbox_patched = True  # type: ignore[attr-defined]
     RouteBackend.describe_route_tables = describe_route_tables
     RouteBackend.associate_route_table = associate_route_table
+
+
+def place_on_outpost(account: str, region: str, subnet_id: str, outpost_arn: str) -> None:
+    """Make a subnet one of an Outpost's, as EC2 reports it (`OutpostArn`): moto's
+    CreateSubnet ignores OutpostArn, and the controller takes an Outpost for a locale of its
+    own, never mixed with regular zones in one load balancer."""
+    from moto.ec2.models import ec2_backends
+
+    subnet = ec2_backends[account][region].get_subnet(subnet_id)
+    subnet.outpost_arn = outpost_arn  # type: ignore[attr-defined]  # what DescribeSubnets reads

@@ -20,6 +20,7 @@ class Setting:
     name: str
     default: float
     help: str
+    metavar: str = "SECONDS"  # what its flag takes, as `--help` names it
 
     @property
     def flag(self) -> str:
@@ -46,9 +47,26 @@ SETTINGS = (
         "seconds every precondition must hold before the controller deploys a new ALB",
     ),
     Setting("token_ttl", 900.0, "seconds a cluster's bearer token is accepted (EKS: 900)"),
+    Setting(
+        "page_size",
+        2.0,
+        "items a page of every paginated AWS list (AWS: 50 to 1000, by API); 0: whole lists",
+    ),
+    Setting(
+        "route53_rate",
+        5.0,
+        "Route 53 requests a second the account may make, beyond which it answers Throttling "
+        "(AWS: 5); 0: no limit",
+        metavar="N",
+    ),
+    Setting(
+        "alias_delay",
+        1.0,
+        "seconds after a load balancer's creation before Route 53 accepts it as an alias target",
+    ),
 )
 # Settings that are not latencies: a profile's time scale leaves them alone.
-UNSCALED = frozenset({"token_ttl"})
+UNSCALED = frozenset({"token_ttl", "route53_rate", "page_size"})
 PROFILES: dict[str, dict[str, float]] = {
     "aws": {
         # ACM validates within a few minutes once the validation record resolves.
@@ -57,6 +75,8 @@ PROFILES: dict[str, dict[str, float]] = {
         "alb_delay": 150.0,
         # Route 53 changes are usually INSYNC within 60 seconds.
         "dns_delay": 40.0,
+        # Route 53 learns of a new load balancer within seconds (AWS publishes no figure).
+        "alias_delay": 5.0,
         # The controller's health checks run every 15 s; a target is healthy after 2.
         "target_delay": 30.0,
         # EC2 frees a deleted ALB's network interfaces within a minute or two.
@@ -72,6 +92,11 @@ PROFILES: dict[str, dict[str, float]] = {
 }
 SECOND_TEAM_HELP = (
     "seed another team's Ingress of class alb (team-data/dashboard) in the production cluster"
+)
+LEFTOVERS_HELP = (
+    "seed what an earlier install of the load balancer controller left in the production "
+    "cluster: its ServiceAccount naming another role (which exists in IAM), its webhook "
+    "Secret and a ValidatingWebhookConfiguration of another CA"
 )
 
 
@@ -94,6 +119,7 @@ def as_arguments(
     second_team: bool = False,
     profile: str | None = None,
     time_scale: float = 1.0,
+    leftovers: bool = False,
 ) -> list[str]:
     """The world process's command-line arguments for these settings. The profile and time
     scale are only recorded by the world (in world.json): `values` already applies them."""
@@ -104,4 +130,5 @@ def as_arguments(
         arguments += ["--profile", profile]
     if time_scale != 1.0:
         arguments += ["--time-scale", str(time_scale)]
+    arguments += ["--leftovers"] if leftovers else []
     return arguments + (["--second-team"] if second_team else [])

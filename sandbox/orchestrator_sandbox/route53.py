@@ -14,6 +14,19 @@
   nothing for new ones, and a zone whose creation is not INSYNC does not resolve at all.
   Changes become INSYNC in the order they were made. Each is a `route53.change` event of
   the world's event log (events.py), recorded when it is made: from submission to INSYNC.
+- Requests are limited per account, as Route 53 limits them: beyond `rate` requests in any
+  one second, from any client but the world's own (which stand for Route 53's name
+  servers), a request is answered HTTP 400 `Throttling` "Rate exceeded" and changes
+  nothing: five a second per account, as AWS has long documented it (its newer token
+  buckets allow more, in bursts; the world plays the strict rule). Each throttled request
+  is a `route53.throttled` event, with the caller's user agent.
+- An alias record may target a load balancer only once Route 53 knows it: an alias A
+  record to an ELB name that no load balancer of the account has, or one made less than
+  `alias_delay` seconds ago (Route 53 learns of a new load balancer a moment after ELB
+  answers CreateLoadBalancer), is refused with InvalidChangeBatch, the message AWS gives
+  ("... but the alias target name does not lie within the target zone, ... but that target
+  was not found"). A `route53.alias_known` event spans the load balancer's creation to the
+  moment Route 53 knows it, recorded the first time an alias to it is accepted.
 """
 
 from __future__ import annotations
@@ -23,11 +36,13 @@ import itertools
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator_sandbox import events
+from orchestrator_sandbox.cloudtrail import SELF_AGENT
 from orchestrator_sandbox.dnsview import Zone, plain
 
 _TLDS = ("com", "net", "org", "co.uk")
@@ -42,21 +57,43 @@ class Timing:
     clock: Callable[[], float] = time.monotonic
 
 
+@dataclass
+class Rules:
+    """Route 53's limits the world plays (set by make_route53_strict)."""
+
+    rate: float = 0.0  # requests a second per account; 0: any number, as moto has it
+    alias_delay: float | None = None  # None: any alias target, as moto has it
+    wall: Callable[[], float] = time.time  # ELB's creation times are on the wall clock
+
+
 TIMING = Timing()
+RULES = Rules()
 _CHANGES_LOCK = threading.Lock()  # a change and the zone state it leaves are recorded together
 
 
 def make_route53_strict(
-    dns_delay: float = 0.0, clock: Callable[[], float] = time.monotonic
+    dns_delay: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+    *,
+    rate: float = 0.0,
+    alias_delay: float | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> None:
-    """Patch moto's Route 53 (once) and set how long changes take to be INSYNC.
+    """Patch moto's Route 53 (once) and set its rules; calling again sets them all anew.
 
-    `dns_delay` 0 makes every change INSYNC at once, as moto has it. `clock` (seconds,
-    monotonic) is there for tests to drive time; calling again changes both settings."""
+    `dns_delay` 0 makes every change INSYNC at once, as moto has it. `rate` is the requests
+    a second an account may make (0: no limit); `alias_delay`, the seconds after its
+    creation before a load balancer can be an alias target (None: no check). `clock`
+    (seconds, monotonic) and `wall` (epoch seconds) are there for tests to drive time."""
     TIMING.delay = dns_delay
     TIMING.clock = clock
+    RULES.rate = rate
+    RULES.alias_delay = alias_delay
+    RULES.wall = wall
     _use_caller_references_once_and_distinct_name_servers()
     _make_changes_take_time()
+    _limit_requests()
+    _check_alias_targets()
 
 
 def published_zones(account: str) -> list[Zone]:
@@ -254,3 +291,149 @@ def _use_caller_references_once_and_distinct_name_servers() -> None:
 
     create_hosted_zone.sandbox_patched = True  # type: ignore[attr-defined]
     Route53Backend.create_hosted_zone = create_hosted_zone
+
+
+# ---- the account's request rate --------------------------------------------------------------
+
+
+@dataclass
+class RequestWindow:
+    """When one account's requests of the last second were accepted, oldest first."""
+
+    accepted: deque[float] = field(default_factory=deque)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def admit(self, now: float, rate: float) -> bool:
+        """Whether a request at `now` is within `rate` a second; if so, it counts."""
+        with self.lock:
+            while self.accepted and self.accepted[0] <= now - 1.0:
+                self.accepted.popleft()
+            if len(self.accepted) >= rate:
+                return False
+            self.accepted.append(now)
+            return True
+
+
+def _window(backend: Any) -> RequestWindow:
+    """The account's window; it lives in the backend so that a moto reset clears it."""
+    return backend.__dict__.setdefault("sandbox_request_window", RequestWindow())
+
+
+def _throttled() -> str:
+    """Route 53's answer beyond the limit, in its error format (with HTTP 400)."""
+    return (
+        '<?xml version="1.0"?>\n'
+        '<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
+        "<Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>"
+        f"</Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
+
+
+def _limit_requests() -> None:
+    from moto.route53.responses import Route53
+
+    original = Route53.call_action
+    if getattr(original, "sandbox_patched", False):
+        return
+
+    def call_action(self: Any) -> Any:
+        agent = str((self.headers or {}).get("User-Agent", ""))
+        if RULES.rate > 0 and SELF_AGENT not in agent:
+            now = TIMING.clock()
+            if not _window(self.backend).admit(now, RULES.rate):
+                events.record(
+                    "route53.throttled",
+                    self._get_action(),
+                    now,
+                    now,
+                    agent=agent,
+                    account=self.current_account,
+                )
+                return 400, {**self.response_headers, "content-type": "text/xml"}, _throttled()
+        return original(self)
+
+    call_action.sandbox_patched = True  # type: ignore[attr-defined]
+    Route53.call_action = call_action
+
+
+# ---- alias targets ---------------------------------------------------------------------------
+
+_ELB_SUFFIXES = (".elb.amazonaws.com", ".elb.amazonaws.com.cn")
+
+
+def _check_alias_targets() -> None:
+    from moto.route53.exceptions import Route53ClientError
+    from moto.route53.models import Route53Backend
+
+    original = Route53Backend.change_resource_record_sets
+    if getattr(original, "sandbox_patched", False):
+        return
+
+    def change_resource_record_sets(self: Any, zoneid: str, change_list: list[Any]) -> None:
+        if RULES.alias_delay is not None:
+            for change in change_list:
+                rrset = change["ResourceRecordSet"]
+                alias = rrset.get("AliasTarget")
+                if change["Action"] == "DELETE" or not alias:
+                    continue
+                problems = _alias_problems(self, alias, RULES.alias_delay)
+                if problems:
+                    raise Route53ClientError("InvalidChangeBatch", _refusal(alias, rrset, problems))
+        original(self, zoneid, change_list)
+
+    change_resource_record_sets.sandbox_patched = True  # type: ignore[attr-defined]
+    Route53Backend.change_resource_record_sets = change_resource_record_sets
+
+
+NOT_IN_ZONE = "the alias target name does not lie within the target zone"
+NOT_FOUND = "that target was not found"
+
+
+def _refusal(alias: dict[str, Any], rrset: dict[str, Any], problems: list[str]) -> str:
+    target = alias["DNSName"].rstrip(".") + "."
+    zone = alias["HostedZoneId"].split("/")[-1]
+    head = f"Tried to create an alias that targets {target}, type {rrset['Type']} in zone {zone}"
+    return "[" + ", ".join(f"{head}, but {problem}" for problem in problems) + "]"
+
+
+def _alias_problems(backend: Any, alias: dict[str, Any], delay: float) -> list[str]:
+    """Why Route 53 refuses this alias target now (nothing: accepted). Only load balancers
+    are checked; other targets are accepted as moto accepts them."""
+    from moto.elbv2.models import elbv2_backends
+
+    name = plain(alias["DNSName"]).removeprefix("dualstack.")
+    if not name.endswith(_ELB_SUFFIXES):
+        return []
+    region = name.removesuffix(".cn").split(".")[-4]  # <name>-<id>.<region>.elb.amazonaws.com
+    try:
+        balancers = list(elbv2_backends[backend.account_id][region].load_balancers.values())
+    except KeyError:  # not a region: no load balancer has that name
+        balancers = []
+    balancer = next((b for b in balancers if plain(b.dns_name) == name), None)
+    if balancer is None or not _known(backend, balancer, delay):
+        return [NOT_IN_ZONE, NOT_FOUND]
+    if alias["HostedZoneId"].split("/")[-1] != balancer.canonical_hosted_zone_id:
+        return [NOT_IN_ZONE]
+    return []
+
+
+def _known(backend: Any, balancer: Any, delay: float) -> bool:
+    """Whether Route 53 knows the load balancer: `delay` seconds after its creation."""
+    created = datetime.datetime.fromisoformat(balancer.created_time).timestamp()
+    age = RULES.wall() - created
+    if age < delay:
+        return False
+    # Those whose `route53.alias_known` is recorded; in the backend, so a moto reset clears it.
+    recorded: set[str] = backend.__dict__.setdefault("sandbox_aliases_known", set())
+    if balancer.arn not in recorded:
+        recorded.add(balancer.arn)
+        became = time.monotonic() - age + delay  # the instant it became known, monotonic
+        reconciled = events.recorded("alb.reconciled", balancer.arn)
+        events.record(
+            "route53.alias_known",
+            balancer.arn,
+            became - delay,
+            became,
+            [reconciled] if reconciled else [],
+        )
+    return True

@@ -171,27 +171,7 @@ def seed_data_team_role(iam: Any, cluster_arn: str, oidc_issuer: str) -> dict[st
 
     The provider does not exist yet (IAM accepts a trust policy naming one that does not):
     the orchestrator creates it, and must then leave it in place while this role trusts it."""
-    account = cluster_arn.split(":")[4]
-    provider = oidc_issuer.removeprefix("https://")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{provider}"},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {
-                        f"{provider}:sub": (
-                            f"system:serviceaccount:{DATA_TEAM_NAMESPACE}:"
-                            f"{DATA_TEAM_SERVICE_ACCOUNT}"
-                        ),
-                        f"{provider}:aud": "sts.amazonaws.com",
-                    }
-                },
-            }
-        ],
-    }
+    trust = irsa_trust(cluster_arn, oidc_issuer, DATA_TEAM_NAMESPACE, DATA_TEAM_SERVICE_ACCOUNT)
     role = iam.create_role(
         RoleName=DATA_TEAM_ROLE,
         AssumeRolePolicyDocument=json.dumps(trust),
@@ -204,6 +184,47 @@ def seed_data_team_role(iam: Any, cluster_arn: str, oidc_issuer: str) -> dict[st
         PolicyDocument=json.dumps(DATA_TEAM_S3_READ),
     )
     return {"data_team_role_name": role["RoleName"], "data_team_role_arn": role["Arn"]}
+
+
+def irsa_trust(
+    cluster_arn: str, oidc_issuer: str, namespace: str, service_account: str
+) -> dict[str, Any]:
+    """The trust policy of an IRSA role: one ServiceAccount of the cluster, audience STS."""
+    account = cluster_arn.split(":")[4]
+    provider = oidc_issuer.removeprefix("https://")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{provider}"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{provider}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                        f"{provider}:aud": "sts.amazonaws.com",
+                    }
+                },
+            }
+        ],
+    }
+
+
+# An earlier install's controller role, as `eksctl create iamserviceaccount` names it in
+# AWS's guide: it outlived that install, and no state file of ours made it.
+LEFTOVER_CONTROLLER_ROLE = "AmazonEKSLoadBalancerControllerRole"
+
+
+def seed_leftover_role(iam: Any, cluster_arn: str, oidc_issuer: str) -> str:
+    """The earlier install's controller role (trusting the controller's ServiceAccount, its
+    policy long detached); its ARN, which kubeseed.seed_leftovers' ServiceAccount names."""
+    trust = irsa_trust(cluster_arn, oidc_issuer, "kube-system", "aws-load-balancer-controller")
+    role = iam.create_role(
+        RoleName=LEFTOVER_CONTROLLER_ROLE,
+        AssumeRolePolicyDocument=json.dumps(trust),
+        Tags=[{"Key": "alpha.eksctl.io/cluster-name", "Value": cluster_arn.split("/")[-1]}],
+    )["Role"]
+    return str(role["Arn"])
 
 
 def seed_root_zone(route53: Any) -> str:

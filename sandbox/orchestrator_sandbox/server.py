@@ -4,7 +4,8 @@ Serves, on free ports of 127.0.0.1 only (any user can bind them, and macOS has n
 loopback address), a moto server (AWS), a DNS server, per EKS cluster a Kubernetes API
 emulator, the ALBs' front end (HTTPS and HTTP) and the CONNECT proxy that reaches it;
 seeds the estate, runs the simulators (ACM; per cluster, Deployments and the load
-balancer controller), writes `env`, `kubeconfig` (a context per cluster), a deployment
+balancer controller; a neighbour cluster's controller in the primary cluster's VPC), writes
+`env`, `kubeconfig` (a context per cluster), a deployment
 config per cluster and finally `world.json` (its `warnings`: what `up` prints on the
 terminal), then runs until SIGTERM. Every HTTP request the AWS and Kubernetes servers
 receive goes to `cloudtrail.jsonl` and `kube-audit.jsonl`, and every wait the world imposes
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     for setting in options.SETTINGS:
         parser.add_argument(setting.flag, dest=setting.name, type=float, default=setting.default)
     parser.add_argument("--second-team", action="store_true")
+    parser.add_argument("--leftovers", action="store_true")
     # Recorded only: the settings given already apply them (options.profile_settings).
     parser.add_argument("--profile", choices=sorted(options.PROFILES))
     parser.add_argument("--time-scale", type=float, default=1.0)
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         directory,
         settings,
         second_team=args.second_team,
+        leftovers=args.leftovers,
         profile=args.profile,
         time_scale=args.time_scale,
     )
@@ -126,10 +129,12 @@ class World:
         second_team: bool = False,
         profile: str | None = None,
         time_scale: float = 1.0,
+        leftovers: bool = False,
     ) -> None:
         self.directory = directory
         self.settings = {**options.defaults(), **settings}
         self.second_team = second_team
+        self.leftovers = leftovers
         self.profile = profile
         self.time_scale = time_scale
         self.endpoints: dict[str, str] = {}
@@ -142,34 +147,44 @@ class World:
         from orchestrator_sandbox.acm import (
             AcmSimulator,
             disable_moto_auto_issue,
+            refuse_regions_not_enabled,
             use_distinct_validation_records,
+            use_key_algorithms,
         )
         from orchestrator_sandbox.dnsserver import DnsServer
         from orchestrator_sandbox.dnsview import DnsView
         from orchestrator_sandbox.egress import ConnectProxy, front_end_route
         from orchestrator_sandbox.elbphysics import make_elb_physical
+        from orchestrator_sandbox.iamtags import make_iam_tags_strict
         from orchestrator_sandbox.kubeaudit import KubeAuditLog
         from orchestrator_sandbox.kubetoken import ClusterTokens
         from orchestrator_sandbox.motodispatch import remember_constant_answers
         from orchestrator_sandbox.network import make_ec2_strict
+        from orchestrator_sandbox.paging import page_lists
         from orchestrator_sandbox.route53 import make_route53_strict, published_zones
         from orchestrator_sandbox.seed import (
             deployment_config,
             seed,
+            seed_leftover_role,
             use_distinct_cluster_identities,
         )
 
         events.record_to(self.directory / events.NAME)
         disable_moto_auto_issue()
         use_distinct_validation_records()
+        use_key_algorithms()
+        refuse_regions_not_enabled()
         make_route53_strict()  # no propagation delay while seeding: the estate is old
         make_ec2_strict()
+        make_iam_tags_strict()
         make_elb_physical(
             sg_drain_seconds=self.settings["drain_delay"],
             target_health_seconds=self.settings["target_delay"],
         )
         use_distinct_cluster_identities()
         remember_constant_answers()
+        # Last: it pages what the patches above answer (the world's own clients read whole).
+        page_lists(int(self.settings["page_size"]))
         aws_url = self._start_moto()
         clients = {
             name: self._client(name, aws_url)
@@ -178,7 +193,17 @@ class World:
         seeded = dict(
             zip(SITES, seed(clients, REGION, tuple(s.estate for s in SITES)), strict=True)
         )
-        make_route53_strict(dns_delay=self.settings["dns_delay"])
+        make_route53_strict(
+            dns_delay=self.settings["dns_delay"],
+            rate=self.settings["route53_rate"],
+            alias_delay=self.settings["alias_delay"],
+        )
+        neighbour = self._start_neighbour(clients, seeded[SITES[0]])
+        if self.leftovers:
+            primary = seeded[SITES[0]]
+            primary["leftover_role_arn"] = seed_leftover_role(
+                clients["iam"], primary["cluster_arn"], primary["oidc_issuer"]
+            )
 
         alb = self._start_alb_endpoint(clients)
         view = DnsView(
@@ -192,11 +217,13 @@ class World:
         proxy = ConnectProxy(front_end_route(view, alb))
         proxy.start()
         self._stoppers.append(proxy.stop)
-        acm_regions = {
-            REGION: clients["acm"],
-            "us-east-1": self._client("acm", aws_url, "us-east-1"),
-        }
-        acm = AcmSimulator(view, acm_regions, ACCOUNT, self.settings["acm_delay"])
+        acm = AcmSimulator(
+            view,
+            {REGION: clients["acm"]},
+            ACCOUNT,
+            self.settings["acm_delay"],
+            make_client=lambda region: self._client("acm", aws_url, region),
+        )
         acm.start()
         self._stoppers.append(acm.stop)
 
@@ -232,11 +259,13 @@ class World:
                     "directory": str(self.directory),
                     "endpoints": self.endpoints,
                     "seeded": _published(seeded),
+                    "neighbour": neighbour,
                     "account": ACCOUNT,
                     "settings": self.settings,
                     "profile": self.profile,
                     "time_scale": self.time_scale,
                     "second_team": self.second_team,
+                    "leftovers": self.leftovers,
                     "warnings": self.warnings,
                 },
                 indent=2,
@@ -277,9 +306,10 @@ class World:
         from orchestrator_sandbox.albcontroller import AlbControllerSimulator
         from orchestrator_sandbox.deployments import DeploymentRollouts
         from orchestrator_sandbox.events import record_crd_establishment
-        from orchestrator_sandbox.kubeseed import seed_cluster, seed_data_team
+        from orchestrator_sandbox.kubeseed import seed_cluster, seed_data_team, seed_leftovers
         from orchestrator_sandbox.kubetoken import exec_args
         from orchestrator_sandbox.seed import publish_cluster_endpoint
+        from orchestrator_sandbox.webhookserver import ControllerWebhooks
 
         name = site.estate.name
         tls = ClusterTls.issue()
@@ -289,11 +319,15 @@ class World:
             authenticator=tokens.authenticator(name),
             crd_establish_seconds=self.settings["crd_delay"],
         )
+        # Admission webhooks are answered by the pods behind their Services.
+        kube.store.webhook_caller = ControllerWebhooks(kube.store)
         kube.start()
         self._stoppers.append(kube.stop)
         seed_cluster(kube.store)
         if self.second_team and site.key is None:
             seed_data_team(kube.store, facts["data_team_role_arn"])
+        if self.leftovers and site.key is None:
+            seed_leftovers(kube.store, facts["leftover_role_arn"])
         record_crd_establishment(kube.store, name)  # after seeding: the estate's CRDs are old
         publish_cluster_endpoint(ACCOUNT, REGION, name, kube.url, tls.ca_pem)
         rollouts = DeploymentRollouts(kube.store, self.settings["rollout_delay"], cluster=name)
@@ -311,6 +345,18 @@ class World:
         controller.start()
         self._stoppers.append(controller.stop)
         return ClusterAccess(kube.url, ca_pem=tls.ca_pem, exec_args=exec_args(self.directory, name))
+
+    def _start_neighbour(self, clients: dict[str, Any], primary: dict[str, Any]) -> dict[str, Any]:
+        """Another cluster in the primary cluster's VPC, whose controller resolves its
+        subnets all the time (neighbour.py); what world.json publishes of it."""
+        from orchestrator_sandbox.neighbour import NeighbourController, seed_neighbour
+
+        facts = seed_neighbour(clients["eks"], clients["iam"], primary["private_subnet_ids"])
+        controller = NeighbourController(clients["ec2"], primary["vpc_id"])
+        controller.tick()  # its first outcome is logged before anyone else acts
+        controller.start()
+        self._stoppers.append(controller.stop)
+        return {**facts, "vpc_id": primary["vpc_id"]}
 
     def _start_alb_endpoint(self, clients: dict[str, Any]) -> Any:
         """The front end the world's ALBs answer on, with certificates from the sandbox CA."""

@@ -7,9 +7,13 @@ has it, the subnets whose reachability matches the scheme (public iff its route 
 explicit association else the VPC's main table, routes to an internet gateway). Subnets
 tagged for other clusters only, and those with fewer than 8 free addresses, are dropped;
 then one per zone is chosen, preferring subnets tagged for this cluster, then the lowest
-id. An ALB needs two. Note that the role tag wins over reachability: the controller puts an
-internet-facing ALB into role-tagged private subnets without a word (and then nobody on the
-internet can reach it; see tlsendpoint).
+id. The chosen subnets must all be of one locale (a regular Availability Zone, a Local Zone,
+a Wavelength Zone, by the zone's ZoneType in DescribeAvailabilityZones; or an Outpost, by
+the subnet's OutpostArn); an ALB needs two of them in Availability Zones, one elsewhere.
+Note that the role tag wins over reachability: the controller puts an internet-facing ALB
+into role-tagged private subnets without a word (and then nobody on the internet can reach
+it; see tlsendpoint). And the other-cluster check matches the prefix `kubernetes.io/cluster`
+with no trailing `/`: a tag `kubernetes.io/cluster-x` counts as another cluster's too.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ ROLE_TAGS = {
 }
 CLUSTER_TAG_PREFIX = "kubernetes.io/cluster"
 MIN_AVAILABLE_ADDRESSES = 8
-MIN_ALB_SUBNETS = 2
+MIN_ALB_SUBNETS = 2  # in regular Availability Zones; one elsewhere
+AVAILABILITY_ZONE = "availability-zone"
+ZONE_TYPES = (AVAILABILITY_ZONE, "local-zone", "wavelength-zone")
+OUTPOST = "outpost"
 
 
 def tags_of(resource: Obj) -> dict[str, str]:
@@ -71,8 +78,22 @@ def tagged_for_other_clusters(subnet: Obj, cluster: str) -> bool:
     return any(k.startswith(CLUSTER_TAG_PREFIX) for k in keys)
 
 
-def choose(found: list[Obj], cluster: str, minimum: int = MIN_ALB_SUBNETS) -> list[Obj]:
-    """Filter the candidates and pick one per zone, sorted by id; ModelError if too few."""
+def locale_of(subnet: Obj, zone_types: dict[str, str] | None) -> str:
+    """Where the subnet is: an Outpost, else its zone's type (`zone_types`: zone id -> type;
+    None: every zone a regular Availability Zone)."""
+    if subnet.get("OutpostArn"):
+        return OUTPOST
+    if zone_types is None:
+        return AVAILABILITY_ZONE
+    zone_type = zone_types.get(subnet.get("AvailabilityZoneId", ""), "")
+    if zone_type not in ZONE_TYPES:
+        raise _discovery_error(f"unknown zone type for subnet {subnet['SubnetId']}: {zone_type}")
+    return zone_type
+
+
+def choose(found: list[Obj], cluster: str, zone_types: dict[str, str] | None = None) -> list[Obj]:
+    """Filter the candidates and pick one per zone, sorted by id; ModelError if they are of
+    several locales, or too few."""
     others = [s for s in found if tagged_for_other_clusters(s, cluster)]
     eligible = [s for s in found if s not in others]
     starved = [s for s in eligible if s["AvailableIpAddressCount"] < MIN_AVAILABLE_ADDRESSES]
@@ -89,6 +110,10 @@ def choose(found: list[Obj], cluster: str, minimum: int = MIN_ALB_SUBNETS) -> li
     for subnet in sorted(eligible, key=lambda s: (mine not in tags_of(s), s["SubnetId"])):
         by_zone.setdefault(subnet["AvailabilityZone"], subnet)
     chosen = sorted(by_zone.values(), key=lambda s: s["SubnetId"])
+    locales = sorted({locale_of(s, zone_types) for s in chosen})
+    if len(locales) > 1:
+        raise _discovery_error(f"subnets in multiple locales: [{' '.join(locales)}]")
+    minimum = MIN_ALB_SUBNETS if locales == [AVAILABILITY_ZONE] else 1
     if len(chosen) < minimum:
         raise _discovery_error(
             f"subnets count less than minimal required count: {len(chosen)} < {minimum}"
@@ -115,13 +140,19 @@ def vpc_route_tables(ec2: Any, vpc_id: str) -> list[Obj]:
     return [t for page in pages for t in page["RouteTables"]]
 
 
+def zone_types(ec2: Any) -> dict[str, str]:
+    """Every zone of the region, opted in or not (Local Zones need opting in): id -> type."""
+    zones = ec2.describe_availability_zones(AllAvailabilityZones=True)["AvailabilityZones"]
+    return {z["ZoneId"]: z.get("ZoneType", AVAILABILITY_ZONE) for z in zones}
+
+
 def discover(ec2: Any, vpc_id: str, cluster: str, scheme: str) -> list[Obj]:
     """The subnets the controller gives a new ALB of `scheme` (see the module doc)."""
     subnets = vpc_subnets(ec2, vpc_id)
     found = role_tagged(subnets, scheme)
     if not found:
         found = reachable_for(subnets, vpc_route_tables(ec2, vpc_id), scheme)
-    return choose(found, cluster)
+    return choose(found, cluster, zone_types(ec2))
 
 
 def all_public(ec2: Any, subnet_ids: list[str]) -> bool:

@@ -65,6 +65,7 @@ def up(
     second_team: bool = False,
     profile: str | None = None,
     time_scale: float = 1.0,
+    leftovers: bool = False,
 ) -> dict[str, Any]:
     """Start the world in `directory` unless it is already running there. `settings`: the
     delays of options.SETTINGS (by name) that differ from their defaults; `profile` and
@@ -78,7 +79,9 @@ def up(
         with _locked(directory):
             info = running(directory)
             if info is None:
-                world_args = options.as_arguments(settings or {}, second_team, profile, time_scale)
+                world_args = options.as_arguments(
+                    settings or {}, second_team, profile, time_scale, leftovers
+                )
                 info = _start(directory, world_args)
     except StartInterrupted:
         raise
