@@ -1,5 +1,7 @@
+"""`python -m orchestrator ...`."""
+
 import sys
 
-from orchestrator.cli import main
+from orchestrator.startup import run
 
-sys.exit(main())
+sys.exit(run())

@@ -8,11 +8,15 @@ Exit codes: 0 done; 1 a phase failed (state saved); 2 usage, config or state err
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import shlex
 import signal
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         args.arguments += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    flags = args.hints = _given_flags(args)
+    args.hints = _given_flags(args)
     # --config/--state may come before or after the command; neither sets a default.
     args.config = getattr(args, "config", None)
     args.state_given = hasattr(args, "state")  # else the config's state.url, or state.json
@@ -49,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a CI time-out stops us like Ctrl-C does
     try:
         # Every hint printed names a command with the user's flags (orchestrator/hints.py).
-        with rewriting(flags, stdout=not getattr(args, "json", False)):
+        # Asked at each write: a command that reads the state adds what it was made with.
+        with rewriting(lambda: args.hints, stdout=not getattr(args, "json", False)):
             return _handle(args)
     except BrokenPipeError:  # `orchestrator status | head`: the reader left; nothing to say
         sys.stdout = None
@@ -63,7 +68,7 @@ def _handle(args: argparse.Namespace) -> int:
     # With --json, every way out ends with a result line; otherwise plain until a working
     # command has asked what it must (a rollback's question) and chooses (_reporter).
     if args.command in WORKING and args.json:
-        args.report = JsonReporter(sys.stdout, args.hints.rewrite)
+        args.report = JsonReporter(sys.stdout, lambda text: args.hints.rewrite(text))
     else:
         args.report = Reporter()
     ending: list[str] = []
@@ -131,7 +136,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 # ---- arguments ---------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(for_completion: bool = False) -> argparse.ArgumentParser:
+    """The command line; `for_completion` adds what only a completion script offers (the
+    outputs' names, which the command checks itself, and the sandbox's own words)."""
     from orchestrator.states import phase_names
 
     phases = phase_names()
@@ -141,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--state", default=argparse.SUPPRESS, help=f"state file (default {DEFAULT_STATE})"
+    )
+    common.add_argument(
+        "--lock-timeout",
+        type=duration,
+        default=argparse.SUPPRESS,
+        metavar="DURATION",
+        help="wait this long for another command's lock (30s, 5m, 1h) before refusing",
     )
     common.add_argument(
         "-v",
@@ -267,6 +281,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     target.add_argument("--all", action="store_true", help="undo every phase")
     rollback.add_argument(
+        "--recorded-settings",
+        action="store_true",
+        help="roll back with the settings the state file recorded (those its phases were "
+        "made with), not the config's: after a changed region, cluster or subdomain",
+    )
+    rollback.add_argument(
         "-y",
         "--yes",
         action="store_true",
@@ -329,7 +349,13 @@ def _parser() -> argparse.ArgumentParser:
         "  orchestrator outputs\n  orchestrator outputs url\n"
         "  orchestrator outputs name_servers --json",
     )
-    outputs.add_argument("name", nargs="?", metavar="NAME", help="print only this output")
+    outputs.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        choices=_output_names() if for_completion else None,
+        help="print only this output",
+    )
     outputs.add_argument("--json", action="store_true", help="print JSON")
     outputs.set_defaults(handler=_outputs)
 
@@ -359,6 +385,17 @@ def _parser() -> argparse.ArgumentParser:
     moving.add_argument("file", metavar="FILE", help="the local state file")
     moving.set_defaults(handler=_move_state)
 
+    unlock = command(
+        "force-unlock",
+        "break the lock of a command known to be dead (S3 state)",
+        "Delete the S3 state's lock, if its ID is LOCK_ID: the one a refusal names. Only for "
+        "a command known to be dead (its lease may still run for a while: a killed command's "
+        "lock is otherwise taken over once its lease ends). A wrong ID breaks nothing.",
+        "  orchestrator --state s3://team-state/kubeflow/state.json force-unlock 3f2a9c01d4e5b6a7",
+    )
+    unlock.add_argument("lock_id", metavar="LOCK_ID", help="the lock's ID, as a refusal names it")
+    unlock.set_defaults(handler=_force_unlock)
+
     completion = command(
         "completion",
         "print a shell completion script",
@@ -375,9 +412,19 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
         help="the sandbox world: up | down | status (package kubeflow-alb-sandbox)",
     )
-    sandbox.add_argument("arguments", nargs=argparse.REMAINDER)
+    if for_completion:  # the world's own parser reads these: its actions and its directory
+        sandbox.add_argument("action", choices=["up", "down", "status"])
+        sandbox.add_argument("--dir", metavar="DIR", help="the world's directory")
+    else:
+        sandbox.add_argument("arguments", nargs=argparse.REMAINDER)
     sandbox.set_defaults(handler=_sandbox)
     return parser
+
+
+def _output_names() -> list[str]:
+    from orchestrator.outputs import KNOWN
+
+    return list(KNOWN)
 
 
 def _wrap(text: str) -> str:
@@ -419,6 +466,13 @@ def version() -> str:
         return "unknown"
 
 
+def duration(text: str) -> float:
+    """Seconds of a duration as Terraform writes them: 90, 90s, 5m, 1h."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    return seconds(number) * units[unit]
+
+
 def seconds(text: str) -> float:
     try:
         value = float(text)
@@ -455,8 +509,10 @@ def state_store(location: str, kms_key: str | None = None) -> Any:
     """The store for `--state`: a local file, or an object in S3 (`s3://BUCKET/KEY`, shared
     by a team, locked with S3's conditional writes). S3's code (and boto3) is imported only
     for an S3 state, so `status` on a local file stays quick."""
-    from orchestrator.store import StateStore, is_s3
+    from orchestrator.store import StateStore, is_s3, looks_like_s3
 
+    if looks_like_s3(location):
+        raise UsageError(f"{location}: not an S3 location; write s3://BUCKET/KEY")
     if is_s3(location):
         from orchestrator.s3store import S3StateStore
 
@@ -467,13 +523,32 @@ def state_store(location: str, kms_key: str | None = None) -> Any:
 
 
 def _sandbox_hint(args: argparse.Namespace) -> str:
-    """After `run --sandbox`, a bare `resume` finds no config.yaml: point at the world."""
+    """After `run --sandbox`, a bare `resume` finds no config.yaml: point at the world
+    the state was made on (it says so), or at one that is there."""
     if args.config is not None or getattr(args, "sandbox", True):
         return ""
+    made = _recorded_flags(args.state)
+    if made.sandbox:
+        words = ["--sandbox"] + (["--sandbox-dir", made.sandbox_dir] if made.sandbox_dir else [])
+        return f"; {args.state} was made on the sandbox world: add {shlex.join(words)}"
     world_config = Path(args.sandbox_dir) / "config.yaml"
     if Path(DEFAULT_CONFIG).exists() or not world_config.exists():
         return ""
     return f"; a sandbox world is in {args.sandbox_dir}: add --sandbox to use it"
+
+
+def _recorded_flags(location: str) -> Flags:
+    """The flags the local state file at `location` was made with, as far as it says."""
+    from orchestrator.states import phase_names
+    from orchestrator.store import StateStore, is_s3
+
+    store = StateStore(location)
+    if is_s3(location) or not store.exists():
+        return Flags()
+    try:
+        return Flags.recorded(store.load(phase_names()).made_with)
+    except UsageError:  # not a state file we can read: its own command will say so
+        return Flags()
 
 
 def _engine(
@@ -490,6 +565,8 @@ def _engine(
     from orchestrator.waiting import WaitPolicy
 
     report = args.report
+    if state.made_with is None:  # a new state (or one from before): saved with what made it
+        state.made_with = args.hints.record()
 
     def on_retry(error: Any, attempt: int) -> None:
         report.info(f"{retry_reason(error)}; retrying (attempt {attempt})")
@@ -524,8 +601,15 @@ def _kube(config: Any) -> Any:
     return Kube(context=config.kube_context)
 
 
-def _load_state(store: Any, config: Any, phases: list[Any], *, must_exist: bool) -> Any:
-    from orchestrator.machine import check_state
+def _load_state(
+    store: Any,
+    config: Any,
+    phases: list[Any],
+    *,
+    must_exist: bool,
+    say: Callable[[str], None] | None = None,
+) -> Any:
+    from orchestrator.machine import check_state, repoint
     from orchestrator.store import new_state
 
     names = [p.name for p in phases]
@@ -536,6 +620,11 @@ def _load_state(store: Any, config: Any, phases: list[Any], *, must_exist: bool)
             )
         return new_state(config.deployment_id, config.settings(), names)
     state = store.load(names)
+    # A state made for a config mistake (a wrong region, a mistyped cluster) that holds
+    # nothing follows the corrected config; one that holds something is refused.
+    repointed = repoint(state, config, store.path)
+    if repointed and say is not None:
+        say(repointed)
     check_state(state, config, phases, store.path)
     return state
 
@@ -551,10 +640,11 @@ def _reporter(args: argparse.Namespace) -> None:
 def _forward(args: argparse.Namespace) -> int:
     config, phases, store = _prepare(args)
     command = "resume" if args.resume else "run"
-    with store.locked(command) as note:
+    with store.locked(command, _lock_timeout(args)) as note:
         if note:
             print(note, file=sys.stderr)
-        state = _load_state(store, config, phases, must_exist=args.resume)
+        existed = store.exists()
+        state = _load_state(store, config, phases, must_exist=args.resume, say=args.report.notice)
         _reporter(args)
         engine = _engine(args, config, phases, store, state, frozenset(args.confirm))
         args.report.header(state.deployment, str(store.path))
@@ -562,17 +652,33 @@ def _forward(args: argparse.Namespace) -> int:
             to = None if state.rollback_to == ROLLBACK_ALL else state.rollback_to
             args.report.notice(f"finishing the interrupted rollback to {to or 'nothing (--all)'}")
             return _outcome(engine, lambda: engine.rollback(to), args)
-        return _outcome(engine, lambda: engine.forward(args.until), args)
+        try:
+            return _outcome(engine, lambda: engine.forward(args.until), args)
+        except UsageError:
+            _discard_refused(store, state, existed)
+            raise
+
+
+def _discard_refused(store: Any, state: Any, existed: bool) -> None:
+    """A state file this run made and was then refused to go on with (another state file's
+    resources are there) is not left behind: "nothing was changed" holds for it too."""
+    from orchestrator.machine import holds_anything
+
+    discard = getattr(store, "discard", None)  # a local file's store has it
+    if not existed and discard is not None and store.exists() and not holds_anything(state):
+        discard()
 
 
 def _rollback(args: argparse.Namespace) -> int:
     from orchestrator import preview
 
     config, phases, store = _prepare(args)
-    with store.locked("rollback") as note:
+    with store.locked("rollback", _lock_timeout(args)) as note:
         if note:
             print(note, file=sys.stderr)
-        state = _load_state(store, config, phases, must_exist=True)
+        if args.recorded_settings:
+            config = _as_recorded(args, store, config, phases)
+        state = _load_state(store, config, phases, must_exist=True, say=args.report.notice)
         to = None if args.all else args.to
         steps = preview.rollback_steps(state, phases, to)
         shown = preview.render(steps, state.deployment, "--all" if to is None else f"--to {to}")
@@ -580,7 +686,8 @@ def _rollback(args: argparse.Namespace) -> int:
             _agree(
                 args,
                 shown,
-                f"`orchestrator rollback {'--all' if to is None else '--to ' + to} --yes`",
+                f"`orchestrator rollback {'--all' if to is None else '--to ' + to}"
+                f"{' --recorded-settings' if args.recorded_settings else ''} --yes`",
             )
         _reporter(args)
         engine = _engine(args, config, phases, store, state)
@@ -588,6 +695,31 @@ def _rollback(args: argparse.Namespace) -> int:
         if args.json:
             args.report.emit("preview", steps=[step.as_dict() for step in steps])
         return _outcome(engine, lambda: engine.rollback(to), args)
+
+
+def _as_recorded(args: argparse.Namespace, store: Any, config: Any, phases: list[Any]) -> Any:
+    """`rollback --recorded-settings`: the config as the state file recorded it, so that
+    what was made with settings since changed (a region, a cluster's name) is undone with
+    them, without writing the old config back."""
+    from orchestrator.config import check_kube_context
+    from orchestrator.machine import recorded_config
+
+    if not store.exists():
+        raise UsageError(f"no state file at {store.path}: nothing to roll back")
+    recorded = recorded_config(config, store.load([p.name for p in phases]))
+    changed = [
+        f"{key} {value!r}"
+        for key, value in recorded.settings().items()
+        if value != config.settings().get(key)
+    ]
+    if recorded.kube_context != config.kube_context:
+        check_kube_context(recorded)
+    if changed:
+        args.report.notice(
+            f"rolling back with the settings {store.path} recorded, not the config's: "
+            f"{'; '.join(changed)}"
+        )
+    return recorded
 
 
 def _agree(args: argparse.Namespace, shown: str, confirmed: str) -> None:
@@ -613,7 +745,13 @@ def _plan(args: argparse.Namespace) -> int:
     from orchestrator import planning
 
     config, phases, store = _prepare(args)
-    state = _load_state(store, config, phases, must_exist=False)
+    state = _load_state(
+        store,
+        config,
+        phases,
+        must_exist=False,
+        say=lambda note: args.report.notice(f"{note} (in this plan; `orchestrator run` saves it)"),
+    )
     engine = _engine(args, config, phases, Unsaved(), state)
     plans = engine.plan(args.until)
     if args.json:
@@ -644,7 +782,7 @@ def _import(args: argparse.Namespace) -> int:
     from orchestrator.store import new_state
 
     config, phases, store = _prepare(args)
-    with store.locked("import") as note:
+    with store.locked("import", _lock_timeout(args)) as note:
         if note:
             print(note, file=sys.stderr)
         if store.exists():
@@ -724,8 +862,7 @@ def _outcome(engine: Any, work: Any, args: argparse.Namespace) -> int:
         return ExitCode.PHASE_FAILED
     except StillWaiting as stop:
         engine.report.stopped(
-            f"stopped after {stop.elapsed:.0f}s while waiting for {stop.waiting_for}; "
-            "run `orchestrator resume` to keep waiting"
+            f"{_stopped_after(engine.report, stop)}; run `orchestrator resume` to keep waiting"
         )
         return ExitCode.WAITING
     except NeedsAction as action:
@@ -740,6 +877,18 @@ def _outcome(engine: Any, work: Any, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _stopped_after(report: Any, stop: StillWaiting) -> str:
+    """How long the command ran before a wait stopped it: --max-wait counts from the
+    command's start, so the wait itself may have begun just before its deadline."""
+    from orchestrator.report import elapsed
+
+    ran = time.monotonic() - report.began
+    said = f"stopped after {elapsed(ran)} while waiting for {stop.waiting_for}"
+    if ran - stop.elapsed >= 1:  # most of the time went to the phases before this wait
+        said += f" ({elapsed(stop.elapsed)} of it on this wait)"
+    return said
+
+
 # ---- status ------------------------------------------------------------------------------------
 
 
@@ -750,8 +899,14 @@ def _read_state(args: argparse.Namespace) -> tuple[Any, Any]:
 
     store = state_store(*_state_location(args))
     if not store.exists():
-        raise UsageError(f"no state file at {store.path}: nothing has run yet")
-    return store, store.load(phase_names())
+        # In S3, also whether the key's prefix holds anything at all (a mistyped key).
+        prefix = store.missing_prefix() if hasattr(store, "missing_prefix") else None
+        elsewhere = f" (nothing at all is under {prefix}: is the key right?)" if prefix else ""
+        raise UsageError(f"no state file at {store.path}: nothing has run yet{elsewhere}")
+    state = store.load(phase_names())
+    # Its hints name `run` and `resume`: with the flags the state was made with.
+    args.hints = args.hints.or_made_with(Flags.recorded(state.made_with))
+    return store, state
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -902,8 +1057,8 @@ def _state_location(args: argparse.Namespace) -> tuple[str, str | None]:
 
 
 def _move_state(args: argparse.Namespace) -> int:
-    """`state pull|push FILE`: a state between S3 and a local file, never over another."""
-    from orchestrator.states import phase_names
+    """`state pull|push FILE`: a state between S3 and a local file, never over another,
+    and never two live copies: push leaves a pointer to S3 in FILE, pull a snapshot."""
     from orchestrator.store import StateStore, is_s3
 
     location, kms_key = _state_location(args)
@@ -912,21 +1067,101 @@ def _move_state(args: argparse.Namespace) -> int:
             "`state pull` and `state push` need a state in S3: --state s3://BUCKET/KEY, or "
             "state.url in the config"
         )
-    names = phase_names()
     remote, local = state_store(location, kms_key), StateStore(args.file)
-    source, target = (remote, local) if args.action == "pull" else (local, remote)
-    if not source.exists():
-        raise UsageError(f"no state at {source.path}: nothing to {args.action}")
-    local.check()
-    with target.locked(f"state {args.action}") as note:
+    local.check_path()
+    if args.action == "pull":
+        return _pull_state(remote, local)
+    return _push_state(remote, local, _lock_timeout(args))
+
+
+def _pull_state(remote: Any, local: Any) -> int:
+    """A snapshot of the state in S3 in a local file: read without the lock, as `status`
+    reads, and written as a snapshot no command works on (so no lock file either)."""
+    from orchestrator.states import phase_names
+    from orchestrator.store import SNAPSHOT_OF
+
+    marker = local.marker()
+    if local.exists() and marker is None:
+        raise UsageError(
+            f"{local.path} is a live state file: nothing was copied. Push it "
+            f"(`state push {local.path}`), or pull into another file"
+        )
+    if marker is not None and marker[1] != remote.path:
+        raise UsageError(
+            f"{local.path} stands for the state at {marker[1]}, not {remote.path}: nothing "
+            "was copied; pull into another file"
+        )
+    if not remote.exists():
+        raise UsageError(f"no state at {remote.path}: nothing to pull")
+    state = remote.load(phase_names())
+    local.write_marker(SNAPSHOT_OF, remote.path, state)
+    print(
+        f"copied deployment {state.deployment} from {remote.path} to {local.path}, a "
+        f"snapshot to read: commands refuse to work on it unless it is pushed back"
+    )
+    return ExitCode.OK
+
+
+def _push_state(remote: Any, local: Any, wait: float) -> int:
+    """The local state into S3, under both locks; the local file then points to S3, so
+    that no command works on it any more (one state, one live copy)."""
+    from orchestrator.store import MOVED_TO, SNAPSHOT_OF
+
+    marker = local.marker()
+    if marker is not None and marker[0] == MOVED_TO:
+        local.refuse_if_not_live()
+    if not local.exists():
+        raise UsageError(f"no state at {local.path}: nothing to push")
+    # A live file is locked against a local command; a snapshot no command works on.
+    holding = local.locked("state push", wait) if marker is None else contextlib.nullcontext()
+    with holding, remote.locked("state push", wait) as note:
         if note:
             print(note)
-        state = source.load(names)
-        if target.exists():
-            _refuse_other_state(target.load(names), state, target.path)
-        target.save(state)
-    print(f"copied deployment {state.deployment} from {source.path} to {target.path}")
+        state = _pushed(remote, local, marker is not None and marker[0] == SNAPSHOT_OF)
+        local.write_marker(MOVED_TO, remote.path, state)
+        local.remove_lock_file()
+    print(
+        f"moved deployment {state.deployment} from {local.path} to {remote.path}; "
+        f"{local.path} now only points there"
+    )
     return ExitCode.OK
+
+
+def _pushed(remote: Any, local: Any, snapshot: bool) -> Any:
+    """Write the local state to S3, unless S3 holds another, or a newer one of this state
+    than a snapshot pulled earlier."""
+    from orchestrator.states import phase_names
+
+    names = phase_names()
+    state = local.load(names)
+    if remote.exists():
+        there = remote.load(names)
+        _refuse_other_state(there, state, remote.path)
+        if snapshot and there.revision > state.revision:
+            raise UsageError(
+                f"{remote.path} has moved on since {local.path} was pulled (revision "
+                f"{there.revision}, the snapshot has {state.revision}): nothing was copied"
+            )
+    remote.save(state)
+    return state
+
+
+def _force_unlock(args: argparse.Namespace) -> int:
+    """Break the S3 lock whose ID is given, as Terraform's force-unlock does."""
+    from orchestrator.store import is_s3
+
+    location, kms_key = _state_location(args)
+    if not is_s3(location):
+        raise UsageError(
+            f"{location} is a local state: its lock is the kernel's, released when its holder "
+            "dies, so there is nothing to break"
+        )
+    print(state_store(location, kms_key).force_unlock(args.lock_id))
+    return ExitCode.OK
+
+
+def _lock_timeout(args: argparse.Namespace) -> float:
+    return float(getattr(args, "lock_timeout", 0.0))
 
 
 def _refuse_other_state(there: Any, coming: Any, where: object) -> None:
@@ -980,9 +1215,9 @@ def _phase_summary(record: Any) -> dict[str, Any]:
 
 
 def _completion(args: argparse.Namespace) -> int:
-    import shtab
+    from orchestrator.completion import script
 
-    print(shtab.complete(_parser(), shell=args.shell))
+    print(script(_parser(for_completion=True), args.shell))
     return ExitCode.OK
 
 
@@ -1007,4 +1242,8 @@ def sandbox_world() -> Any:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    return int(sandbox_world().main(args.arguments, prog="orchestrator sandbox"))
+    from orchestrator.startup import loading
+
+    with loading():  # tens of milliseconds of imports, with nothing yet to undo
+        world = sandbox_world()
+    return int(world.main(args.arguments, prog="orchestrator sandbox"))

@@ -5,6 +5,10 @@ The messages that name a next command (about fifty, across the engine, the AWS l
 the phases) are written plainly, as "`orchestrator resume`"; this is the one place that
 completes them. Run bare, `orchestrator resume` would read another config and state file
 than the command that printed it.
+
+A state file records the flags of the command that made it (`made_with`); a command that
+reads the state only (`status`, `outputs`) is given none of `run`'s flags, and completes
+its hints with those.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import re
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -33,6 +37,33 @@ class Flags:
     state: str | None = None
     sandbox: bool = False
     sandbox_dir: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """These flags as a state file keeps them (`made_with`)."""
+        return {
+            "config": self.config,
+            "state": self.state,
+            "sandbox": self.sandbox,
+            "sandbox_dir": self.sandbox_dir,
+        }
+
+    @classmethod
+    def recorded(cls, made_with: dict[str, Any] | None) -> Flags:
+        """The flags a state file says it was made with (none, for a file from before)."""
+        return cls(**(made_with or {}))
+
+    def or_made_with(self, made: Flags) -> Flags:
+        """These flags, completed by those the state was made with: a command that reads
+        the state only (`status`) is given none of `run`'s, yet its hints name `run`. What
+        the user gave wins; --state is not taken from the record, since the state was read
+        from where it is now (given, the default, or the config's state.url)."""
+        sandbox_dir = self.sandbox_dir if self.sandbox else made.sandbox_dir
+        return Flags(
+            config=self.config if self.config is not None else made.config,
+            state=self.state,
+            sandbox=self.sandbox or made.sandbox,
+            sandbox_dir=sandbox_dir,
+        )
 
     def for_command(self, command: str, present: str = "") -> list[str]:
         """The flags `orchestrator COMMAND` needs to act as the user's command did; not
@@ -68,14 +99,16 @@ class Flags:
 
 
 class HintStream:
-    """A text stream that completes the hints written to it; all else passes through."""
+    """A text stream that completes the hints written to it; all else passes through.
+    `flags` is asked at each write: a command learns more of them once it has read the
+    state (what it was made with)."""
 
-    def __init__(self, stream: TextIO, flags: Flags) -> None:
+    def __init__(self, stream: TextIO, flags: Callable[[], Flags]) -> None:
         self._stream = stream
         self._flags = flags
 
     def write(self, text: str) -> int:
-        self._stream.write(self._flags.rewrite(text))
+        self._stream.write(self._flags().rewrite(text))
         return len(text)
 
     def __getattr__(self, name: str) -> Any:
@@ -83,7 +116,7 @@ class HintStream:
 
 
 @contextlib.contextmanager
-def rewriting(flags: Flags, *, stdout: bool = True) -> Iterator[None]:
+def rewriting(flags: Callable[[], Flags], *, stdout: bool = True) -> Iterator[None]:
     """Complete hints on stderr (and stdout, unless it carries JSON: data, kept as it is)
     while the block runs."""
     out, err = sys.stdout, sys.stderr

@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator.aws import partition_of, tolerate
 from orchestrator.builders import records
 from orchestrator.builders.controller_manifests import oidc_provider_arn, policy_arn
-from orchestrator.kube import tolerate_not_found
+from orchestrator.kube import KubeError, tolerate_not_found
 from orchestrator.ownership import (
     DEPLOYMENT_LABEL,
     OWNER_TAG,
@@ -92,15 +92,34 @@ class Found:
 
 
 def find(ctx: PhaseContext) -> list[Found]:
-    """Everything that carries the deployment's marks, in the order the phases make it."""
-    cluster = ctx.aws.eks.describe_cluster(name=ctx.config.cluster_name)["cluster"]
+    """Everything that carries the deployment's marks, in the order the phases make it.
+
+    The cluster may not exist (a wrong region or name in the config that made the state,
+    or a cluster deleted since): then what is found without it is found (Route 53, ACM,
+    IAM, subnet tags by their marker, the Kubernetes API of the config's context if it
+    answers), and what cannot be looked for is said."""
+    cluster = _cluster(ctx)
     found = _zones(ctx)
     found += _certificates(ctx, {f.id: f for f in found if f.kind == ZONE})
     found += _iam(ctx, cluster)
-    found += _subnet_tags(ctx, cluster["resourcesVpcConfig"]["vpcId"])
-    found += _kubernetes(ctx)
+    found += _subnet_tags(ctx, cluster["resourcesVpcConfig"]["vpcId"] if cluster else None)
+    found += _kubernetes(ctx) if cluster else _kubernetes_if_reachable(ctx)
     order = {name: i for i, name in enumerate(phase_names())}
     return sorted(found, key=lambda f: order[f.phase])
+
+
+def _cluster(ctx: PhaseContext) -> dict[str, Any] | None:
+    """The config's EKS cluster, or None (said) if there is none of that name there."""
+    name, region = ctx.config.cluster_name, ctx.config.region
+    described = tolerate(ctx.aws.eks.describe_cluster, "ResourceNotFoundException", name=name)
+    if described is None:
+        ctx.say(
+            f"EKS cluster {name!r} does not exist in {region}: looking for this deployment's "
+            "resources without it (its IAM OIDC provider among all of the account's, subnet "
+            "tags in every VPC of the region)"
+        )
+        return None
+    return dict(described["cluster"])
 
 
 def by_other_owners(ctx: PhaseContext, found: list[Found]) -> list[Found]:
@@ -233,17 +252,22 @@ def _unique(found: list[Found]) -> list[Found]:
 # ---- IAM -------------------------------------------------------------------------------------
 
 
-def _iam(ctx: PhaseContext, cluster: dict[str, Any]) -> list[Found]:
+def _iam(ctx: PhaseContext, cluster: dict[str, Any] | None) -> list[Found]:
     """Our role and policy (by their names), the attachment, and the OIDC provider if ours."""
     iam = ctx.aws.iam
     identity_doc = ctx.aws.sts.get_caller_identity()
     account, partition = identity_doc["Account"], partition_of(identity_doc["Arn"])
     role, policy_name = names(ctx.deployment)
     policy = policy_arn(account, policy_name, partition)
-    issuer = cluster["identity"]["oidc"]["issuer"]
-    provider = oidc_provider_arn(account, issuer, partition)
+    if cluster is not None:
+        issuer = cluster["identity"]["oidc"]["issuer"]
+        providers = [oidc_provider_arn(account, issuer, partition)]
+    else:  # which provider was the cluster's is unknown: each one's tags say if it is ours
+        listed = iam.list_open_id_connect_providers().get("OpenIDConnectProviderList", [])
+        providers = [p["Arn"] for p in listed]
     found = []
-    for kind, rid in ((ROLE, role), (POLICY, policy), (OIDC, provider)):
+    wanted = [(ROLE, role), (POLICY, policy), *((OIDC, arn) for arn in providers)]
+    for kind, rid in wanted:
         listed = tolerate(iam_tags, NO_ENTITY, ctx=ctx, kind=kind, rid=rid)
         if listed is None:
             continue
@@ -261,17 +285,14 @@ def _iam(ctx: PhaseContext, cluster: dict[str, Any]) -> list[Found]:
 # ---- EC2 -------------------------------------------------------------------------------------
 
 
-def _subnet_tags(ctx: PhaseContext, vpc_id: str) -> list[Found]:
-    """The tags our marker on each subnet says we added, where they still are."""
+def _subnet_tags(ctx: PhaseContext, vpc_id: str | None) -> list[Found]:
+    """The tags our marker on each subnet says we added, where they still are (in the
+    cluster's VPC; in every VPC of the region when the cluster is not known)."""
     found = []
-    subnets = ctx.aws.ec2.pages(
-        "describe_subnets",
-        "Subnets",
-        Filters=[
-            {"Name": "vpc-id", "Values": [vpc_id]},
-            {"Name": "tag-key", "Values": [marker_key(ctx.deployment)]},
-        ],
-    )
+    filters = [{"Name": "tag-key", "Values": [marker_key(ctx.deployment)]}]
+    if vpc_id is not None:
+        filters.append({"Name": "vpc-id", "Values": [vpc_id]})
+    subnets = ctx.aws.ec2.pages("describe_subnets", "Subnets", Filters=filters)
     for subnet in subnets:
         tags = tag_map(subnet.get("Tags", []))
         marker = read_marker(tags, ctx.deployment)
@@ -307,6 +328,22 @@ def _kubernetes(ctx: PhaseContext) -> list[Found]:
         # phase's rollback deletes such orphans by their tags.
         found += [Found("ingress", OBJECT, INGRESS_ID, identity) for identity in _orphans(ctx)]
     return found
+
+
+def _kubernetes_if_reachable(ctx: PhaseContext) -> list[Found]:
+    """Without the EKS cluster, the config's Kubernetes context may still answer (a wrong
+    region or name: the context is the real cluster); if it does not, that is said, and
+    what is in it is not looked for."""
+    try:
+        return _kubernetes(ctx)
+    except KubeError as exc:
+        if exc.status is not None:
+            raise
+        ctx.say(
+            f"the Kubernetes API of the config's context could not be reached ({exc.message}): "
+            "objects labelled with this deployment there were not looked for"
+        )
+        return []
 
 
 def _listed(kube: Any, api_version: str, kind: str, selector: str) -> list[dict[str, Any]]:

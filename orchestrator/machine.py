@@ -10,6 +10,7 @@ next command picks up exactly there.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -499,19 +500,73 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
 # ---- consistency of a state file with the config and the phases ------------------------------
 
 
+# The settings a deployment's id is made of (config.py deployment_id).
+IDENTIFYING = ("cluster.name", "cluster.region", "route53.subDomain.name")
+RECORDED = "--recorded-settings"  # rollback's flag: the settings the state file recorded
+
+
+def holds_anything(state: DeploymentState) -> bool:
+    """Whether the state ties anything in the world to its deployment: a phase lists what
+    it made, adopted or means to make (an intent is listed before its call), or a rollback
+    has not finished (its sweep may still find something). What a finished rollback kept
+    for others is released (it no longer carries this state file's marks), so it does not."""
+    return state.rollback_to is not None or any(r.resources for r in state.phases)
+
+
+def repoint(state: DeploymentState, config: Config, path: Any) -> str | None:
+    """A state made for another deployment that holds nothing (a wrong region or cluster
+    name failed preflight, say) becomes this config's; what it says it did, or None.
+
+    Nothing was tagged or labelled with the old id, so nothing is lost: the phases start
+    afresh (keeping their rollback generation, and what a rollback kept, for `status`). The
+    state file's identity stays: it names this file, not the deployment."""
+    if state.deployment == config.deployment_id or holds_anything(state):
+        return None
+    old = state.deployment
+    changed = _changed(state.settings, config.settings(), IDENTIFYING)
+    state.deployment = config.deployment_id
+    state.settings = config.settings()
+    state.phases = [PhaseRecord(r.name, generation=r.generation, kept=r.kept) for r in state.phases]
+    return (
+        f"re-pointed {path} from deployment {old} to {config.deployment_id}"
+        f"{_explain(changed)}: nothing had been made for {old}"
+    )
+
+
+def recorded_config(config: Config, state: DeploymentState) -> Config:
+    """The config as the state file recorded it: the settings its phases were made with,
+    for a rollback after the config was changed (or its cluster or region is gone)."""
+    recorded = {**IMPLIED_SETTINGS, **state.settings}
+    values: dict[str, Any] = {
+        SETTING_FIELDS[key]: tuple(value) if isinstance(value, list) else value
+        for key, value in recorded.items()
+        if key in SETTING_FIELDS
+    }
+    return dataclasses.replace(config, **values)
+
+
+# The Config field behind each of Config.settings().
+SETTING_FIELDS = {
+    "cluster.name": "cluster_name",
+    "cluster.region": "region",
+    "route53.rootDomain.name": "root_domain",
+    "route53.rootDomain.hostedZoneId": "root_zone_id",
+    "route53.rootDomain.wildcardCertificate": "root_wildcard_certificate",
+    "route53.subDomain.name": "subdomain",
+    "route53.subDomain.hostedZoneId": "subdomain_zone_id",
+    "route53.subDomain.subjectAlternativeNames": "subject_alternative_names",
+    "kubeflow.alb.scheme": "alb_scheme",
+    "kubeflow.alb.controller.imageRepository": "controller_image_repository",
+    "kubernetes.context": "kube_context",
+}
+
+
 def check_state(state: DeploymentState, config: Config, phases: list[Phase], path: Any) -> None:
     """Refuse (exit 2) a state file that does not belong to this config or is inconsistent."""
     settings = config.settings()
     recorded = {**IMPLIED_SETTINGS, **state.settings}
     if state.deployment != config.deployment_id:
-        changed = _changed(
-            state.settings, settings, ("cluster.name", "cluster.region", "route53.subDomain.name")
-        )
-        raise UsageError(
-            f"{path} belongs to deployment {state.deployment!r}, but the config describes "
-            f"{config.deployment_id!r}{_explain(changed)}. Use the config that deployment was "
-            "made with (and roll it back if you are moving), or another --state file."
-        )
+        raise UsageError(_moved(state, config, path))
     for index, phase in enumerate(phases):
         record = state.phase(phase.name)
         if record.status == "done":
@@ -532,8 +587,29 @@ def check_state(state: DeploymentState, config: Config, phases: list[Phase], pat
                 f"the config changed since phase {phase.name} was run{_explain(changed)}; "
                 "resuming would diverge from what it made. Restore the previous value; to "
                 f"change it, first undo {phase.name} and what follows with the previous "
-                f"value (`orchestrator rollback {back}`), then set the new one and run."
+                f"value (`orchestrator rollback {back}`, or without restoring it "
+                f"`orchestrator rollback {back} {RECORDED}`), then set the new one and run."
             )
+
+
+def _moved(state: DeploymentState, config: Config, path: Any) -> str:
+    """Why a state of another deployment, which holds something, is refused, and the
+    commands that undo what it holds with the settings it was made with."""
+    changed = _changed(state.settings, config.settings(), IDENTIFYING)
+    holding = [r.name for r in state.phases if r.resources]
+    unfinished = " (a rollback of it was interrupted)" if state.rollback_to else ""
+    held = (
+        f"; what its phases made or adopted is still there ({', '.join(holding)})"
+        if holding
+        else ""
+    )
+    return (
+        f"{path} belongs to deployment {state.deployment!r}, but the config describes "
+        f"{config.deployment_id!r}{_explain(changed)}{unfinished}{held}. To keep it, use the "
+        "config that deployment was made with, or another --state file. To move, first undo "
+        f"it with the settings it was made with: `orchestrator rollback --all {RECORDED}`, "
+        "then run again: a state that holds nothing follows the config."
+    )
 
 
 def _changed(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> list[str]:

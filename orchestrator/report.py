@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 # A wait prints a progress line when what it observes changes, and at least this often.
 PROGRESS_EVERY = 30.0
@@ -189,9 +189,13 @@ class LiveReporter(Reporter):
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
+        from rich.spinner import Spinner
 
         super().__init__(out, err)
         self.console = Console(file=self.out, highlight=False)
+        # One spinner for the whole command: its frame follows the time since it was first
+        # drawn, so a new one at each refresh would show its first frame for ever.
+        self._spinner = Spinner("dots")
         self._current: tuple[str, str, float] | None = None  # phase, what it does, since
         self._detail: str | None = None
         self._live = Live(_Render(self), console=self.console, refresh_per_second=8, transient=True)
@@ -207,22 +211,31 @@ class LiveReporter(Reporter):
         self._current, self._detail = (phase, doing, time.monotonic()), None
 
     def line(self) -> Any:
-        """The live line: spinner, phase, what it does, elapsed (phase, total)."""
-        from rich.spinner import Spinner
+        """The live line: spinner, phase, what it does, elapsed (phase, total), and the
+        latest thing a wait saw; cut to the terminal's width, since rich redraws a live
+        display by moving up as many lines as it printed, and the detail may be long."""
         from rich.text import Text
 
         total = elapsed(time.monotonic() - self.began)
         if self._current is None:
             return Text(f"total {total}", style="dim")
         phase, doing, since = self._current
+        # The times first, so that cutting the line to the terminal's width keeps them.
         text = Text.assemble(
-            (phase, "bold"), f": {doing}", (f"  {elapsed(time.monotonic() - since)}", "cyan")
+            (phase, "bold"),
+            " ",
+            (elapsed(time.monotonic() - since), "cyan"),
+            (f" (total {total})", "dim"),
+            f": {doing}",
         )
-        if self._detail:
+        if self._detail:  # last: what the ellipsis cuts first
             text.append(f"  {self._detail}", style="dim")
-        text.append(f"  (total {total})", style="dim")
-        text.no_wrap, text.overflow = True, "ellipsis"  # one line, whatever its length
-        return Spinner("dots", text)
+        # The spinner (with no text of its own) gives the frame for the time; the line is
+        # assembled here, so that it stays one line (rich's own assembly would wrap it).
+        frame = cast(Text, self._spinner.render(self.console.get_time()))
+        shown = Text.assemble(frame, " ", text)
+        shown.no_wrap, shown.overflow = True, "ellipsis"
+        return shown
 
     def started(self, phase: str, title: str) -> None:
         self._begin(phase, title)

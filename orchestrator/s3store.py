@@ -6,9 +6,13 @@ conditional writes (no DynamoDB table):
 - **The lock** is an object beside the state (`KEY.lock`), created only if there is none
   (`If-None-Match: *`). It names its holder (user, host, pid, command, since) and carries a
   lease: the holder rewrites it (`If-Match` its ETag) every third of the lease while the
-  command runs, and deletes it on every way out that can. A second command finds it and
-  exits 2 naming the holder; a lock whose lease ran out (its holder was killed, or lost
-  the network) is taken over by a conditional write on its ETag, with a note.
+  command runs, and deletes it (`If-Match` its ETag, so never another's lock) on every
+  way out that can. A second command finds it and exits 2 naming the holder, its lock ID
+  and when the lease ends, or waits for it (`--lock-timeout`); a lock whose lease ran out
+  (its holder was killed, or lost the network) is taken over by a conditional write on
+  its ETag, with a note. `force-unlock LOCK_ID` breaks a lock whose holder is known dead.
+- **S3's clock** judges a lease, never a reader's or the holder's: a lease ends `lease`
+  seconds after the lock object's Last-Modified, as told by the Date of S3's answer.
 - **Each save** writes the state only if S3 still holds what this command last read or
   wrote (`If-Match` its ETag; `If-None-Match: *` for a new state), so a command that lost
   its lock can never overwrite a newer state: it stops with StateConflict instead.
@@ -23,6 +27,7 @@ engine and the CLI do not know which one they use.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import getpass
 import json
 import os
@@ -32,14 +37,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.aws import Aws, AwsClient, AwsError
 from orchestrator.errors import StateConflict, StateWriteFailed, UsageError
-from orchestrator.store import MAX_STATE_BYTES, S3_SCHEME, DeploymentState, decode_state, now
+from orchestrator.store import (
+    MAX_STATE_BYTES,
+    S3_SCHEME,
+    DeploymentState,
+    LockHeld,
+    decode_state,
+    now,
+)
 
 LEASE = 60.0  # seconds a lock stays valid without renewal; ORCHESTRATOR_S3_LEASE overrides
 NOT_THERE = ("NoSuchKey", "404", "NotFound")
+NO_BUCKET = "NoSuchBucket"
+POLL = 1.0  # seconds between looks at a lock being waited for (--lock-timeout)
+# S3's times (Last-Modified, Date) are whole seconds, each cut down: a lease is judged over
+# only when S3's times are a whole second past its end, so the cut-offs never end it early.
+GRAIN = 1.0
 TAKEN = ("PreconditionFailed", "412", "ConditionalRequestConflict")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -106,10 +125,32 @@ class S3StateStore:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=self.key)
         except AwsError as exc:
-            if exc.code in NOT_THERE:
-                return False
-            raise _unusable(self.path, exc) from None
+            if exc.code not in NOT_THERE:
+                raise _unusable(self.path, exc) from None
+            # A HEAD's 404 has no body to say whether the key or the bucket is missing.
+            self._check_bucket()
+            return False
         return True
+
+    def missing_prefix(self) -> str | None:
+        """The state key's prefix as s3://BUCKET/PREFIX/, if no object at all is under it
+        (a mistyped key, rather than a deployment not started); else None."""
+        prefix = self.key.rpartition("/")[0]
+        if not prefix:
+            return None
+        try:
+            found = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{prefix}/", MaxKeys=1)
+        except AwsError:
+            return None  # listing may be denied where reading the key is not: say nothing
+        return None if found.get("KeyCount") else f"s3://{self.bucket}/{prefix}/"
+
+    def _check_bucket(self) -> None:
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except AwsError as exc:
+            if exc.code in NOT_THERE or exc.code == NO_BUCKET:
+                raise _no_bucket(self.path) from None
+            # Else (denied, say) the bucket may well be there: the lock's write will tell.
 
     def load(self, phase_names: list[str]) -> DeploymentState:
         try:
@@ -163,10 +204,11 @@ class S3StateStore:
     # ---- the lock -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def locked(self, command: str) -> Iterator[str | None]:
-        """Hold the lock for a command; yield a note if an expired holder's lock was taken."""
+    def locked(self, command: str, wait: float = 0.0) -> Iterator[str | None]:
+        """Hold the lock for a command, waiting up to `wait` seconds for another's; yield a
+        note if an expired holder's lock was taken."""
         self.check()
-        note = self._acquire(command)
+        note = self._acquire_within(command, wait)
         self._warn_without_versioning()
         renewing = threading.Thread(target=self._renew, name="s3-lock-lease", daemon=True)
         renewing.start()
@@ -176,6 +218,17 @@ class S3StateStore:
             self._lease.stop.set()
             renewing.join(timeout=10)
             self._release()
+
+    def _acquire_within(self, command: str, wait: float) -> str | None:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._acquire(command)
+            except LockHeld:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(POLL, left))  # the lock is in S3: looking is all we can do
 
     def _acquire(self, command: str) -> str | None:
         holder = self._holder(command)
@@ -189,27 +242,31 @@ class S3StateStore:
         except AwsError as exc:
             if exc.code not in TAKEN:
                 raise _unusable(self.path, exc) from None
-        current, etag = self._read_lock()
-        if current is None:  # released between our write and our read: try once more
+        seen = self._read_lock()
+        if seen is None:  # released between our write and our read: try once more
             return self._acquire(command)
-        if float(current.get("expires", 0)) > time.time():
-            raise UsageError(
-                f"{self.path} is locked by {describe(current)}; only one command may work on "
-                "a deployment at a time. Wait for it to finish, or stop it first."
+        if not seen.ended:
+            raise LockHeld(
+                f"{self.path} is locked by {describe(seen.holder)}, lock ID "
+                f"{seen.holder.get('id', '?')}; its lease ends at {_stamp(seen.ends)} "
+                f"(S3's clock, {seen.ends - seen.s3_now:.0f}s from now) unless renewed. Only one "
+                "command may work on a deployment at a time: wait for it to finish "
+                "(--lock-timeout DURATION waits), or, if that command is known to be dead, "
+                f"`orchestrator force-unlock {seen.holder.get('id', '?')}`"
             )
         try:
             put = self.s3.put_object(
-                Bucket=self.bucket, Key=self.lock_key, Body=_dump(holder), IfMatch=etag,
+                Bucket=self.bucket, Key=self.lock_key, Body=_dump(holder), IfMatch=seen.etag,
                 **self._encryption(),
             )  # fmt: skip
         except AwsError as exc:
             if exc.code in TAKEN:  # another command took it over first
-                raise UsageError(f"{self.path} was just locked by another command") from None
+                raise LockHeld(f"{self.path} was just locked by another command") from None
             raise _unusable(self.path, exc) from None
         self._lease.hold(holder, put["ETag"])
         return (
-            f"note: took over the lock of {describe(current)}, whose lease ran out "
-            f"{time.time() - float(current.get('expires', 0)):.0f}s ago"
+            f"note: took over the lock of {describe(seen.holder)}, whose lease ran out "
+            f"{seen.s3_now - seen.ends:.0f}s ago (S3's clock)"
         )
 
     def _holder(self, command: str) -> dict[str, Any]:
@@ -222,27 +279,47 @@ class S3StateStore:
             "command": command,
             "since": now(),
             "lease": lease,
-            "expires": time.time() + lease,
+            "expires": _expires(lease),
         }
 
-    def _read_lock(self) -> tuple[dict[str, Any] | None, str | None]:
+    def _read_lock(self) -> SeenLock | None:
+        """The lock as S3 has it now, with S3's own time, or None if there is none."""
         try:
             got = self.s3.get_object(Bucket=self.bucket, Key=self.lock_key)
         except AwsError as exc:
             if exc.code in NOT_THERE:
-                return None, None
+                return None
             raise _unusable(self.path, exc) from None
         try:
             holder = json.loads(got["Body"].read())
         except (UnicodeDecodeError, json.JSONDecodeError):
             holder = {}
-        return (holder if isinstance(holder, dict) else {}), got["ETag"]
+        holder = holder if isinstance(holder, dict) else {}
+        try:
+            lease = max(1.0, float(holder.get("lease", LEASE)))
+        except (TypeError, ValueError):
+            lease = LEASE
+        written = got["LastModified"].timestamp()
+        return SeenLock(holder, got["ETag"], written + lease, self._s3_now(got))
+
+    def _s3_now(self, answer: dict[str, Any]) -> float:
+        """S3's time, from the Date of its answer. (Moto in process leaves the Date out of
+        a GetObject's answer, but not out of a ListObjectsV2's.)"""
+        date = _date_of(answer)
+        if date is None:
+            with contextlib.suppress(AwsError):
+                listed = self.s3.list_objects_v2(
+                    Bucket=self.bucket, Prefix=self.lock_key, MaxKeys=1
+                )
+                date = _date_of(listed)
+        # A server that never says its time: this machine's clock is all there is.
+        return _local_time() if date is None else date
 
     def _renew(self) -> None:
         """Rewrite the lock's lease every third of it, while the command runs."""
         lease = self._lease
         while not lease.stop.wait(lease.seconds / 3):
-            holder = {**lease.holder, "expires": time.time() + lease.seconds}
+            holder = {**lease.holder, "expires": _expires(lease.seconds)}
             try:
                 put = self.s3.put_object(
                     Bucket=self.bucket, Key=self.lock_key, Body=_dump(holder),
@@ -256,12 +333,36 @@ class S3StateStore:
             lease.hold(holder, put["ETag"])
 
     def _release(self) -> None:
-        if self._lease.lost:
+        """Delete our lock, only if S3 still has it as we last wrote it (If-Match): a lock
+        another command took over in the meantime stays."""
+        if self._lease.lost or self._lease.etag is None:
             return
-        current, etag = self._read_lock()
-        if current is not None and current.get("id") == self._lease.holder.get("id"):
-            with contextlib.suppress(AwsError):
-                self.s3.delete_object(Bucket=self.bucket, Key=self.lock_key)
+        with contextlib.suppress(AwsError):  # gone or taken over, or S3 away: its lease ends
+            self.s3.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=self._lease.etag)
+
+    def force_unlock(self, lock_id: str) -> str:
+        """Break the lock whose ID is `lock_id` (its holder known to be dead); UsageError,
+        breaking nothing, if the lock there has another ID or there is none."""
+        self.check()
+        seen = self._read_lock()
+        if seen is None:
+            raise UsageError(f"{self.path} is not locked: nothing to unlock")
+        held_by = str(seen.holder.get("id", ""))
+        if held_by != lock_id:
+            raise UsageError(
+                f"{self.path} is locked by {describe(seen.holder)} with lock ID {held_by or '?'}"
+                f", not {lock_id}: nothing was unlocked"
+            )
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=seen.etag)
+        except AwsError as exc:
+            if exc.code in TAKEN:  # renewed or taken over since we read it: not dead
+                raise UsageError(
+                    f"{self.path}: the lock {lock_id} changed while it was being broken (its "
+                    "holder renewed it, or another took it): nothing was unlocked"
+                ) from None
+            raise _unusable(self.path, exc) from None
+        return f"unlocked {self.path}: broke the lock {lock_id} of {describe(seen.holder)}"
 
     def _warn_without_versioning(self) -> None:
         with contextlib.suppress(AwsError):
@@ -273,6 +374,21 @@ class S3StateStore:
                     f"put-bucket-versioning --bucket {self.bucket} "
                     "--versioning-configuration Status=Enabled)"
                 )
+
+
+@dataclass(frozen=True)
+class SeenLock:
+    """A lock as read from S3: its holder, its ETag, and when its lease ends and what time
+    it is, both by S3's clock."""
+
+    holder: dict[str, Any]
+    etag: str
+    ends: float
+    s3_now: float
+
+    @property
+    def ended(self) -> bool:
+        return self.s3_now - self.ends >= GRAIN
 
 
 class _Lease:
@@ -310,6 +426,32 @@ def describe(holder: dict[str, Any]) -> str:
     )
 
 
+def _local_time() -> float:
+    """This machine's clock: only for what the holder writes for people (`expires`)."""
+    return time.time()
+
+
+def _expires(lease: float) -> float:
+    """When others will have judged the lease over, by this machine's clock: for people
+    and scripts reading the lock; no command decides by it. A grain for S3's cut-off
+    times, and one for the write's way to S3 (which may cross into S3's next second)."""
+    return _local_time() + lease + 2 * GRAIN
+
+
+def _date_of(answer: dict[str, Any]) -> float | None:
+    date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if not date:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _dump(holder: dict[str, Any]) -> bytes:
     return json.dumps(holder, indent=2).encode()
 
@@ -322,7 +464,16 @@ def _user() -> str:
 
 
 def _unusable(url: str, exc: AwsError) -> UsageError:
+    if exc.code == NO_BUCKET:
+        return _no_bucket(url)
     return UsageError(f"{url}: cannot use the state in S3: {exc.code}: {exc.message}")
+
+
+def _no_bucket(url: str) -> UsageError:
+    return UsageError(
+        f"{url}: the bucket {parse_url(url)[0]} does not exist; create it (with versioning "
+        "on), or fix the state location"
+    )
 
 
 def _default_client() -> AwsClient:

@@ -9,6 +9,10 @@ sidestepped (the lock file deleted by hand, say): before each save the holder ch
 the lock file is still the one it locked, and each save checks that the file still holds
 the revision this command last read or wrote, so nothing ever overwrites a newer state.
 
+A state has one live copy. A file whose state was pushed to S3 (`state push`) keeps only
+a pointer there, and one pulled from S3 (`state pull`) is a snapshot: every command refuses
+to work on either, naming the S3 location, before it locks or writes anything.
+
 Each state file has an identity, made when the file is created; it goes into every
 ownership tag and label next to the deployment's id, so a second state file for the
 same deployment never mistakes the first one's resources for its own.
@@ -59,6 +63,22 @@ def is_s3(location: str | Path) -> bool:
     """Whether a state location is an S3 object rather than a local file. Here, not in
     s3store.py, so that deciding does not import boto3."""
     return str(location).startswith(S3_SCHEME)
+
+
+def looks_like_s3(location: str | Path) -> bool:
+    """Whether a location was meant for S3 but is not written s3://BUCKET/KEY (`s3:/b/k`,
+    `S3://b/k`): refused, rather than taken as a local path."""
+    return str(location).lower().startswith("s3:") and not is_s3(location)
+
+
+class LockHeld(UsageError):
+    """Another command holds the state's lock (and this one may wait for it)."""
+
+
+# Top-level keys of a local file that is not a live state (see StateStore.marker):
+MOVED_TO = "moved_to"  # left by `state push`: the state now lives at this S3 location
+SNAPSHOT_OF = "snapshot_of"  # written by `state pull`: a copy, to read; the live one is there
+LOCK_POLL = 0.2  # seconds between tries of a local lock being waited for (--lock-timeout)
 
 
 ROLLBACK_ALL = "*"  # rollback_to while a `rollback --all` runs
@@ -140,6 +160,10 @@ class DeploymentState:
     # and no identity at all were made by it.
     pre_identity: bool = False
     revision: int = 0  # bumped by every save; a save never overwrites a newer revision
+    # How the state was made (the flags of the command that first saved it: config, state,
+    # sandbox, sandbox_dir), so that a hint printed later, by `status` say, carries them.
+    # None in a file from before it was recorded.
+    made_with: dict[str, Any] | None = None
 
     def phase(self, name: str) -> PhaseRecord:
         for record in self.phases:
@@ -178,7 +202,13 @@ class StateStore:
         return self.real.exists()
 
     def check(self) -> None:
-        """Refuse, before anything else happens, a path no state file can live at."""
+        """Refuse, before anything else happens, a path no state file can live at, and a
+        file that is not the live state."""
+        self.check_path()
+        self.refuse_if_not_live()
+
+    def check_path(self) -> None:
+        """Refuse a path no state file can live at."""
         if self.real.is_dir() or str(self.path) in ("", "."):
             raise UsageError(f"{self.path}: the state path is a directory; name a file")
         if self.real.exists() and not self.real.is_file():
@@ -194,6 +224,55 @@ class StateStore:
             )
         if not os.access(directory, os.W_OK | os.X_OK):
             raise UsageError(f"{directory}: the state file's directory is not writable")
+
+    def marker(self) -> tuple[str, str] | None:
+        """(MOVED_TO or SNAPSHOT_OF, the S3 location) if the file is not a live state: a
+        pushed state's pointer, or a pulled snapshot. None for a state file, or none."""
+        try:
+            data = json.loads(self._read_bytes())
+        except (UsageError, ValueError):
+            return None  # no file, or not JSON: load() says what is wrong with it
+        for key in (MOVED_TO, SNAPSHOT_OF):
+            if isinstance(data, dict) and isinstance(data.get(key), str):
+                return key, data[key]
+        return None
+
+    def refuse_if_not_live(self) -> None:
+        """UsageError naming the S3 location, before anything is locked or written, if the
+        file is a pushed state's pointer or a pulled snapshot: one state, one live copy."""
+        marker = self.marker()
+        if marker is None:
+            return
+        key, url = marker
+        if key == MOVED_TO:
+            raise UsageError(moved_message(self.path, url))
+        raise UsageError(
+            f"{self.path} is a snapshot of {url}, pulled to be read: nothing was changed. "
+            f"Work on the live state (--state {url}), or make this copy the live one with "
+            f"`orchestrator --state {url} state push {self.path}`"
+        )
+
+    def write_marker(self, key: str, url: str, state: DeploymentState | None = None) -> None:
+        """Write the file as a pushed state's pointer (MOVED_TO), or as a snapshot of
+        `state` (SNAPSHOT_OF) pulled from `url`; atomically, as a save is."""
+        if key == MOVED_TO:
+            data: dict[str, Any] = {MOVED_TO: url, "moved_at": now()}
+            if state is not None:
+                data.update(deployment=state.deployment, identity=state.identity)
+            raw = json.dumps(data, indent=1) + "\n"
+        else:
+            assert state is not None
+            raw = json.dumps({**json.loads(state.to_json()), SNAPSHOT_OF: url}, indent=1) + "\n"
+        try:
+            self._write(raw.encode())
+        except OSError as exc:
+            raise StateWriteFailed(self.path, exc.strerror or str(exc)) from None
+
+    def remove_lock_file(self) -> None:
+        """Remove the lock file, while holding it, of a file no command will lock again (a
+        pushed state's pointer): one that waited on it finds it replaced, and looks again."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.lock_path)
 
     def load(self, phase_names: list[str]) -> DeploymentState:
         """Read and validate the state file; raise UsageError, leaving the file as it is."""
@@ -235,6 +314,15 @@ class StateStore:
             state.revision -= 1
             raise StateWriteFailed(self.path, exc.strerror or str(exc)) from None
         self._revision = state.revision
+
+    def discard(self) -> None:
+        """Remove the state file this command created and then refused to go on with (a
+        second state file of a deployment): a refusal leaves no file behind."""
+        self._check_lock()
+        self._check_revision()
+        self.real.unlink(missing_ok=True)
+        _fsync_dir(self.real.parent)
+        self._revision = None
 
     def _write(self, data: bytes) -> None:
         directory = self.real.parent
@@ -284,10 +372,11 @@ class StateStore:
             )
 
     @contextlib.contextmanager
-    def locked(self, command: str) -> Iterator[str | None]:
-        """Hold the exclusive lock for a command; yield a note if a dead holder's lock was taken."""
+    def locked(self, command: str, wait: float = 0.0) -> Iterator[str | None]:
+        """Hold the exclusive lock for a command, waiting up to `wait` seconds for another's;
+        yield a note if a dead holder's lock was taken."""
         self.check()
-        fd = self._acquire()
+        fd = self._acquire_within(wait)
         try:
             previous = _read_holder(fd)
             note = None
@@ -305,6 +394,17 @@ class StateStore:
                 self._lock = None
         finally:
             os.close(fd)
+
+    def _acquire_within(self, wait: float) -> int:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._acquire()
+            except LockHeld:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(LOCK_POLL, left))
 
     def _acquire(self) -> int:
         """flock the lock file, making sure the file we locked is the one at the path (it
@@ -326,9 +426,10 @@ class StateStore:
             except BlockingIOError:
                 holder = _describe_holder(_read_holder(fd))
                 os.close(fd)
-                raise UsageError(
+                raise LockHeld(
                     f"{self.path} is locked by {holder}; only one command may work on a "
-                    "deployment at a time. Wait for it to finish, or stop it (Ctrl-C) first."
+                    "deployment at a time. Wait for it to finish (--lock-timeout DURATION "
+                    "waits), or stop it (Ctrl-C) first."
                 ) from None
             try:
                 at_path = os.stat(self.lock_path)
@@ -451,6 +552,8 @@ def parse_state(data: Any, phase_names: list[str], path: str | Path) -> Deployme
 
     if not isinstance(data, dict):
         raise bad("expected a JSON object")
+    if isinstance(data.get(MOVED_TO), str):
+        raise UsageError(moved_message(path, data[MOVED_TO]))
     schema = data.get("schema")
     if isinstance(schema, int) and schema > SCHEMA_VERSION:
         raise bad(
@@ -480,6 +583,12 @@ def parse_state(data: Any, phase_names: list[str], path: str | Path) -> Deployme
     for key in ("created_at", "updated_at"):
         if key in data and not _timestamp(data[key]):
             raise bad(f"'{key}' is not a time like 2026-01-31T12:00:00Z: {data[key]!r}")
+    made_with = data.get("made_with")
+    if made_with is not None and not _made_with(made_with):
+        raise bad(
+            f"'made_with' must map config, state, sandbox_dir to text and sandbox to "
+            f"true or false, got {made_with!r}"
+        )
     return DeploymentState(
         deployment=data["deployment"],
         settings=data["settings"],
@@ -491,6 +600,25 @@ def parse_state(data: Any, phase_names: list[str], path: str | Path) -> Deployme
         identity=identity,
         pre_identity=bool(data.get("pre_identity", False)),
         revision=revision,
+        made_with=made_with,
+    )
+
+
+_MADE_WITH_TEXT = ("config", "state", "sandbox_dir")
+
+
+def _made_with(value: Any) -> bool:
+    """Whether `value` is a record of the flags a state was made with (see made_with)."""
+    if not isinstance(value, dict) or not set(value) <= {*_MADE_WITH_TEXT, "sandbox"}:
+        return False
+    texts = all(isinstance(value.get(key), str | None) for key in _MADE_WITH_TEXT)
+    return texts and isinstance(value.get("sandbox", False), bool)
+
+
+def moved_message(path: str | Path, url: str) -> str:
+    return (
+        f"{path} was pushed to {url} (`state push`) and is no longer the deployment's state: "
+        f"nothing was changed. Use --state {url} (or state.url in the config)"
     )
 
 

@@ -292,17 +292,29 @@ class ControllerIamPhase(Phase):
                 ctx.release(resource, _STILL_USED, unmarking(ctx, ROLE, resource.id))
                 kept_roles.add(resource.id)
             else:
-                tolerate(iam.delete_role, NO_ENTITY, RoleName=resource.id)
+                self._delete_role(ctx, resource.id)
                 deleted_roles.add(resource.id)
                 ctx.deleted(resource)
         for resource in ctx.owned(POLICY):
             if not self._ours_or_gone(ctx, POLICY, resource.id):
                 ctx.keep(resource, _NOT_OURS)
-            elif kept_roles:
-                ctx.release(resource, _STILL_USED, unmarking(ctx, POLICY, resource.id))
-            else:
-                self._delete_policy(ctx, resource.id)
-                ctx.deleted(resource)
+                continue
+            users = policy_roles(ctx, resource.id)
+            holders = [
+                role
+                for role in users
+                if role in kept_roles or role == runs_as or not self._ours_or_gone(ctx, ROLE, role)
+            ]
+            if holders:
+                reason = _STILL_USED if runs_as in holders else _USED_BY.format(", ".join(holders))
+                ctx.release(resource, reason, unmarking(ctx, POLICY, resource.id))
+                continue
+            # No role that stays uses it: the roles still attached carry our marks (a role the
+            # state file did not name, edited to name another's): the sweep deletes them.
+            for role in users:
+                tolerate(iam.detach_role_policy, NO_ENTITY, RoleName=role, PolicyArn=resource.id)
+            self._delete_policy(ctx, resource.id)
+            ctx.deleted(resource)
         for resource in ctx.owned(OIDC):
             if not self._ours_or_gone(ctx, OIDC, resource.id):
                 ctx.keep(resource, _NOT_OURS)
@@ -324,6 +336,20 @@ class ControllerIamPhase(Phase):
         tags = tolerate(lambda: iam_tags(ctx, kind, rid), NO_ENTITY)
         return tags is None or ctx.owner.owns_tags(tags)
 
+    def _delete_role(self, ctx: PhaseContext, name: str) -> None:
+        """IAM refuses to delete a role with policies attached (DeleteConflict): whatever is
+        still attached to our role (found by the sweep, its attachment not in the state)
+        goes with it."""
+        iam = ctx.aws.iam
+        attached = tolerate(
+            lambda: [*iam.pages("list_attached_role_policies", RoleName=name)], NO_ENTITY
+        )
+        for policy in attached or []:
+            tolerate(
+                iam.detach_role_policy, NO_ENTITY, RoleName=name, PolicyArn=policy["PolicyArn"]
+            )
+        tolerate(iam.delete_role, NO_ENTITY, RoleName=name)
+
     def _delete_policy(self, ctx: PhaseContext, arn: str) -> None:
         iam = ctx.aws.iam
         versions = tolerate(lambda: [*iam.pages("list_policy_versions", PolicyArn=arn)], NO_ENTITY)
@@ -335,6 +361,7 @@ class ControllerIamPhase(Phase):
 
 _NOT_OURS = "its tags say it is not this state file's"
 RELEASED = "left by an earlier rollback of this deployment for the controller it left: used as is"
+_USED_BY = "attached to IAM roles that stay ({}): detaching it would break them"
 _STILL_USED = (
     "the AWS Load Balancer Controller left in place (still used by others) runs as this role"
 )
@@ -414,6 +441,20 @@ def controller_role(ctx: PhaseContext) -> str | None:
     annotations = (account.get("metadata") or {}).get("annotations") or {}
     arn = annotations.get(ROLE_ANNOTATION) or ""
     return arn.rsplit("/", 1)[-1] or None
+
+
+def policy_roles(ctx: PhaseContext, arn: str) -> list[str]:
+    """The roles a managed policy is attached to (none if it is gone)."""
+    listed = tolerate(
+        lambda: [
+            r["RoleName"]
+            for r in ctx.aws.iam.pages(
+                "list_entities_for_policy", "PolicyRoles", PolicyArn=arn, EntityFilter="Role"
+            )
+        ],
+        NO_ENTITY,
+    )
+    return listed or []
 
 
 def trusts_provider(trust: Any, provider_arn: str) -> bool:

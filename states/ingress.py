@@ -18,6 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.aws import elbv2_tags, tolerate
@@ -28,6 +29,8 @@ from orchestrator.ownership import OWNER_TAG, STATE_TAG, Owner
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import CREATE, STOP, UPDATE, Change
 from orchestrator.states.controller import ControllerPhase, available, not_ours
+from orchestrator.states.controller_iam import ROLE as IAM_ROLE
+from orchestrator.states.controller_iam import ControllerIamPhase, controller_role
 
 NAMESPACE = "istio-system"
 NAME = "istio-ingress"
@@ -50,6 +53,16 @@ CONTROLLER_WEBHOOKS = ".elbv2.k8s.aws"
 # Seconds between two reads of the stack in AWS while the teardown wait sees the Ingress
 # stand (see TeardownProgress).
 AWS_READ_INTERVAL = 10.0
+# What the controller's Events say when its AWS identity fails: it can do nothing at all.
+IDENTITY_FAILURES = (
+    "WebIdentityErr",
+    "NoCredentialProviders",
+    "InvalidIdentityToken",
+    "AccessDenied",
+    "is not authorized to perform",
+)
+# Seconds a cause may stay after the controller's role was put back (IAM propagates).
+CANNOT_ACT_GRACE = 30.0
 # What AWS answers while something still holds what we delete: tried again next pass.
 STILL_HELD = ("DependencyViolation", "ResourceInUse")
 # What ELBv2 and EC2 answer for a load balancer, target group or security group that is
@@ -157,6 +170,8 @@ class IngressPhase(Phase):
                 "deployment; orchestrator will not adopt, change or delete it",
                 "delete or rename that Ingress if it is stale, then run `orchestrator resume`",
             )
+        if live is not None and being_deleted(live):
+            self._wait_gone(ctx)
         with creating(ctx, KIND, OBJECT_ID, "apply Ingress"):
             ctx.kube.apply(self._wanted(ctx))
         ctx.outputs.update(
@@ -164,8 +179,29 @@ class IngressPhase(Phase):
             certificate_arn=ctx.earlier("certificates_issued")["certificate_arn"],
         )
 
+    def _wait_gone(self, ctx: PhaseContext) -> None:
+        """An Ingress being deleted stays so until the controller has torn its ALB down and
+        removed its finalizer; applying over it changes nothing of that (the API server
+        keeps it Terminating) and no ALB would ever be made for it. So the run waits for
+        it to go, then makes it anew."""
+        ctx.say(
+            f"Ingress {STACK} is being deleted (its rollback was interrupted): waiting for "
+            "the controller to finish, then making it anew"
+        )
+
+        def gone() -> bool | None:
+            live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
+            if live is None:
+                return True
+            ctx.note("; ".join(kubernetes_leftovers(ctx, live)))
+            return None
+
+        ctx.wait_until(f"Ingress {STACK} being deleted to go", gone, limit=900)
+
     def verify(self, ctx: PhaseContext) -> str | None:
         live = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
+        if live is not None and being_deleted(live):
+            return f"Ingress {STACK} is being deleted"
         return drift(live, self._wanted(ctx))
 
     def rollback(self, ctx: PhaseContext) -> None:
@@ -190,6 +226,7 @@ class IngressPhase(Phase):
                 ctx.say(message)
 
         progress = TeardownProgress(ctx)
+        unable = ControllerUnable(ctx, tell)
 
         def torn_down() -> bool | None:
             left = progress()
@@ -205,7 +242,7 @@ class IngressPhase(Phase):
                 clear_unanswered_webhooks(ctx, tell)
                 tear_down_pass(ctx)
             elif controller_running(ctx):
-                pass
+                unable.check()
             elif installed_controller(ctx):
                 if "reinstall" not in said:
                     tell(
@@ -230,6 +267,98 @@ class IngressPhase(Phase):
         ctx.wait_until(
             f"the controller to tear down what it made for Ingress {STACK}", torn_down, limit=900
         )
+
+
+class ControllerUnable:
+    """A running controller that cannot act on AWS (its IAM role deleted, its policy
+    detached) says so only in Warning Events on the Ingress, and retries for ever: the
+    teardown wait would last its whole limit for nothing. Once an Event since the deletion
+    says so, this deployment's role and policy are put back through the controller_iam
+    phase (as the controller itself is reinstalled through its phase); if they are not
+    this deployment's, or the cause stays CANNOT_ACT_GRACE seconds after, the rollback
+    stops, naming the cause."""
+
+    def __init__(
+        self,
+        ctx: PhaseContext,
+        tell: Callable[[str, str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ctx = ctx
+        self.tell = tell
+        self.clock = clock
+        self.put_back_at: str | None = None  # when the role was put back (cluster time)
+        self.seen_since: float | None = None  # when a cause was first seen after that
+
+    def check(self) -> None:
+        ingress = self.ctx.kube.get(*INGRESS, NAME, NAMESPACE)
+        since = (ingress or {}).get("metadata", {}).get("deletionTimestamp")
+        cause = cannot_act(self.ctx, since, after=self.put_back_at)
+        if cause is None:
+            self.seen_since = None
+            return
+        role = controller_role(self.ctx) or ""
+        missing = bool(role) and not role_exists(self.ctx, role)
+        if self.put_back_at is None and self._ours_to_put_back(role):
+            gone = "is gone" if missing else "or its policy may have changed"
+            self.tell(
+                "put back role",
+                f"the AWS Load Balancer Controller cannot act ({cause}): its IAM role {role} "
+                f"{gone}; putting back the role and its policy so that it can tear the ALB "
+                "down (the controller_iam rollback removes them afterwards)",
+            )
+            ControllerIamPhase().enter(self.ctx.sibling("controller_iam"))
+            self.put_back_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return
+        if self.put_back_at is not None:
+            # IAM is eventually consistent: a role just made may be refused a little while.
+            self.seen_since = self.seen_since or self.clock()
+            if self.clock() - self.seen_since < CANNOT_ACT_GRACE:
+                return
+        raise PhaseError(
+            f"the AWS Load Balancer Controller cannot tear down what it made for {STACK}: "
+            + (f"its IAM role {role} does not exist; " if missing else "")
+            + f"its Events say: {cause}",
+            (
+                f"put back the IAM role {role} (policy attached, trusted by the cluster's OIDC "
+                "provider)"
+                if missing
+                else "give the controller back what it needs to act"
+            )
+            + ", then run the rollback again; what it made carries this deployment's tags",
+        )
+
+    def _ours_to_put_back(self, role: str) -> bool:
+        """This deployment made the role and can make it again (see installed_controller)."""
+        made = self.ctx.sibling("controller_iam").owned(IAM_ROLE)
+        return installed_controller(self.ctx) and any(r.id == role for r in made)
+
+
+def cannot_act(ctx: PhaseContext, since: str | None, after: str | None = None) -> str | None:
+    """The latest Warning Event on the Ingress since `since` (and strictly after `after`)
+    that says the controller's AWS identity fails, as "Reason: message"."""
+    if since is None:
+        return None
+    for event in reversed(ctx.kube.events_for("Ingress", NAME, NAMESPACE)):
+        stamp = event.get("lastTimestamp") or event.get("eventTime") or ""
+        message = " ".join((event.get("message") or "").split())
+        if (
+            event.get("type") == "Warning"
+            and stamp >= since
+            and (after is None or stamp > after)
+            and any(word in message for word in IDENTITY_FAILURES)
+        ):
+            return f"{event.get('reason')}: {message}"
+    return None
+
+
+def role_exists(ctx: PhaseContext, role: str) -> bool:
+    found = tolerate(lambda: ctx.aws.iam.get_role(RoleName=role), "NoSuchEntity")
+    return found is not None
+
+
+def being_deleted(obj: dict[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def installed_controller(ctx: PhaseContext) -> bool:

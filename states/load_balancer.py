@@ -80,6 +80,14 @@ class LoadBalancerPhase(Phase):
 
     def _made(self, ctx: PhaseContext) -> dict[str, Any] | None:
         ingress = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
+        if ingress is not None and (ingress.get("metadata") or {}).get("deletionTimestamp"):
+            # Its controller tears its ALB down: no ALB will ever be made for it.
+            raise PhaseError(
+                f"Ingress {NAMESPACE}/{NAME} is being deleted: the controller is tearing its "
+                "ALB down, and will make none for it",
+                "run `orchestrator run` again: the ingress phase waits for it to go, then "
+                "makes it anew",
+            )
         hostname = hostname_of(ingress)
         if hostname is None:
             events = ctx.kube.events_for("Ingress", NAME, NAMESPACE)

@@ -106,7 +106,8 @@ class PreflightPhase(Phase):
             if exc.code == "ResourceNotFoundException":
                 raise PhaseError(
                     f"EKS cluster {name!r} not found in {region} ({exc.code}: {exc.message})",
-                    "check cluster.name and cluster.region in the config",
+                    "fix cluster.name or cluster.region in the config, then `orchestrator "
+                    "run`: a state file that holds nothing yet follows the corrected config",
                 ) from None
             raise
         if cluster.get("status") != "ACTIVE":

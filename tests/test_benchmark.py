@@ -3,18 +3,19 @@ works, not of its timings (those are the benchmark's to judge, on a quiet machin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-
-pytestmark = pytest.mark.complete
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "critical_path.py"
 
 
+@pytest.mark.complete
 def test_the_benchmark_reports_each_command_against_the_worlds_critical_path(
     tmp_path: Path,
 ) -> None:
@@ -39,3 +40,51 @@ def test_the_benchmark_reports_each_command_against_the_worlds_critical_path(
     assert [step.split(":")[0] for step in rollback["chain"]] == ["alb.teardown"]
     assert 0 < run["critical"] < run["wall"]
     assert all(row["wall"] > 0 for row in rows.values())
+
+
+def benchmark() -> ModuleType:
+    """The script as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location("critical_path", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_missed_target_is_named_with_what_was_measured_and_the_target(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    bench = benchmark()
+    Timed = bench.Timed
+    results = [
+        Timed("run", 14.0, critical=10.0, target="<= 1.10 x critical path + 2 s"),
+        Timed("re-run (no change)", 0.5, target="< 1 s"),
+        Timed("status", 0.13, target="< 100 ms", median=0.2),
+        Timed("plan", 3.0),
+        Timed("rollback --all", 4.0, critical=None, target="<= 1.10 x critical path + 2 s"),
+    ]
+    monkeypatch.setattr(bench.Cli, "sandbox", lambda self, *words: None)  # no world
+    monkeypatch.setattr(bench, "measure", lambda cli: results)
+    argv = ["critical_path.py", "--dir", "unused"] + (["--json"] if as_json else [])
+    monkeypatch.setattr(sys, "argv", argv)
+    assert bench.main() == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "target missed: run took 14.00 s; target <= 1.10 x critical path + 2 s = 13.00 s",
+        "target missed: status took 130 ms (fastest run; median 200 ms); target < 100 ms",
+        "target missed: rollback --all took 4.00 s; "
+        "target <= 1.10 x critical path + 2 s, but the world logged no critical path",
+    ]
+
+
+def test_every_target_met_exits_0_and_says_nothing_more(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = benchmark()
+    met = [bench.Timed("run", 12.0, critical=10.0), bench.Timed("--help", 0.1)]
+    monkeypatch.setattr(bench.Cli, "sandbox", lambda self, *words: None)
+    monkeypatch.setattr(bench, "measure", lambda cli: met)
+    monkeypatch.setattr(sys, "argv", ["critical_path.py", "--dir", "unused", "--json"])
+    assert bench.main() == 0
+    assert capsys.readouterr().err == ""

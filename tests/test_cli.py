@@ -295,11 +295,13 @@ def test_the_hint_after_a_failure_carries_config_and_state(
     assert "phase preflight failed" in err
     (hint,) = [line for line in err.splitlines() if line.startswith("next:")]
     assert "`orchestrator resume --config 'my config.yaml' --state s.json`" in hint
+    # status is given --state only: the state file says which config made it.
     code, out, _ = run(capsys, "status", "--state", "s.json")
     assert code == ExitCode.PHASE_FAILED
-    assert "`orchestrator resume --state s.json`" in out, "status's own flags"
+    assert "`orchestrator resume --config 'my config.yaml' --state s.json`" in out
     code, out, _ = run(capsys, "status", "--json", "--state", "s.json")
-    assert "`orchestrator resume --state s.json`" in json.loads(out)["summary"]
+    summary = json.loads(out)["summary"]
+    assert "`orchestrator resume --config 'my config.yaml' --state s.json`" in summary
 
 
 @pytest.mark.parametrize(

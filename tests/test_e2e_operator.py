@@ -41,7 +41,9 @@ def test_the_hint_after_a_stopped_wait_runs_as_printed(world: World, workdir: Pa
     assert "--state" in argv and "--sandbox" in argv and str(world.directory) in argv
     status = world.cli("status", "--state", "s.json", cwd=workdir)
     assert status.returncode == ExitCode.WAITING, status.stdout
-    assert "`orchestrator resume --state s.json`" in status.stdout.splitlines()[-1]
+    # status was given --state only; its hint carries what the state was made with too.
+    resume = f"`orchestrator resume --state s.json --sandbox --sandbox-dir {world.directory}`"
+    assert resume in status.stdout.splitlines()[-1], status.stdout
 
     # Followed as printed, again and again, the hints finish the job.
     for _ in range(60):

@@ -58,9 +58,10 @@ def test_a_second_state_file_refuses_and_leaves_the_first_intact(
     assert "route53:hosted-zone" in refused.stderr
     assert "`orchestrator import --config " in refused.stderr
     assert writes(world) == before, "no write at all"
-    # Its rollback has nothing of its own to undo: the first's deployment is untouched.
+    # "Nothing was changed": no state file was left either, so nothing there to roll back.
+    assert not (second / "state.json").exists(), "the refused state file is not left behind"
     gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=second)
-    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert gone.returncode == 2 and "no state file" in gone.stderr, gone.stderr
     assert writes(world) == before
     again = world.cli("--config", config, "run", cwd=first)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -85,8 +85,19 @@ def test_two_machines_share_one_deployment_through_s3(world: World, tmp_path: Pa
     assert "another state file of deployment" in refused.stderr
     pushed = world.cli("--state", STATE, "state", "push", "copy.json", cwd=ci)
     assert pushed.returncode == ExitCode.OK, pushed.stdout + pushed.stderr
+    # Pushed, the local file only points to S3: a command on it changes nothing.
+    assert sorted(p.name for p in ci.iterdir()) == ["copy.json", "other.json"]  # no lock files
+    pointer = (ci / "copy.json").read_bytes()
+    stale = world.cli("--config", config, "--state", "copy.json", "run", cwd=ci)
+    assert stale.returncode == ExitCode.USAGE, stale.stdout + stale.stderr
+    assert f"was pushed to {STATE}" in stale.stderr
+    assert (ci / "copy.json").read_bytes() == pointer
     (ci / "copy.json").unlink()
     (ci / "other.json").unlink()
+    # A bucket that does not exist is named, not taken for a deployment not started.
+    gone = world.cli("--state", "s3://no-such-bucket/kubeflow/state.json", "status", cwd=ci)
+    assert gone.returncode == ExitCode.USAGE, gone.stdout + gone.stderr
+    assert "the bucket no-such-bucket does not exist" in gone.stderr
 
     finished = world.cli("--config", config, "--state", STATE, "resume", cwd=ci)
     assert finished.returncode == ExitCode.OK, finished.stdout + finished.stderr
@@ -119,15 +130,13 @@ def test_a_second_command_is_refused_and_a_killed_holders_lease_is_taken_over(
         assert refused.returncode == ExitCode.USAGE, refused.stdout + refused.stderr
         assert f"locked by run of {locked['user']}" in refused.stderr
         assert f"pid {holder.pid}" in refused.stderr
+        assert f"lock ID {locked['id']}; its lease ends at " in refused.stderr
 
         holder.send_signal(signal.SIGKILL)  # no way out runs: the lock stays, its lease ends
         holder.wait(timeout=30)
-        wait_for(
-            lambda: (lock_holder(world) or {}).get("expires", 0) < time.time(),
-            timeout=30,
-            what="the killed holder's lease to run out",
-        )
-        taken = world.cli("--config", config, "--state", STATE, "resume", cwd=ci, env=env)
+        # With --lock-timeout, the next command waits for the lease to end, then goes on.
+        taken = world.cli("--config", config, "--state", STATE, "resume", "--lock-timeout",
+                          "1m", cwd=ci, env=env)  # fmt: skip
         assert taken.returncode == ExitCode.OK, taken.stdout + taken.stderr
         assert f"took over the lock of run of {locked['user']}" in taken.stdout + taken.stderr
     finally:

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+from typing import Any
 
 import pytest
 
@@ -168,3 +169,99 @@ def test_a_quiet_ingress_is_normal_at_first_and_suspicious_later() -> None:
     assert quiet_controller(ago(5)) == "the controller has not reported on the Ingress yet"
     late = quiet_controller(ago(QUIET_LIMIT + 30))
     assert "check that it runs" in late and "kubectl -n kube-system" in late
+
+
+# ---- the live line ---------------------------------------------------------------------------
+
+LONG_DETAIL = (
+    "Ingress has hostname k8s-istiosys-istioing-0123456789abcdef.us-west-2.elb.amazonaws.com, "
+    "but no such load balancer exists yet"
+)
+
+
+def waiting_on_a_terminal() -> LiveReporter:
+    """A live reporter (its display stopped: the test draws the line itself) in a wait."""
+    reporter = LiveReporter(io.StringIO())
+    reporter.close()
+    reporter.started("load_balancer", "the ALB")
+    reporter.waiting(
+        "load_balancer", "the ALB of Ingress istio-system/istio-ingress", 3, LONG_DETAIL
+    )
+    return reporter
+
+
+def drawn(reporter: LiveReporter, width: int, clock: Any = None) -> list[str]:
+    """The live line as rich's Live draws it on a terminal `width` columns wide: the lines
+    it renders are those it moves the cursor up over at the next refresh."""
+    from rich.console import Console
+
+    console = Console(width=width, file=io.StringIO(), get_time=clock)
+    rendered = console.render_lines(reporter.line(), console.options)
+    return ["".join(segment.text for segment in line) for line in rendered]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_live_line_stays_one_line_cut_to_the_terminals_width(width: int) -> None:
+    (text,) = drawn(waiting_on_a_terminal(), width)
+    assert len(text) == width and text.endswith("…"), text
+    assert re.search(r"load_balancer \d+\.\ds \(total \d+\.\ds\): waiting for the ALB", text)
+
+
+def test_the_live_lines_spinner_turns() -> None:
+    reporter = waiting_on_a_terminal()
+    now = [100.0]
+    clock = lambda: now[0]  # noqa: E731
+    reporter.console.get_time = clock
+    frames = set()
+    for _ in range(5):
+        frames.add(drawn(reporter, 120, clock)[0][0])
+        now[0] += 0.1  # rich's "dots" shows a new frame every 80 ms
+    assert len(frames) == 5, frames
+
+
+# ---- how a stopped wait is told ----------------------------------------------------------------
+
+
+def test_a_stop_by_max_wait_says_how_long_the_command_ran(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--max-wait counts from the command's start: a wait that began just before the
+    deadline is stopped after its first look, yet the command ran the whole time."""
+    from orchestrator import cli
+    from orchestrator.errors import ExitCode, StillWaiting
+
+    class Engine:
+        report = Reporter()
+
+    Engine.report.began -= 2.4  # the phases before the wait took 2.4 s
+
+    def wait() -> None:
+        raise StillWaiting("ACM to issue the certificate", 0.02)
+
+    assert cli._outcome(Engine(), wait, None) == ExitCode.WAITING  # type: ignore[arg-type]
+    said = capsys.readouterr().err
+    assert said.startswith(
+        "stopped after 2.4s while waiting for ACM to issue the certificate "
+        "(0.0s of it on this wait); run `orchestrator resume`"
+    ), said
+
+
+# ---- the README names every JSON event -------------------------------------------------------
+
+
+def test_the_readme_lists_every_json_event_the_code_emits() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    emitted = set()
+    for source in (root / "orchestrator").glob("*.py"):
+        emitted |= set(re.findall(r"\bemit\(\s*\"([a-z_]+)\"", source.read_text()))
+    assert {"start", "phase_verified", "result"} <= emitted  # the scan finds them
+    readme = (root / "README.md").read_text()
+    listed = re.search(
+        r"`--json` writes one JSON object a line to\s+stdout instead \(([^)]*)\)", readme
+    )
+    assert listed, "the README's list of JSON events"
+    named = set(re.findall(r"`([a-z_]+)`", listed.group(1))) | {"result"}
+    assert emitted - named == set(), "events the README does not list"
+    assert named - emitted == set(), "events the README lists that nothing emits"

@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
 
+from orchestrator import s3store
 from orchestrator.aws import Aws
 from orchestrator.errors import StateConflict, UsageError
 from orchestrator.s3store import S3StateStore, parse_url
@@ -37,6 +41,20 @@ def store(warnings: list[str] | None = None) -> S3StateStore:
 
 def a_state() -> Any:
     return new_state("platform-example-com-0123abcd", {}, PHASES)
+
+
+LOCK = "kubeflow/state.json.lock"
+
+
+def age(key: str, seconds: float) -> None:
+    """Time passes on S3's side: the object was last written `seconds` earlier."""
+    fake = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object("team-state", key)
+    assert fake is not None
+    fake.last_modified -= timedelta(seconds=seconds)
+
+
+def lock_of(s3: Any) -> dict[str, Any]:
+    return dict(json.loads(s3.get_object(Bucket="team-state", Key=LOCK)["Body"].read()))
 
 
 def test_a_saved_state_reads_back_and_is_encrypted_at_rest(s3: Any) -> None:
@@ -90,6 +108,7 @@ def test_an_expired_lease_is_taken_over_with_a_note_and_its_holder_cannot_save(
     holder = {"id": "dead", "command": "run", "user": "ci", "host": "runner-7", "pid": 4242,
               "since": "2026-11-26T00:00:00Z", "lease": 1, "expires": time.time() - 5}  # fmt: skip
     s3.put_object(Bucket="team-state", Key="kubeflow/state.json.lock", Body=json.dumps(holder))
+    age(LOCK, 5)  # by S3's clock, its lease ended seconds ago
     taker = store()
     with taker.locked("resume") as note:
         assert note is not None and "took over the lock of run of ci on runner-7" in note
@@ -177,3 +196,100 @@ def test_the_states_own_writes_are_not_crash_points(
     assert not log.exists()
     Aws("us-east-1").client("s3").put_object(Bucket="team-state", Key="other", Body=b"x")
     assert log.read_text().split() == ["1", "s3:PutObject"]
+
+
+def test_a_lease_is_judged_by_s3s_clock_not_the_readers(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader whose clock runs an hour ahead (and the holder's `expires`, by its own
+    clock, long past) does not take over a lock S3 saw written a moment ago; once S3's
+    clock says the lease is over, it does."""
+    monkeypatch.setattr(s3store, "_local_time", lambda: time.time() + 3600)
+    holder = {"id": "feedc0de", "command": "run", "user": "ci", "host": "runner-7",
+              "pid": 4242, "since": "2026-11-26T00:00:00Z", "lease": 60,
+              "expires": time.time() - 3600}  # fmt: skip
+    s3.put_object(Bucket="team-state", Key=LOCK, Body=json.dumps(holder))
+    ends = r"its lease ends at \d{4}-\d\d-\d\dT[\d:]+Z \(S3's clock, (59|60)s from now\)"
+    refused = pytest.raises(UsageError, match=f"locked by run of ci.*lock ID feedc0de; {ends}")
+    with refused, store().locked("resume"):
+        pass
+    age(LOCK, 62)
+    with store().locked("resume") as note:
+        assert note is not None and "took over the lock of run of ci" in note
+
+
+def test_release_deletes_only_the_lock_as_this_command_wrote_it(s3: Any) -> None:
+    """Between the holder's last renewal and its way out, another command took the lock
+    over (the holder frozen past its lease): the holder's release leaves that lock."""
+    mine = store()
+    delete = mine.s3.delete_object
+
+    def taken_over_first(**kwargs: Any) -> Any:  # the other's write lands just before
+        taken = {**lock_of(s3), "id": "other", "command": "resume"}
+        s3.put_object(Bucket="team-state", Key=LOCK, Body=json.dumps(taken))
+        return delete(**kwargs)
+
+    setattr(mine.s3, "delete_object", taken_over_first)  # noqa: B010 - over __getattr__
+    with mine.locked("run"):
+        pass
+    assert lock_of(s3)["id"] == "other"
+
+
+def test_with_a_lock_timeout_a_second_command_waits_for_the_lock_then_goes_on(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3store, "POLL", 0.05)
+    first = store()
+    looks: list[float] = []
+    real_read = S3StateStore._read_lock
+
+    def read_then_release(self: S3StateStore) -> Any:
+        looks.append(time.monotonic())
+        seen = real_read(self)
+        if len(looks) == 3:  # the holder finishes while the second one waits
+            first._lease.stop.set()
+            first._release()
+        return seen
+
+    with first.locked("run"):
+        monkeypatch.setattr(S3StateStore, "_read_lock", read_then_release)
+        with pytest.raises(UsageError, match="locked by run"), store().locked("resume", wait=0):
+            pass
+        looks.clear()
+        with store().locked("resume", wait=30) as note:
+            assert note is None
+            assert lock_of(s3)["command"] == "resume"
+    assert len(looks) >= 3
+
+
+def test_a_lock_timeout_that_runs_out_is_refused_naming_the_holder(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3store, "POLL", 0.05)
+    with store().locked("run"):
+        started = time.monotonic()
+        with pytest.raises(UsageError, match="locked by run"), store().locked("resume", 0.3):
+            pass
+        assert time.monotonic() - started >= 0.3
+
+
+def test_force_unlock_breaks_the_named_lock_only(s3: Any) -> None:
+    holder = {"id": "feedc0de", "command": "run", "user": "ci", "host": "runner-7",
+              "pid": 4242, "since": "2026-11-26T00:00:00Z", "lease": 60}  # fmt: skip
+    s3.put_object(Bucket="team-state", Key=LOCK, Body=json.dumps(holder))
+    with pytest.raises(UsageError, match="lock ID feedc0de, not 0123: nothing was unlocked"):
+        store().force_unlock("0123")
+    assert lock_of(s3)["id"] == "feedc0de"
+    assert "broke the lock feedc0de of run of ci" in store().force_unlock("feedc0de")
+    with pytest.raises(UsageError, match="not locked"):
+        store().force_unlock("feedc0de")
+    with store().locked("resume") as note:
+        assert note is None
+
+
+def test_a_missing_bucket_is_named_by_every_way_in(s3: Any) -> None:
+    gone = S3StateStore("s3://no-such-bucket/kubeflow/state.json",
+                        client=lambda: Aws("us-east-1").client("s3"))  # fmt: skip
+    for attempt in (gone.exists, lambda: gone.locked("run").__enter__()):
+        with pytest.raises(UsageError, match="the bucket no-such-bucket does not exist"):
+            attempt()

@@ -869,3 +869,37 @@ def test_the_server_name_is_read_from_the_client_hello() -> None:
     assert server_name_of(hello) == HOST
     assert server_name_of(hello[:20]) is None
     assert server_name_of(b"GET / HTTP/1.1\r\n") is None
+
+
+def test_a_controller_whose_role_is_deleted_mid_teardown_says_why_and_retries(rig: Rig) -> None:
+    """As the real one: each pass fails at its credentials, a Warning Event on the Ingress
+    says so, and the teardown goes on once the role is back."""
+    deployed(rig)
+    iam = rig.clients["iam"]
+    iam.delete_role_policy(RoleName="lbc", PolicyName="controller")
+    trust = iam.get_role(RoleName="lbc")["Role"]["AssumeRolePolicyDocument"]
+    iam.delete_role(RoleName="lbc")
+    rig.store.delete(*INGRESS, "web", "default")
+    rig.tick(2)
+    (failure,) = rig.events("FailedDeployModel")
+    assert "WebIdentityErr" in failure
+    assert rig.ingress()["metadata"]["finalizers"] == [FINALIZER] and rig.balancers()
+
+    iam.create_role(RoleName="lbc", AssumeRolePolicyDocument=json.dumps(trust))
+    allow = {"Effect": "Allow", "Action": ["elasticloadbalancing:*", "ec2:*"], "Resource": "*"}
+    document = json.dumps({"Version": "2012-10-17", "Statement": [allow]})
+    iam.put_role_policy(RoleName="lbc", PolicyName="controller", PolicyDocument=document)
+    rig.tick()
+    rig.clock.advance(DRAIN)
+    rig.tick(2)
+    assert rig.ingress() is None and rig.balancers() == []
+
+
+def test_a_controller_whose_policy_is_removed_cannot_delete_the_alb(rig: Rig) -> None:
+    deployed(rig)
+    rig.clients["iam"].delete_role_policy(RoleName="lbc", PolicyName="controller")
+    rig.store.delete(*INGRESS, "web", "default")
+    rig.tick(2)
+    (failure,) = rig.events("FailedDeployModel")
+    assert "AccessDenied" in failure and "elasticloadbalancing:DeleteLoadBalancer" in failure
+    assert rig.balancers() and rig.ingress() is not None

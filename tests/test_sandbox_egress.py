@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import http.server
 import socket
 import threading
 from collections.abc import Iterator
@@ -78,11 +79,102 @@ def test_the_proxy_refuses_what_the_route_refuses(error: Exception, status: int)
         tunnel(url, "example.org", 443)
 
 
-def test_the_proxy_only_tunnels() -> None:
-    with proxy_for(lambda name, port: ("127.0.0.1", 9)) as url:
-        connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=5)
-        connection.request("GET", "http://example.org/")
-        assert connection.getresponse().status == 405
+@pytest.fixture
+def alb_http() -> Iterator[tuple[tuple[str, int], list[dict[str, Any]]]]:
+    """A stand-in for the front end's HTTP port: it notes each request it receives and
+    answers as an ALB's HTTP listener does, with a redirect to HTTPS."""
+    seen: list[dict[str, Any]] = []
+
+    class Listener(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            seen.append(
+                {
+                    "line": self.requestline,
+                    "headers": dict(self.headers.items()),
+                    "body": self.rfile.read(length),
+                }
+            )
+            self.send_response(301)
+            self.send_header("Location", f"https://{self.headers['Host']}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = do_POST = answer
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield ("127.0.0.1", server.server_address[1]), seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def through(proxy: str, method: str, url: str, **kwargs: Any) -> http.client.HTTPResponse:
+    """A request through the proxy as curl and urllib send plain HTTP: the whole URL."""
+    connection = http.client.HTTPConnection(proxy.removeprefix("http://"), timeout=5)
+    connection.request(method, url, **kwargs)
+    return connection.getresponse()
+
+
+def test_plain_http_is_forwarded_to_where_the_route_says(
+    alb_http: tuple[tuple[str, int], list[dict[str, Any]]],
+) -> None:
+    front, seen = alb_http
+    asked: list[tuple[str, int]] = []
+
+    def route(name: str, port: int) -> tuple[str, int]:
+        asked.append((name, port))
+        return front
+
+    with proxy_for(route) as url:
+        answer = through(
+            url, "GET", "http://Kubeflow.Example.COM/a?b=c", headers={"Proxy-Authorization": "x"}
+        )
+        assert (answer.status, answer.getheader("Location")) == (
+            301,
+            "https://Kubeflow.Example.COM/a?b=c",
+        )
+        posted = through(url, "POST", "http://kubeflow.example.com:80/form", body=b"k=v")
+        assert posted.status == 301
+    assert asked == [("kubeflow.example.com", 80)] * 2
+    # The ALB sees what a server sees: the path, the URL's host, nothing meant for the proxy.
+    assert [request["line"] for request in seen] == ["GET /a?b=c HTTP/1.1", "POST /form HTTP/1.1"]
+    assert seen[0]["headers"]["Host"] == "Kubeflow.Example.COM"
+    assert "Proxy-Authorization" not in seen[0]["headers"]
+    assert seen[1]["body"] == b"k=v"
+
+
+@pytest.mark.parametrize(
+    "url, status",
+    [
+        ("http://example.org/", 403),  # the route refuses it: outside the world
+        ("http://kubeflow.example.com:8080/", 403),  # plain HTTP: port 80 only
+        ("https://kubeflow.example.com/", 400),  # HTTPS goes through CONNECT
+        ("/", 400),  # a request to the proxy itself, not through it
+    ],
+)
+def test_plain_http_is_refused_as_connect_is(url: str, status: int) -> None:
+    def route(name: str, port: int) -> tuple[str, int]:
+        if name == "example.org":
+            raise Refused(403, "outside")
+        return ("127.0.0.1", 9)
+
+    with proxy_for(route) as proxy:
+        assert through(proxy, "GET", url).status == status
+
+
+def test_plain_http_to_a_front_end_that_does_not_answer_is_a_bad_gateway() -> None:
+    with proxy_for(lambda name, port: ("127.0.0.1", 9)) as proxy:
+        answer = through(proxy, "GET", "http://kubeflow.example.com/")
+        assert answer.status == 502
+        assert answer.read().startswith(b"sandbox egress proxy: http://kubeflow.example.com/")
 
 
 class FakeView:

@@ -73,6 +73,7 @@ INGRESS = ("networking.k8s.io/v1", "Ingress")
 FINALIZER = "ingress.k8s.aws/resources"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 CREATE_ACTION = "elasticloadbalancing:CreateLoadBalancer"
+DELETE_ACTION = "elasticloadbalancing:DeleteLoadBalancer"
 EVENT_SOURCE = "ingress"  # the real controller's event recorder component
 
 
@@ -340,7 +341,19 @@ class AlbControllerSimulator(Reconciler):
         Any step that fails (ModelError) stops here, to be retried on the next pass."""
         if ingress is not None and _deleting(ingress):
             self._deleting_since.setdefault(key, self.clock())
-        self._credentials(controller)  # deleting takes the controller's AWS identity too
+        try:
+            # Deleting takes the controller's AWS identity too, and its policy's leave.
+            role = self._credentials(controller)
+            for balancer in self.provisioner.balancers("/".join(key)):
+                self.identity.require(role, DELETE_ACTION, balancer["LoadBalancerArn"])
+        except ModelError as error:
+            # As the real controller: the failed deploy of the emptied model is a Warning
+            # Event on the Ingress, and the teardown is retried on the next pass.
+            if ingress is not None:
+                self.store.record_event(
+                    ingress, error.reason, error.message, type="Warning", component=EVENT_SOURCE
+                )
+            raise
         self.provisioner.tear_down(*key)
         if self._backend_group_used and not self._backend_group_needed(key):
             self.provisioner.release_backend_group()

@@ -1,14 +1,17 @@
-"""The world's way in from "the internet": an HTTP CONNECT proxy on 127.0.0.1.
+"""The world's way in from "the internet": an HTTP proxy on 127.0.0.1.
 
 All of the world's ALBs answer on one front end (tlsendpoint) at high ports of 127.0.0.1,
 so that any user can run a world (ports 443 and 80 need root) and on any system (macOS
 has no loopback address but 127.0.0.1). Clients reach it as they reach the internet from
-behind an egress proxy: the world's `env` sets `HTTPS_PROXY` to this proxy, which tunnels
-`CONNECT <name>:443` (and `:80`) to the front end's HTTPS (HTTP) port when the name is one
-of the world's ALBs: its DNS (the world's view) resolves it to the front end, or it is an
-active ALB's own DNS name. Anything else is refused: 502 if the name does not resolve, 403
-if it is outside the world (the world reaches nothing else) or the port is not 443 or 80,
-405 for anything but CONNECT.
+behind an egress proxy: the world's `env` sets `HTTPS_PROXY` and `HTTP_PROXY` to this
+proxy, which tunnels `CONNECT <name>:443` (and `:80`) to the front end's HTTPS (HTTP) port
+when the name is one of the world's ALBs: its DNS (the world's view) resolves it to the
+front end, or it is an active ALB's own DNS name. Plain HTTP through a proxy is no tunnel:
+the client sends the proxy the whole URL (`GET http://<name>/path HTTP/1.1`), and the
+proxy forwards it, for the same names and port 80 only, to the front end's HTTP port.
+Anything else is refused: 502 if the name does not resolve, 403 if it is outside the world
+(the world reaches nothing else) or the port is not 443 or 80 (80 for plain HTTP), 400 for
+a request that names no http:// URL, 411 for a body of unknown length.
 """
 
 from __future__ import annotations
@@ -20,12 +23,24 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import urlsplit
 
 from orchestrator_sandbox.dnsview import DnsView
 from orchestrator_sandbox.tlsendpoint import LOOPBACK, AlbEndpoint
 
 TIMEOUT = 60.0  # an idle tunnel's life, and a silent client's
 CHUNK = 65536
+# Headers meant for the proxy, or for one connection only: not passed on (RFC 9110 7.6.1).
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+}
 
 
 class Refused(Exception):
@@ -131,11 +146,48 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _not_connect(self) -> None:
+    def _forward(self) -> None:
+        """A plain-HTTP request through the proxy (`GET http://name/path`): sent on to the
+        front end's HTTP port as the ALB would receive it, one request per connection."""
         self.close_connection = True
-        self._refuse(405, "only CONNECT (HTTPS_PROXY), to the world's ALBs")
+        url = urlsplit(self.path)
+        try:
+            if url.scheme.lower() != "http" or not url.hostname:
+                raise Refused(400, f"a proxy request names an http:// URL, not {self.path!r}")
+            if (url.port or 80) != 80:
+                raise Refused(403, f"port {url.port}: the world's ALBs answer plain HTTP on 80")
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                raise Refused(411, "a request body needs a Content-Length here")
+            target = self.server.route(url.hostname.rstrip("."), 80)
+            upstream = socket.create_connection(target, timeout=TIMEOUT)
+        except Refused as refused:
+            self._refuse(refused.status, str(refused))
+            return
+        except Exception as exc:  # noqa: BLE001 - the look-up or the front end failed
+            self._refuse(502, f"{self.path}: {exc}")
+            return
+        with upstream:
+            upstream.sendall(self._origin_form(url.netloc, url.path or "/", url.query))
+            body = int(self.headers.get("Content-Length") or 0)
+            if body:
+                upstream.sendall(self.rfile.read(body))
+            # The front end closes after its answer (Connection: close): that ends the copy.
+            _copy(upstream, self.connection)
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_connect
+    def _origin_form(self, netloc: str, path: str, query: str) -> bytes:
+        """The request as a server receives it: path and query only, the URL's host in
+        Host, no headers meant for the proxy, and a connection that ends with the answer."""
+        target = path + (f"?{query}" if query else "")
+        lines = [f"{self.command} {target} {self.request_version}"]
+        lines += [
+            f"{name}: {value}"
+            for name, value in self.headers.items()
+            if name.lower() not in HOP_BY_HOP and name.lower() != "host"
+        ]
+        lines += [f"Host: {netloc.rpartition('@')[2]}", "Connection: close"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _forward
 
 
 def _relay(client: socket.socket, upstream: socket.socket) -> None:

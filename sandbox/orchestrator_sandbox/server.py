@@ -392,8 +392,12 @@ class World:
             "KUBECONFIG": str(self.directory / "kubeconfig"),
             "SSL_CERT_FILE": str(self.ca.cert_path),
             # Both spellings: where both are set, most clients (urllib, curl) read the
-            # lower-case one, which might be the user's own proxy.
-            **{name: self.endpoints["proxy"] for name in ("HTTPS_PROXY", "https_proxy")},
+            # lower-case one, which might be the user's own proxy (curl reads only
+            # http_proxy for http://). HTTP too: the ALBs' port 80 is reached through it.
+            **{
+                name: self.endpoints["proxy"]
+                for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+            },
             **{name: NO_PROXY for name in ("NO_PROXY", "no_proxy")},
         }
         lines = [

@@ -86,6 +86,12 @@ def up(
     except StartInterrupted:
         raise
     except KeyboardInterrupt:
+        # Before _start spawned a world, or as it returned one ready (between, it notes them).
+        if running(directory) is not None:
+            raise StartInterrupted(
+                f"the sandbox world in {directory} runs; `orchestrator sandbox down --dir "
+                f"{directory}` stops it"
+            ) from None
         raise StartInterrupted(f"nothing was started in {directory}") from None
     warn(info)
     return info
@@ -149,24 +155,25 @@ def _try_lock(lock: IO[str]) -> bool:
 
 
 def _start(directory: Path, world_args: list[str]) -> dict[str, Any]:
-    """Start a world and wait until it is ready; we hold the lock and none is ready."""
+    """Start a world and wait until it is ready; we hold the lock and none is ready.
+
+    From before the world is spawned until it is ready or stopped, Ctrl-C and SIGTERM are
+    noted, not raised: raised between two statements, one could leave a world running that
+    no pid file names, or cut its clean-up short. The wait looks at them at each poll."""
     _stop_world(directory)  # one still starting for an `up` that was killed: no one waits on it
-    with _interrupts_held() as interrupts:  # so that the pid file names every world we start
+    with _interrupts_held() as interrupts:
         process = _spawn(directory, world_args)
         (directory / "pid").write_text(str(process.pid))
-    try:
-        if interrupts:
-            raise KeyboardInterrupt
-        return _wait_until_ready(directory, process)
-    except BaseException as error:
-        with _interrupts_held():  # a second Ctrl-C must not cut the clean-up short
+        try:
+            return _wait_until_ready(directory, process, interrupts)
+        except BaseException as error:
             _stop_child(process)
             _forget(directory)
-        if isinstance(error, KeyboardInterrupt):
-            raise StartInterrupted(
-                f"the sandbox world starting in {directory} was stopped; nothing runs there"
-            ) from None
-        raise
+            if isinstance(error, KeyboardInterrupt):
+                raise StartInterrupted(
+                    f"the sandbox world starting in {directory} was stopped; nothing runs there"
+                ) from None
+            raise
 
 
 def _spawn(directory: Path, world_args: list[str]) -> subprocess.Popen[bytes]:
@@ -189,9 +196,14 @@ def _spawn(directory: Path, world_args: list[str]) -> subprocess.Popen[bytes]:
         )
 
 
-def _wait_until_ready(directory: Path, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+def _wait_until_ready(
+    directory: Path, process: subprocess.Popen[bytes], interrupts: list[int]
+) -> dict[str, Any]:
+    """The world's endpoints once it is ready; KeyboardInterrupt once an interrupt is noted."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
+        if interrupts:
+            raise KeyboardInterrupt
         info = running(directory)
         if info is not None:
             return info
