@@ -12,8 +12,11 @@ longest such chain inside it: what no client, however clever, could finish soone
 
 Targets (issue 12): the job within 1.10x its critical path plus 2 s of start-up; a no-change
 re-run under 1 s; `status` under 100 ms and `--help` under 150 ms; `rollback --all` within
-1.10x its own critical path (the controller's teardown), plus the same 2 s. Exit 1 if one
-is missed, with a line on stderr for each: the command, what it took, its target.
+1.10x its own critical path (the controller's teardown), plus the same 2 s. Start-up
+(issue 22) against what no command can go below: `status` at most 2x a bare
+`python -c pass`; a no-change re-run at most 1.2x importing boto3 and kubernetes, making
+the seven AWS clients and loading the kubeconfig. Exit 1 if one is missed, with a line on
+stderr for each: the command, what it took, its target.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator_sandbox import events
@@ -36,6 +39,17 @@ from orchestrator_sandbox.world import read_env
 
 START_UP = 2.0  # seconds of process start and read-only checks the targets allow
 RATIO = 1.10
+# At most this many times the floor under a command's start-up (issue 22).
+FLOOR_RATIOS = {"status": 2.0, "re-run (no change)": 1.2}
+# The floor of a run that changes nothing: the libraries it needs, its seven AWS clients
+# and the kubeconfig loaded, in the world's environment, and nothing of orchestrator.
+CLIENTS_FLOOR = """
+import os, boto3, kubernetes.config, kubernetes.dynamic
+session = boto3.session.Session()
+for service in ("sts", "eks", "ec2", "route53", "acm", "iam", "elbv2"):
+    session.client(service, region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None)
+"""
 
 
 @dataclass(frozen=True)
@@ -46,10 +60,22 @@ class Timed:
     chain: tuple[str, ...] = ()
     target: str = ""
     median: float | None = None  # of a short command's runs; `wall` is the fastest
+    floor: float | None = None  # the fastest the command's start-up could be, measured
+    floor_name: str = ""
 
     @property
     def ratio(self) -> float | None:
         return self.wall / self.critical if self.critical else None
+
+    @property
+    def start_up(self) -> float | None:
+        """The command's time as a multiple of its floor."""
+        return self.wall / self.floor if self.floor else None
+
+    @property
+    def start_up_met(self) -> bool:
+        limit = FLOOR_RATIOS.get(self.name)
+        return self.start_up is None or limit is None or self.start_up <= limit
 
     @property
     def limit(self) -> float | None:
@@ -62,7 +88,8 @@ class Timed:
     def met(self) -> bool:
         if self.name in ("run", "rollback --all"):
             return self.limit is not None and self.wall <= self.limit
-        return self.limit is None or self.wall < self.limit  # "under 1 s"
+        under = self.limit is None or self.wall < self.limit  # "under 1 s"
+        return under and self.start_up_met
 
 
 def main() -> int:
@@ -80,7 +107,10 @@ def main() -> int:
     finally:
         cli.sandbox("down")
     if args.json:
-        print(json.dumps([vars(r) | {"ratio": r.ratio, "met": r.met} for r in results], indent=2))
+        shown_rows = [
+            vars(r) | {"ratio": r.ratio, "start_up": r.start_up, "met": r.met} for r in results
+        ]
+        print(json.dumps(shown_rows, indent=2))
     else:
         print(table(results, args.time_scale))
     # Exit 1 alone says nothing (with --json, not even a NO in a table): say which, by how much.
@@ -110,9 +140,18 @@ class Cli:
         self._run([*config, *words], env=env)
         return time.perf_counter() - started
 
-    def _run(self, words: list[str], env: dict[str, str]) -> None:
+    def python(self, code: str) -> float:
+        """`python -c CODE` in the world's environment, timed as a command is."""
+        exports, unsets = read_env(self.world)
+        env = {k: v for k, v in os.environ.items() if k not in unsets} | exports
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        started = time.perf_counter()
+        self._run(["-c", code], env=env, module=False)
+        return time.perf_counter() - started
+
+    def _run(self, words: list[str], env: dict[str, str], module: bool = True) -> None:
         done = subprocess.run(
-            [sys.executable, "-m", "orchestrator", *words],
+            [sys.executable, *(["-m", "orchestrator"] if module else []), *words],
             env=env,
             capture_output=True,
             text=True,
@@ -126,10 +165,15 @@ class Cli:
 
 
 def measure(cli: Cli) -> list[Timed]:
+    whole = with_critical_path(cli, "run", "run")
+    rerun = short("re-run (no change)", lambda: cli.timed("run"), "< 1 s", times=3)
+    clients = short("", lambda: cli.python(CLIENTS_FLOOR), "", times=3).wall
+    status = short("status", lambda: cli.timed("status"), "< 100 ms")
+    bare = short("", lambda: cli.python("pass"), "").wall
     return [
-        with_critical_path(cli, "run", "run"),
-        Timed("re-run (no change)", cli.timed("run"), target="< 1 s"),
-        short("status", lambda: cli.timed("status"), "< 100 ms"),
+        whole,
+        replace(rerun, floor=clients, floor_name="boto3 + kubernetes, 7 clients, kubeconfig"),
+        replace(status, floor=bare, floor_name="python -c pass"),
         short("--help", lambda: cli.timed("--help"), "< 150 ms"),
         Timed("plan", cli.timed("plan")),
         with_critical_path(cli, "rollback --all", "rollback", "--all", "--yes"),
@@ -166,7 +210,13 @@ def missed(results: list[Timed]) -> list[str]:
             target = f"{r.target}, but the world logged no critical path"
         else:
             target = r.target
-        lines.append(f"target missed: {r.name} took {measured}; target {target}")
+        if r.start_up_met:
+            lines.append(f"target missed: {r.name} took {measured}; target {target}")
+        else:
+            lines.append(
+                f"target missed: {r.name} took {measured}, {r.start_up:.2f}x {r.floor_name} "
+                f"({shown(r.floor or 0.0)}); target at most {FLOOR_RATIOS[r.name]:g}x"
+            )
     return lines
 
 
@@ -185,6 +235,12 @@ def table(results: list[Timed], scale: float) -> str:
             f"| {r.name} | {wall} | {critical} | {ratio} | {r.target} | "
             f"{'yes' if r.met else 'NO'} |"
         )
+    for r in results:
+        if r.start_up is not None:
+            lines.append(
+                f"\nstart-up of {r.name}: {r.start_up:.2f}x {r.floor_name} "
+                f"({shown(r.floor or 0.0)}); target at most {FLOOR_RATIOS.get(r.name, 0):g}x"
+            )
     for r in results:
         if r.chain:
             steps = " -> ".join(step.split(":")[0] for step in r.chain)

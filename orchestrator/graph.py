@@ -1,10 +1,10 @@
 """`orchestrator graph`: each phase's lifecycle as Mermaid, drawn from its one declaration
-(MOVES in orchestrator/machine.py), and the phases in run order with where the
+(MOVES in orchestrator/lifecycle.py), and the phases in run order with where the
 deployment is, from the state file if there is one."""
 
 from __future__ import annotations
 
-from orchestrator.machine import MOVES, PENDING
+from orchestrator.lifecycle import MOVES, PENDING
 from orchestrator.store import DeploymentState, PhaseRecord, PhaseStatus
 
 # Where a phase the engine is on (or stopped on) stands; the first such is "here".
@@ -31,7 +31,7 @@ def lifecycle(here: PhaseRecord | None) -> list[str]:
     """The lifecycle as a Mermaid state diagram; the status of the phase `here` marked."""
     lines = [
         "stateDiagram-v2",
-        "    %% each phase's lifecycle, declared in orchestrator/machine.py (MOVES)",
+        "    %% each phase's lifecycle, declared in orchestrator/lifecycle.py (MOVES)",
         f"    [*] --> {PENDING.value}",
     ]
     seen: set[tuple[str, str, str]] = set()

@@ -1,8 +1,8 @@
 """The engine: walks the phases forward or back, moving each phase along its lifecycle.
 
 Each phase's lifecycle (pending, in progress, waiting, needs action, done, failed, rolled
-back) is one `transitions` machine, declared once below (MOVES): every change of a
-phase's status is a named move on it, and a move it does not declare raises IllegalMove.
+back) is one `transitions` machine, declared once in lifecycle.py (MOVES): every change of
+a phase's status, and of the record's fields that go with it, is a named move on it.
 The engine runs the phases in order (forward) or newest first (rollback); a handler that
 raises leaves its phase where it was, and the persisted phase record says why, so the
 next command picks up exactly there.
@@ -18,8 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from transitions import EventData, Machine, MachineError
-
 from orchestrator.config import IMPLIED_SETTINGS, Config
 from orchestrator.errors import (
     NeedsAction,
@@ -29,6 +27,14 @@ from orchestrator.errors import (
     StillWaiting,
     UsageError,
 )
+from orchestrator.lifecycle import (
+    DONE,
+    UNTOUCHED,
+    WAITING,
+    move,
+    note_interrupted,
+)
+from orchestrator.lifecycle import MOVES as MOVES  # read from the engine by the CLI's tests
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import PhasePlan
 from orchestrator.report import Reporter
@@ -36,10 +42,8 @@ from orchestrator.store import (
     ROLLBACK_ALL,
     DeploymentState,
     PhaseRecord,
-    PhaseStatus,
     Resource,
-    StateStore,
-    now,
+    Store,
 )
 from orchestrator.waiting import WaitPolicy
 
@@ -47,125 +51,8 @@ if TYPE_CHECKING:
     from orchestrator.aws import Aws
     from orchestrator.kube import Kube
 
-PENDING, IN_PROGRESS, WAITING = PhaseStatus.PENDING, PhaseStatus.IN_PROGRESS, PhaseStatus.WAITING
-NEEDS_ACTION, DONE, FAILED = PhaseStatus.NEEDS_ACTION, PhaseStatus.DONE, PhaseStatus.FAILED
-ROLLED_BACK = PhaseStatus.ROLLED_BACK
-UNTOUCHED = (PENDING, ROLLED_BACK)
-TOUCHED = (IN_PROGRESS, WAITING, NEEDS_ACTION, DONE, FAILED)
-
-# ---- a phase's lifecycle ----------------------------------------------------------------------
-
-# Every move a phase's status makes: (trigger, from, to). `in_progress` is shared by
-# entering and rolling back; the record's `action` says which, and the moves proper to
-# one check it (ONLY_WHILE), so a rollback never ends as done, nor an entry as rolled back.
-MOVES: list[tuple[str, list[PhaseStatus], PhaseStatus]] = [
-    # forward: the first time, or again after a rollback
-    ("enter", [PENDING, ROLLED_BACK], IN_PROGRESS),
-    # resume: retry a failure, wait again, go on after a human acted, a crash or `import`
-    ("enter", [FAILED, WAITING, NEEDS_ACTION, IN_PROGRESS], IN_PROGRESS),
-    # verify found that a done phase no longer holds
-    ("enter", [DONE], IN_PROGRESS),
-    ("wait", [IN_PROGRESS], WAITING),
-    ("stop_waiting", [WAITING], IN_PROGRESS),  # what was waited for came
-    ("need_action", [IN_PROGRESS], NEEDS_ACTION),
-    ("finish", [IN_PROGRESS], DONE),
-    # a handler raised: while working, while waiting, or verifying a done phase
-    ("fail", [IN_PROGRESS, WAITING, DONE], FAILED),
-    # back: a phase this state file touched ...
-    ("start_rollback", list(TOUCHED), IN_PROGRESS),
-    # ... or, in the sweep of `rollback --all`, one whose resources the file did not list
-    ("start_rollback", list(UNTOUCHED), IN_PROGRESS),
-    ("finish_rollback", [IN_PROGRESS], ROLLED_BACK),
-    # `import --take-ownership`: found resources, to be entered again or rolled back
-    ("take_over", [PENDING], IN_PROGRESS),
-]
-# What the phase is doing after a move (the record's `action`); other moves keep it, so
-# a failed or waiting phase still says whether it was being entered or rolled back.
-ACTION_AFTER: dict[str, str | None] = {
-    "enter": "enter",
-    "start_rollback": "rollback",
-    "take_over": "import",
-    "finish": None,
-    "finish_rollback": None,
-}
-# Moves made only while the phase does that work (its `action`).
-ONLY_WHILE = {"finish": "enter", "need_action": "enter", "finish_rollback": "rollback"}
-TARGET = {trigger: dest for trigger, _, dest in MOVES}
-
 # Why rollback never deletes what a phase adopted.
 ADOPTED = "it existed before this deployment (adopted), and is only ever used"
-
-
-class IllegalMove(Exception):
-    """A phase's status was asked to move where its lifecycle does not go: a bug."""
-
-    def __init__(self, record: PhaseRecord, trigger: str) -> None:
-        doing = f" (action {record.action})" if record.action else ""
-        super().__init__(
-            f"phase {record.name} cannot {trigger}: {record.status}{doing} -> "
-            f"{TARGET.get(trigger, '?')} is not a move of its lifecycle"
-        )
-        self.phase, self.trigger = record.name, trigger
-        self.source, self.dest = record.status, TARGET.get(trigger)
-
-
-class _Moving:
-    """The model the lifecycle machine moves: one phase record, for one move."""
-
-    def __init__(self, record: PhaseRecord) -> None:
-        self.record = record
-
-    @property
-    def status(self) -> str:
-        # The plain value: transitions would take an Enum by its name.
-        return PhaseStatus(self.record.status).value
-
-    @status.setter
-    def status(self, value: str) -> None:
-        self.record.status = PhaseStatus(value)
-
-    def doing_the_work(self, event: EventData) -> bool:
-        return self.record.action == ONLY_WHILE[event.event.name]
-
-    def note_action(self, event: EventData) -> None:
-        self.record.action = ACTION_AFTER[event.event.name]
-
-
-def _declare() -> Machine:
-    machine = Machine(
-        model=None,
-        states=[s.value for s in PhaseStatus],
-        initial=None,
-        auto_transitions=False,
-        model_attribute="status",
-        send_event=True,
-    )
-    for trigger, sources, dest in MOVES:
-        machine.add_transition(
-            trigger,
-            [s.value for s in sources],
-            dest.value,
-            conditions="doing_the_work" if trigger in ONLY_WHILE else None,
-            after="note_action" if trigger in ACTION_AFTER else None,
-        )
-    return machine
-
-
-LIFECYCLE = _declare()
-
-
-def move(record: PhaseRecord, trigger: str) -> None:
-    """Move `record` along its lifecycle by `trigger`, or raise IllegalMove."""
-    model = _Moving(record)
-    LIFECYCLE.add_model(model, initial=PhaseStatus(record.status).value)
-    try:
-        moved = LIFECYCLE.events[trigger].trigger(model)
-    except MachineError:
-        moved = False
-    finally:
-        LIFECYCLE.remove_model(model)
-    if not moved:
-        raise IllegalMove(record, trigger)
 
 
 T = TypeVar("T")
@@ -192,7 +79,7 @@ class Engine:
         self,
         phases: list[Phase],
         state: DeploymentState,
-        store: StateStore,
+        store: Store,
         config: Config,
         report: Reporter,
         policy: WaitPolicy | None = None,
@@ -236,9 +123,9 @@ class Engine:
     def save(self) -> None:
         self.store.save(self.state)
 
-    def move(self, record: PhaseRecord, trigger: str) -> None:
-        """Move a phase along its declared lifecycle (see MOVES)."""
-        move(record, trigger)
+    def move(self, record: PhaseRecord, trigger: str, **given: Any) -> None:
+        """Move a phase along its declared lifecycle (see MOVES), with what the move needs."""
+        move(record, trigger, **given)
 
     # ---- forward ----------------------------------------------------------------------------
 
@@ -292,18 +179,11 @@ class Engine:
 
     def _enter(self, phase: Phase, record: PhaseRecord, ctx: PhaseContext) -> None:
         self.move(record, "enter")
-        record.attempts += 1
-        record.started_at, record.finished_at = now(), None
-        record.kept = []
-        record.error = record.waiting_for = record.waiting_since = record.waiting_detail = None
         self.save()
         self.report.started(phase.name, phase.heading(self.config))
         started = time.monotonic()
         self._guard(phase.name, record, lambda: phase.enter(ctx))
         self.move(record, "finish")
-        record.intent = None
-        record.finished_at = now()
-        record.waiting_for = record.waiting_since = record.waiting_detail = None
         self.save()
         self.report.done(phase.name, time.monotonic() - started)
 
@@ -315,23 +195,20 @@ class Engine:
             raise  # the state file cannot take what happened: nothing more is written
         except StillWaiting as stop:
             if record.status != WAITING:  # the wait was another phase's (see wait_until)
-                self.move(record, "wait")
-            record.waiting_for = stop.waiting_for
+                self.move(record, "wait", what=stop.waiting_for)
             self.save()
             raise
         except NeedsAction as action:
-            self.move(record, "need_action")
-            record.waiting_for = action.instructions.splitlines()[0]
+            self.move(record, "need_action", what=action.instructions.splitlines()[0])
             self.save()
             raise
         except KeyboardInterrupt:
-            record.error = "interrupted"
+            note_interrupted(record)
             self.save()
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then reported
             message, hint = describe_failure(exc)
-            self.move(record, "fail")
-            record.error = f"{message} (next: {hint})"
+            self.move(record, "fail", why=f"{message} (next: {hint})")
             self.save()
             raise PhaseFailed(name, message, hint) from exc
 
@@ -405,15 +282,7 @@ class Engine:
             record.resources += [
                 Resource(f.kind, f.id, created=True, detail=dict(f.detail)) for f in items
             ]
-            self.move(record, "start_rollback")
-            self.save()
-            undo = functools.partial(
-                self._rollback_checked, self.phases[name], PhaseContext(self, record)
-            )
-            self._guard(name, record, undo)
-            self.move(record, "finish_rollback")
-            record.resources = []
-            self.save()
+            self._undo_phase(name, sweeping=True)
 
     def look(self, work: Callable[[PhaseContext], Any], ctx: PhaseContext | None = None) -> Any:
         """Run read-only work outside any phase (the inventory, say); its failures are told
@@ -446,27 +315,29 @@ class Engine:
         self.state.rollback_to = None
         self.save()
 
-    def _undo_phase(self, name: str) -> None:
+    def _undo_phase(self, name: str, sweeping: bool = False) -> None:
+        """Roll one touched phase back. `sweeping`: in the sweep, for what the state file did
+        not list (added to the record); the phase was rolled back already, or never entered,
+        so it is not told as a phase rolled back, nor starts a new round of retry tokens."""
         phase, record = self.phases[name], self.state.phase(name)
-        if record.status in UNTOUCHED:
+        if record.status in UNTOUCHED and not sweeping:
             return
         ctx = PhaseContext(self, record)
         self.move(record, "start_rollback")
-        record.error = None
         self.save()
-        self.report.rolling_back(name)
+        if not sweeping:
+            self.report.rolling_back(name)
         started = time.monotonic()
-        self._guard(name, record, lambda: self._rollback_checked(phase, ctx))
+        self._guard(name, record, functools.partial(self._rollback_checked, phase, ctx))
         for adopted in (r for r in record.resources if not r.created):
             self.report.info(f"left {adopted.describe()} in place: {ADOPTED}", name)
         self.move(record, "finish_rollback")
-        record.intent = None
         record.outputs, record.resources = {}, []
-        record.generation += 1
-        record.finished_at = now()
-        record.waiting_for = record.waiting_since = record.waiting_detail = None
+        if not sweeping:
+            record.generation += 1
         self.save()
-        self.report.rolled_back(name, time.monotonic() - started)
+        if not sweeping:
+            self.report.rolled_back(name, time.monotonic() - started)
 
     def _rollback_checked(self, phase: Phase, ctx: PhaseContext) -> None:
         phase.rollback(ctx)
@@ -477,6 +348,21 @@ class Engine:
                 f"rollback left resources this deployment created: {names}",
                 "delete them by hand or run the rollback again",
             )
+
+    # ---- one phase's work brought back for another's rollback -------------------------------
+
+    def restorable(self, name: str) -> bool:
+        return self.phases[name].restorable(self._restoring(name))
+
+    def restore(self, name: str) -> None:
+        """Run phase `name`'s restore in its own record (what it makes is recorded there, as
+        its enter would), leaving its status as it is: a later phase's rollback needs what
+        it made (the ingress's, the controller to tear the ALB down)."""
+        self.phases[name].restore(self._restoring(name))
+        self.save()
+
+    def _restoring(self, name: str) -> PhaseContext:
+        return PhaseContext(self, self.state.phase(name), restoring=True)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
@@ -569,7 +455,7 @@ def check_state(state: DeploymentState, config: Config, phases: list[Phase], pat
         raise UsageError(_moved(state, config, path))
     for index, phase in enumerate(phases):
         record = state.phase(phase.name)
-        if record.status == "done":
+        if record.status == DONE:
             missing = [key for key in phase.outputs if key not in record.outputs]
             if missing:
                 raise UsageError(

@@ -84,6 +84,11 @@ class Owner:
         labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
         return self._other(labels.get(DEPLOYMENT_LABEL), labels.get(STATE_LABEL))
 
+    def owns_marks(self, deployment: str | None, identity: str | None) -> bool:
+        """Whether a thing marked with this deployment and state file identity is ours (no
+        identity: ours if this state file is from before identities)."""
+        return self._owns(deployment, identity)
+
     def _owns(self, deployment: str | None, identity: str | None) -> bool:
         if deployment != self.deployment:
             return False
@@ -121,3 +126,10 @@ def released_by(tags: Tags | None, deployment: str) -> bool:
 
 def describe_identity(identity: str) -> str:
     return f"state file {identity}" if identity else "a state file from before identities"
+
+
+def not_ours(owner: Owner, kind: str, live: Mapping[str, Any]) -> str:
+    """Why an object the state file lists is left: its labels name another owner."""
+    other = owner.other_owner_of_object(live)
+    whose = describe_identity(other) if other is not None else "someone else"
+    return f"the {kind}'s labels say it belongs to {whose}, not this state file"

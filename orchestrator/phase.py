@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from orchestrator.lifecycle import note_intent, note_seen, note_wait
 from orchestrator.ownership import OWNER_TAG, Owner, kept_mark
 from orchestrator.planning import CHECK, Change
-from orchestrator.store import PhaseRecord, PhaseStatus, Resource, now
+from orchestrator.store import PhaseRecord, PhaseStatus, Resource
 from orchestrator.waiting import FIRST_INTERVAL, wait_until
 
 if TYPE_CHECKING:
@@ -27,7 +29,37 @@ T = TypeVar("T")
 # In a resource's detail while its release is under way: why it is being kept.
 RELEASING = "releasing"
 
-__all__ = ["OWNER_TAG", "Phase", "PhaseContext"]
+__all__ = ["OWNER_TAG", "Found", "Phase", "PhaseContext", "Search"]
+
+
+@dataclass(frozen=True)
+class Found:
+    """One thing of the deployment's, found by its marks: the phase that makes it, as that
+    phase records it (kind, id, detail), and the identity of the state file its marks name
+    (None: no identity mark). `shared`: a thing a rollback may leave for others who use it
+    (and another state file adopts rather than makes)."""
+
+    phase: str
+    kind: str
+    id: str
+    identity: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    shared: bool = False
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.id}"
+
+
+@dataclass
+class Search:
+    """What a search by marks knows when it asks a phase: the config's EKS cluster as
+    described (None: there is none of that name), and what earlier phases found."""
+
+    cluster: dict[str, Any] | None = None
+    found: list[Found] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[Found]:
+        return [f for f in self.found if f.kind == kind]
 
 
 class Phase:
@@ -40,8 +72,9 @@ class Phase:
     outputs: ClassVar[tuple[str, ...]] = ()
     # Outputs only some modes write (read with .get); not required of a done phase.
     optional_outputs: ClassVar[tuple[str, ...]] = ()
-    # Earlier phases whose outputs this one reads (ctx.earlier): declared, so that a test
-    # can check them against the code and the order of the phases.
+    # Earlier phases whose outputs this one reads (ctx.earlier), or whose work its rollback
+    # has restored (ctx.restore): declared, so that a test can check them against the code
+    # and the order of the phases.
     reads: ClassVar[tuple[str, ...]] = ()
     # What else goes when rollback deletes this phase's resources (the rollback preview).
     rollback_also: ClassVar[str] = ""
@@ -65,11 +98,29 @@ class Phase:
     def rollback(self, ctx: PhaseContext) -> None:
         """Undo what this phase created. Adopted resources are left alone."""
 
+    def restorable(self, ctx: PhaseContext) -> bool:
+        """Whether `restore` can bring back what this phase made (see PhaseContext.restore)."""
+        return False
+
+    def restore(self, ctx: PhaseContext) -> None:
+        """Bring back what this phase made, for a later phase's rollback that needs it (the
+        controller, to tear the ALB down): enter again, in its own record, its status kept."""
+        self.enter(ctx)
+
+    def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
+        """What carries this deployment's marks of what this phase makes, recorded as the
+        phase records it, whatever the state file says (for `import`, the check that no
+        other state file made the deployment, and the sweep of `rollback --all`, whose
+        rollback of a find is this phase's own). Reads only."""
+        return []
+
 
 class PhaseContext:
-    def __init__(self, engine: Engine, record: PhaseRecord) -> None:
+    def __init__(self, engine: Engine, record: PhaseRecord, *, restoring: bool = False) -> None:
         self._engine = engine
         self.record = record
+        # Run for another phase's rollback (Engine.restore): the status stays as it is.
+        self.restoring = restoring
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -93,17 +144,32 @@ class PhaseContext:
     def outputs(self) -> dict[str, Any]:
         return self.record.outputs
 
-    def sibling(self, phase: str) -> PhaseContext:
-        """The context of another phase, to act for it (rollback bringing back what that
-        phase made, say)."""
-        return PhaseContext(self._engine, self._engine.state.phase(phase))
+    def can_restore(self, phase: str) -> bool:
+        """Whether an earlier phase this one reads can bring back what it made (its own
+        `restorable` says)."""
+        self._check_reads(phase)
+        return self._engine.restorable(phase)
+
+    def restore(self, phase: str) -> None:
+        """Have the engine bring back what an earlier phase this one reads made, through
+        that phase's own `restore`: a phase never calls another's handlers."""
+        self._check_reads(phase)
+        self._engine.restore(phase)
+
+    def made_by(self, phase: str) -> list[Resource]:
+        """What an earlier phase this one reads created, as its record lists it."""
+        self._check_reads(phase)
+        return [r for r in self._engine.state.phase(phase).resources if r.created]
+
+    def _check_reads(self, phase: str) -> None:
+        me = self._engine.phases.get(self.record.name)
+        if me is not None and phase not in me.reads:  # not for the sweep's scratch records
+            raise RuntimeError(f"phase {me.name} reads {phase} but does not declare it")
 
     def earlier(self, phase: str) -> dict[str, Any]:
         """Outputs of an earlier phase this one declares it reads, which the engine
         guarantees is done."""
-        me = self._engine.phases.get(self.record.name)
-        if me is not None and phase not in me.reads:  # not for the sweep's scratch records
-            raise RuntimeError(f"phase {me.name} reads {phase} but does not declare it")
+        self._check_reads(phase)
         return self._engine.state.phase(phase).outputs
 
     @property
@@ -147,7 +213,7 @@ class PhaseContext:
         else:
             resource = Resource(kind, id, created=True, confirmed=False, detail=detail)
             self.record.resources.append(resource)
-        self.record.intent = action
+        note_intent(self.record, action)
         self.save()
         return resource
 
@@ -157,7 +223,7 @@ class PhaseContext:
             resource.id = id
         resource.detail.update(detail)
         resource.confirmed = True
-        self.record.intent = None
+        note_intent(self.record, None)
         self.save()
 
     def adopt(self, kind: str, id: str, **detail: Any) -> Resource:
@@ -185,7 +251,7 @@ class PhaseContext:
     def forget(self, resource: Resource) -> None:
         """Drop a resource from the record, after deleting it (or when it is not ours)."""
         self.record.resources = [r for r in self.record.resources if r is not resource]
-        self.record.intent = None
+        note_intent(self.record, None)
         self.save()
 
     def deleted(self, resource: Resource) -> None:
@@ -206,7 +272,7 @@ class PhaseContext:
         for resource in kept:
             self.record.kept.append({"kind": resource.kind, "id": resource.id, "reason": reason})
         self.record.resources = [r for r in self.record.resources if not any(r is k for k in kept)]
-        self.record.intent = None
+        note_intent(self.record, None)
         names = ", ".join(r.describe() for r in kept[:3])
         more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
         released = "; released: this state file's marks are off it" if releasing else ""
@@ -226,7 +292,7 @@ class PhaseContext:
         released = resources if isinstance(resources, list) else [resources]
         for resource in released:
             resource.detail[RELEASING] = reason
-        self.record.intent = f"release {', '.join(r.describe() for r in released)}"
+        note_intent(self.record, f"release {', '.join(r.describe() for r in released)}")
         self.save()
         unmark(kept_mark(reason))
         self.keep(released, reason)
@@ -252,15 +318,14 @@ class PhaseContext:
         budget is small.
 
         The phase's status moves to waiting and back only if the engine is working on it
-        (in progress): a handler run for another phase (the controller reinstalled by the
+        (in progress): a handler run for another phase (the controller restored for the
         ingress rollback) or on its own (a test) leaves the status as it is."""
         record = self.record
-        moves = record.status == PhaseStatus.IN_PROGRESS
+        moves = record.status == PhaseStatus.IN_PROGRESS and not self.restoring
         if moves:
-            self._engine.move(record, "wait")
-        record.waiting_for = what
-        record.waiting_since = now()
-        record.waiting_detail = None
+            self._engine.move(record, "wait", what=what)
+        else:
+            note_wait(record, what)
         self.save()
         result = wait_until(
             probe,
@@ -284,5 +349,5 @@ class PhaseContext:
     def note(self, detail: str | None) -> None:
         """What the current wait has observed (e.g. a controller's event); shown by status."""
         if detail != self.record.waiting_detail:
-            self.record.waiting_detail = detail
+            note_seen(self.record, detail)
             self.save()

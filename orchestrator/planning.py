@@ -1,19 +1,28 @@
 """What `plan` reports: for each phase, done and still true, or the changes `run` would
 make there, named (zone, records, certificates, role and policy, subnet tags, objects).
 
-Each phase's `plan` is written next to its `enter`, from the same look-ups and builders,
-and runs with every write call refused (calls.read_only), so a plan cannot change
-anything even by mistake.
+A phase decides once: one function reads what is there and returns what to do (and
+refuses, with a PhaseError, where enter would stop); `plan` lists that decision and
+`enter` applies it. Likewise its rollback's decisions (Undo: delete, or leave and why)
+are what the rollback preview shows and what rollback applies. A plan runs with every
+write call refused (calls.read_only), so it cannot change anything even by mistake.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrator.store import Resource
 
 # The actions a change can have; the first three write.
 CREATE, UPDATE, DELETE = "create", "update", "delete"
 USE, WAIT, CHECK, STOP, ASK = "use", "wait", "check", "stop", "ask"
 WRITES = (CREATE, UPDATE, DELETE)
+# What a rollback does with a resource the deployment made, besides DELETE.
+LEAVE = "leave"
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,17 @@ class Change:
 
     def as_dict(self) -> dict[str, str]:
         return {"action": self.action, "what": self.what, "why": self.why}
+
+
+@dataclass(frozen=True)
+class Undo:
+    """A rollback's decision for one resource (DELETE, or LEAVE and why), and how to carry
+    it out: the rollback preview shows the decision, rollback applies it."""
+
+    resource: Resource
+    action: str
+    why: str
+    apply: Callable[[], None]
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""What a rollback is about to delete and to leave, read from the state file alone, so it
-can be shown (and agreed to) before the first call.
+"""What a rollback is about to delete and to leave, so it can be shown (and agreed to)
+before the first delete.
 
-It lists what the state file records; each delete still reads the resource's tags or
-labels first, so the rollback itself may leave more (what is not ours, or still used by
-something not ours), and says so as it goes.
+A phase with a `rollback_plan(ctx)` (the decisions its rollback applies: see
+planning.Undo) is previewed from that same decision, read with every write refused, when
+an engine is given; any other phase from what the state file records, whose deletes
+still read the resource's tags or labels first, so the rollback itself may leave more
+(what is not ours, or still used by something not ours), and says so as it goes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.machine import ADOPTED, UNTOUCHED
-from orchestrator.store import DeploymentState, Resource
+from orchestrator.store import DeploymentState, PhaseRecord, Resource
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,11 @@ SWEEP = Step(
 )
 
 
-def rollback_steps(state: DeploymentState, phases: list[Any], to: str | None) -> list[Step]:
-    """Newest phase first, as rollback goes: each resource it would delete or leave."""
+def rollback_steps(
+    state: DeploymentState, phases: list[Any], to: str | None, engine: Any = None
+) -> list[Step]:
+    """Newest phase first, as rollback goes: each resource it would delete or leave. With
+    the engine, a phase that has a rollback_plan is previewed from it."""
     names = [p.name for p in phases]
     first = names.index(to) + 1 if to else 0
     steps: list[Step] = []
@@ -47,11 +52,34 @@ def rollback_steps(state: DeploymentState, phases: list[Any], to: str | None) ->
         record = state.phase(phase.name)
         if record.status in UNTOUCHED:
             continue
+        decided = _decided(phase, record, engine)
+        if decided is not None:
+            steps += decided
+            continue
         for resource in reversed(record.resources):
             steps.append(_step(phase, resource))
     if to is None:
         steps.append(SWEEP)
     return steps
+
+
+def _decided(phase: Any, record: PhaseRecord, engine: Any) -> list[Step] | None:
+    """The phase's own rollback decision, read with every write refused; None if it has
+    none, or its reads failed (then the state file's listing stands)."""
+    decide = getattr(phase, "rollback_plan", None)
+    if engine is None or decide is None:
+        return None
+    from orchestrator import calls
+    from orchestrator.phase import PhaseContext
+
+    try:
+        with calls.read_only("rollback preview"):
+            undos = decide(PhaseContext(engine, record))
+    except Exception:  # noqa: BLE001 - the preview falls back to what the state records
+        return None
+    steps = [Step(phase.name, undo.action, undo.resource.describe(), undo.why) for undo in undos]
+    adopted = [r for r in reversed(record.resources) if not r.created]
+    return steps + [Step(phase.name, "leave", r.describe(), ADOPTED) for r in adopted]
 
 
 def _step(phase: Any, resource: Resource) -> Step:

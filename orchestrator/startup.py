@@ -19,6 +19,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def run() -> int:
     """Load the command line, then run it; stopped at any moment, one line and 130."""
     with loading():
+        _handed_over()
         import locale  # noqa: F401 - imported on first use by argparse's messages (gettext),
         import shutil  # noqa: F401 - and its help formatter: loaded here, not as main begins
 
@@ -30,6 +31,14 @@ def run() -> int:
     except KeyboardInterrupt:  # in main, before its own handling begins (building its parser)
         print("\ninterrupted", file=sys.stderr)
         return INTERRUPTED
+
+
+def _handed_over() -> None:
+    """Test-only, as the failpoints are: with ORCHESTRATOR_HANDED_OVER_FD set, say on that
+    pipe that the handler is in place, so a test can time an interrupt from this moment."""
+    fd = os.environ.get("ORCHESTRATOR_HANDED_OVER_FD")
+    if fd:
+        os.write(int(fd), b".")
 
 
 def _end(signum: int, frame: object) -> None:

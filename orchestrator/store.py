@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.errors import StateConflict, StateWriteFailed, UsageError
 
@@ -120,6 +120,10 @@ class Resource:
 
 @dataclass
 class PhaseRecord:
+    """One phase's part of the state file. Its status and the fields that go with it (the
+    times, error, the waiting fields, action, intent) are written by orchestrator/lifecycle.py
+    alone: a move sets and clears them (a test holds every other module to it)."""
+
     name: str
     status: PhaseStatus = PhaseStatus.PENDING
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -185,6 +189,26 @@ class DeploymentState:
 
 def new_state(deployment: str, settings: dict[str, Any], phase_names: list[str]) -> DeploymentState:
     return DeploymentState(deployment, dict(settings), [PhaseRecord(n) for n in phase_names])
+
+
+class Store(Protocol):
+    """Where a deployment's state is kept, as the engine and the commands use it: a local
+    file (StateStore), an object in S3 (S3StateStore), or plan's store that writes nothing."""
+
+    @property
+    def path(self) -> object: ...  # as shown in messages
+
+    def exists(self) -> bool: ...
+
+    def load(self, phase_names: list[str]) -> DeploymentState: ...
+
+    def save(self, state: DeploymentState) -> None: ...
+
+    def check_held(self) -> None: ...  # raises StateConflict if another took the lock
+
+    def locked(
+        self, command: str, wait: float = 0.0
+    ) -> contextlib.AbstractContextManager[str | None]: ...
 
 
 class StateStore:

@@ -14,18 +14,22 @@ when a region's certificates cannot be read it keeps the record and says so.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from orchestrator.aws import AwsClient, AwsError, tolerate
 from orchestrator.builders import records
+from orchestrator.builders.acm import DEAD_STATUSES
 from orchestrator.builders.records import plain
 from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
-from orchestrator.phase import Phase, PhaseContext
-from orchestrator.planning import CREATE, USE, Change
+from orchestrator.ownership import OWNER_TAG, STATE_TAG, tag_map
+from orchestrator.phase import Found, Phase, PhaseContext, Search
+from orchestrator.planning import CREATE, DELETE, LEAVE, USE, Change, Undo
+from orchestrator.store import Resource
 
 KIND = "acm:certificate"
 PURPOSE_TAG = "orchestrator:certificate"
@@ -41,7 +45,6 @@ ALL_STATUSES = [
 # What ACM answers for an ARN that names no certificate (any more, or ever).
 NOT_FOUND = "ResourceNotFoundException"
 GONE = (NOT_FOUND, "InvalidArnException", "ValidationException")
-DEAD_STATUSES = ("FAILED", "VALIDATION_TIMED_OUT", "REVOKED", "EXPIRED", "INACTIVE")
 VALIDATION_TTL = 300
 
 
@@ -91,28 +94,31 @@ class CertificatesPhase(Phase):
         changes = []
         for want in wanted_certificates(ctx.config):
             names = " ".join([want["domain"], *want["sans"]])
-            live = [
-                found["Certificate"]
-                for arn in self._ours(ctx, want)
-                if (found := ctx.aws.acm.describe_certificate(CertificateArn=arn))
-                and found["Certificate"]["Status"] not in DEAD_STATUSES
-            ]
-            if not live:
+            live, dead = self._look(ctx, want)
+            for found in dead:
+                arn, status = found["CertificateArn"], found["Status"]
+                changes.append(Change(DELETE, f"ACM certificate {arn}", f"{status}: replaced"))
+            if live is None:
                 changes.append(Change(CREATE, f"ACM certificate for {names}", "DNS validation"))
-                changes.append(
-                    Change(CREATE, f"its DNS validation records for {names}", "named by ACM")
-                )
+                # ACM names one validation record per domain for the account: a replacement
+                # validates with the records of the certificate it replaces.
+                known = self._plan_validation(ctx, dead[-1]) if dead else []
+                unknown = Change(CREATE, f"its DNS validation records for {names}", "named by ACM")
+                changes += known or [unknown]
                 continue
-            changes.append(Change(USE, f"ACM certificate {live[0]['CertificateArn']}", names))
-            sub_zone = ctx.earlier("hosted_zone").get("zone_id")
-            for option in live[0].get("DomainValidationOptions", []):
-                rr = option.get("ResourceRecord")
-                if rr:
-                    zone = validation_zone(ctx.config, sub_zone, rr["Name"]) if sub_zone else None
-                    wanted = records.record_set(
-                        rr["Name"], rr["Type"], [rr["Value"]], VALIDATION_TTL
-                    )
-                    changes.append(records.plan_record(ctx, zone, wanted, "ACM DNS validation"))
+            changes.append(Change(USE, f"ACM certificate {live['CertificateArn']}", names))
+            changes += self._plan_validation(ctx, live)
+        return changes
+
+    def _plan_validation(self, ctx: PhaseContext, certificate: dict[str, Any]) -> list[Change]:
+        changes = []
+        sub_zone = ctx.earlier("hosted_zone").get("zone_id")
+        for option in certificate.get("DomainValidationOptions", []):
+            rr = option.get("ResourceRecord")
+            if rr:
+                zone = validation_zone(ctx.config, sub_zone, rr["Name"]) if sub_zone else None
+                wanted = records.record_set(rr["Name"], rr["Type"], [rr["Value"]], VALIDATION_TTL)
+                changes.append(records.plan_record(ctx, zone, wanted, "ACM DNS validation"))
         return changes
 
     def enter(self, ctx: PhaseContext) -> None:
@@ -132,15 +138,17 @@ class CertificatesPhase(Phase):
     def _certificate(self, ctx: PhaseContext, want: dict[str, Any]) -> str:
         """The ARN of our live certificate for `want`, requesting one if there is none."""
         replaced = ""
-        for arn in self._ours(ctx, want):
-            status = ctx.aws.acm.describe_certificate(CertificateArn=arn)["Certificate"]["Status"]
-            if status not in DEAD_STATUSES:
-                pending = ctx.find(KIND, f"pending:{want['purpose']}")
-                claim(ctx, KIND, arn, pending, domain=want["domain"], purpose=want["purpose"])
-                return arn
+        live, dead = self._look(ctx, want)
+        for found in dead:
+            arn, status = found["CertificateArn"], found["Status"]
             ctx.say(f"certificate {arn} for {want['domain']} is {status}; replacing it")
             delete_certificate(ctx, arn)
             replaced = arn
+        if live is not None:
+            arn = live["CertificateArn"]
+            pending = ctx.find(KIND, f"pending:{want['purpose']}")
+            claim(ctx, KIND, arn, pending, domain=want["domain"], purpose=want["purpose"])
+            return str(arn)
         # A request whose answer was never seen is retried with its own token (ACM then
         # answers with that certificate); any other request gets a new one, recorded with
         # the intent before the call, so a certificate deleted by hand is requested anew.
@@ -167,6 +175,20 @@ class CertificatesPhase(Phase):
             arn = str(ctx.aws.acm.request_certificate(**request)["CertificateArn"])
             made.confirm(id=arn, domain=want["domain"])
         return arn
+
+    def _look(
+        self, ctx: PhaseContext, want: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """What plan shows and enter does for `want`: our first live certificate (None if
+        there is none: one is requested), and the dead ones before it (deleted, to be
+        replaced), as ACM describes them."""
+        dead: list[dict[str, Any]] = []
+        for arn in self._ours(ctx, want):
+            found = ctx.aws.acm.describe_certificate(CertificateArn=arn)["Certificate"]
+            if found["Status"] not in DEAD_STATUSES:
+                return found, dead
+            dead.append(found)
+        return None, dead
 
     def _ours(self, ctx: PhaseContext, want: dict[str, Any]) -> list[str]:
         """ARNs of certificates tagged as this deployment's for this purpose."""
@@ -210,26 +232,72 @@ class CertificatesPhase(Phase):
                 return f"validation record {problem}"
         return None
 
+    def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
+        return marked_certificates(ctx, [z.id for z in search.of_kind(records.ZONE_KIND)])
+
     def rollback(self, ctx: PhaseContext) -> None:
+        for undo in self.rollback_plan(ctx):
+            undo.apply()
+
+    def rollback_plan(self, ctx: PhaseContext) -> list[Undo]:
+        """The one decision the rollback preview shows and rollback applies: the validation
+        records, then the certificates, each deleted or left (and why)."""
         own_zone = ctx.earlier("hosted_zone").get("zone_id")
+        undos = []
         for resource in ctx.owned(records.KIND):
-            if resource.detail["zone"] != own_zone:
-                reason = certificates_sharing(ctx, resource.detail["rrset"]["Name"]).reason()
-                if reason:
-                    ctx.keep(resource, reason)
-                    continue
-            records.delete_record(ctx, resource)
+            reason = self._record_kept(ctx, resource, own_zone)
+            if reason:
+                undos.append(Undo(resource, LEAVE, reason, self._leaving(ctx, resource, reason)))
+            else:
+                undos.append(
+                    Undo(resource, DELETE, "", partial(records.delete_record, ctx, resource))
+                )
         for resource in ctx.owned(KIND):
-            if resource.id.startswith("pending:"):
-                purpose = resource.id.removeprefix("pending:")
-                for want in wanted_certificates(ctx.config):
-                    if want["purpose"] == purpose:
-                        for arn in self._ours(ctx, want):
-                            wait_unused_then_delete(ctx, arn)
-            elif not wait_unused_then_delete(ctx, resource.id):
-                ctx.keep(resource, "its tags say it is not this state file's")
-                continue
-            ctx.deleted(resource)
+            tags = (
+                None
+                if resource.id.startswith("pending:")
+                else tolerate(_tags, *GONE, ctx=ctx, arn=resource.id)
+            )
+            if tags is not None and not ctx.owner.owns_tags(tags):
+                why = "its tags say it is not this state file's"
+                undos.append(Undo(resource, LEAVE, why, partial(ctx.keep, resource, why)))
+            else:
+                undos.append(Undo(resource, DELETE, "", partial(self._delete, ctx, resource)))
+        return undos
+
+    def _record_kept(self, ctx: PhaseContext, resource: Resource, own_zone: str | None) -> str:
+        """Why a validation record we wrote stays (empty if it goes): certificates not
+        ours validate with it, or it was changed since we wrote it."""
+        recorded = resource.detail["rrset"]
+        if resource.detail["zone"] != own_zone:
+            reason = certificates_sharing(ctx, recorded["Name"]).reason()
+            if reason:
+                return reason
+        current = records.get_record(
+            ctx, resource.detail["zone"], recorded["Name"], recorded["Type"]
+        )
+        if current is not None and not records.same_record(current, recorded):
+            return "changed outside orchestrator after this deployment wrote it"
+        return ""
+
+    def _leaving(self, ctx: PhaseContext, resource: Resource, reason: str) -> Callable[[], None]:
+        # A record changed since is not ours to delete (delete_record says so and leaves it);
+        # one that certificates not ours use is kept, with why.
+        if reason.startswith("changed outside"):
+            return partial(records.delete_record, ctx, resource)
+        return partial(ctx.keep, resource, reason)
+
+    def _delete(self, ctx: PhaseContext, resource: Resource) -> None:
+        if resource.id.startswith("pending:"):
+            purpose = resource.id.removeprefix("pending:")
+            for want in wanted_certificates(ctx.config):
+                if want["purpose"] == purpose:
+                    for arn in self._ours(ctx, want):
+                        wait_unused_then_delete(ctx, arn)
+        elif not wait_unused_then_delete(ctx, resource.id):  # its tags changed since
+            ctx.keep(resource, "its tags say it is not this state file's")
+            return
+        ctx.deleted(resource)
 
 
 # A certificate needs its validation record to be issued, and later to renew.
@@ -398,3 +466,56 @@ def wait_unused_then_delete(ctx: PhaseContext, arn: str) -> bool:
         f"certificate {arn.rsplit('/', 1)[-1]} to be unused, to delete it", deleted, limit=900
     )
     return True
+
+
+# ---- marks: what carries the deployment's tags (import, the sweep) ----------------------------
+
+
+def marked_certificates(ctx: PhaseContext, zones: list[str]) -> list[Found]:
+    """Our certificates, and their validation records where they are (one of our zones,
+    or the root zone)."""
+    acm = ctx.aws.acm
+    domains = {want["domain"] for want in wanted_certificates(ctx.config)}
+    found = []
+    for listed in list_certificates(acm, ALL_STATUSES):
+        if listed["DomainName"] not in domains:
+            continue  # only ours can be ours: no tag reads for the account's other certificates
+        arn = listed["CertificateArn"]
+        tags = tag_map(acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", []))
+        if tags.get(OWNER_TAG) != ctx.deployment:
+            continue
+        identity = tags.get(STATE_TAG)
+        detail = {"domain": listed["DomainName"], "purpose": tags.get(PURPOSE_TAG)}
+        found.append(Found("certificates", KIND, arn, identity, detail))
+        certificate = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        for option in certificate.get("DomainValidationOptions", []):
+            record = option.get("ResourceRecord")
+            if record is not None:
+                found += _marked_validation(ctx, zones, record, identity)
+    return _unique(found)
+
+
+def _marked_validation(
+    ctx: PhaseContext, zones: list[str], record: dict[str, str], identity: str | None
+) -> list[Found]:
+    """A certificate's validation record, in the first of the zones that holds it."""
+    for zone_id in [*zones, ctx.config.root_zone_id]:
+        if zone_id is None:
+            continue
+        live = records.get_record(ctx, zone_id, record["Name"], record["Type"])
+        if live is None or records.values_of(live) != [plain(record["Value"])]:
+            continue
+        try:
+            validation_zone(ctx.config, zone_id, record["Name"])
+        except Exception:  # noqa: BLE001 - a name outside our zones: not ours
+            continue
+        return [records.found("certificates", zone_id, live, identity)]
+    return []
+
+
+def _unique(found: list[Found]) -> list[Found]:
+    """One find per (kind, id): certificates of one domain share their validation record."""
+    seen: dict[tuple[str, str], Found] = {}
+    for item in found:
+        seen.setdefault((item.kind, item.id), item)
+    return list(seen.values())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.builders.acm import DEAD_STATUSES
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import WAIT, Change
-from orchestrator.states.certificates import DEAD_STATUSES
 
 # ACM gives up on DNS validation after 72 hours; we stop waiting (resumably) long before.
 WAIT_LIMIT = 2 * 3600

@@ -40,12 +40,16 @@ from orchestrator.builders.controller_manifests import (
     WEBHOOK_SERVICE,
     cluster_name_of,
     controller_manifests,
+    kinds,
 )
+from orchestrator.builders.ingress import NAME, NAMESPACE
+from orchestrator.builders.running_controller import available
 from orchestrator.builders.webhook_tls import serving_problem, webhook_certificates
 from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
-from orchestrator.ownership import Owner, describe_identity, released_metadata
-from orchestrator.phase import Phase, PhaseContext
+from orchestrator.kube import tolerate_not_found
+from orchestrator.ownership import DEPLOYMENT_LABEL, STATE_LABEL, Owner, not_ours, released_metadata
+from orchestrator.phase import Found, Phase, PhaseContext, Search
 from orchestrator.planning import CREATE, UPDATE, USE, Change
 from orchestrator.store import Resource
 
@@ -82,19 +86,6 @@ def parse_object_id(rid: str) -> tuple[str, str, str | None, str]:
     """(apiVersion, kind, namespace, name) of an object id; apiVersion may hold a '/'."""
     *version, kind, namespace, name = rid.split("/")
     return "/".join(version), kind, namespace or None, name
-
-
-def available(deployment: dict[str, Any] | None) -> bool:
-    if not deployment:
-        return False
-    status = deployment.get("status") or {}
-    generation = (deployment.get("metadata") or {}).get("generation", 0)
-    if status.get("observedGeneration", 0) < generation:
-        return False
-    return any(
-        c.get("type") == "Available" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
 
 
 def condition_true(obj: dict[str, Any] | None, kind: str) -> bool:
@@ -156,17 +147,22 @@ class ControllerPhase(Phase):
         ctx.outputs["deployment"] = f"{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
         self._wait_available(ctx)
 
-    def reinstall(self, ctx: PhaseContext) -> None:
-        """Bring back the controller this phase installed (deleted by hand, say), keeping the
-        phase's own status: a rollback needs it to finish tearing the ALB down."""
-        record = ctx.record
-        status = record.status
-        try:
-            self._install(ctx)
-            self._wait_available(ctx)
-        finally:
-            record.status = status
-            ctx.save()
+    def restorable(self, ctx: PhaseContext) -> bool:
+        """Whether this deployment installed the controller and can install it again (what
+        that takes is known: after `import` it is not until `run` has checked the phases)."""
+        deployment = f"apps/v1/Deployment/{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
+        return (
+            ctx.outputs.get("mode") == "installed"
+            and any(r.id == deployment for r in ctx.owned(KIND))
+            and bool(ctx.earlier("controller_iam").get("role_arn"))
+            and bool(ctx.earlier("preflight").get("vpc_id"))
+        )
+
+    def restore(self, ctx: PhaseContext) -> None:
+        """Bring back the controller this phase installed (deleted by hand, say): the ingress
+        rollback needs it to finish tearing the ALB down. Installed again, never adopted."""
+        self._install(ctx)
+        self._wait_available(ctx)
 
     def _adopt(self, ctx: PhaseContext, deployment: dict[str, Any]) -> None:
         cluster = cluster_name_of(deployment)
@@ -334,6 +330,9 @@ class ControllerPhase(Phase):
         ]
         return webhook_trust_problem(kube, webhooks)
 
+    def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
+        return marked_objects(ctx)
+
     def rollback(self, ctx: PhaseContext) -> None:
         owned = list(reversed(ctx.owned(KIND)))
         if not owned:
@@ -349,7 +348,7 @@ class ControllerPhase(Phase):
             api_version, kind, namespace, name = parse_object_id(resource.id)
             live = ctx.kube.get(api_version, kind, name, namespace)
             if live is not None and not ctx.owner.owns_object(live):
-                ctx.keep(resource, not_ours(ctx, kind, live))
+                ctx.keep(resource, not_ours(ctx.owner, kind, live))
                 continue
             ctx.kube.delete(api_version, kind, name, namespace)
             ctx.deleted(resource)
@@ -605,13 +604,6 @@ def _name(obj: dict[str, Any]) -> str:
     return f"{meta.get('namespace')}/{meta.get('name')}" if meta.get("namespace") else meta["name"]
 
 
-def not_ours(ctx: PhaseContext, kind: str, live: dict[str, Any]) -> str:
-    """Why an object the state file lists is left: its labels name another owner."""
-    other = ctx.owner.other_owner_of_object(live)
-    whose = describe_identity(other) if other is not None else "someone else"
-    return f"the {kind}'s labels say it belongs to {whose}, not this state file"
-
-
 def controller_users(
     owner: Owner,
     classes: list[dict[str, Any]],
@@ -642,9 +634,6 @@ def controller_users(
 
 
 def users_not_ours(ctx: PhaseContext) -> list[str]:
-    # Imported here: the ingress module imports this one.
-    from orchestrator.states.ingress import NAME, NAMESPACE
-
     kube = ctx.kube
     bindings = kube.list(*TARGET_GROUP_BINDING) if kube.served(*TARGET_GROUP_BINDING) else []
     return controller_users(
@@ -700,3 +689,22 @@ def backend_security_groups(ctx: PhaseContext) -> list[str]:
         ],
     )
     return [g["GroupId"] for g in groups]
+
+
+# ---- marks: what carries the deployment's labels (import, the sweep) --------------------------
+
+
+def marked_objects(ctx: PhaseContext) -> list[Found]:
+    """The controller's objects, of every kind it is made of, by the deployment's label.
+    Shared: a rollback leaves the controller while others' Ingresses use it."""
+    selector = f"{DEPLOYMENT_LABEL}={ctx.deployment}"
+    found = []
+    for api_version, kind in kinds():
+        # A kind not served (a CRD's, deleted) has nothing of ours.
+        listing = functools.partial(ctx.kube.list, api_version, kind, label_selector=selector)
+        listed = tolerate_not_found(listing)
+        for obj in listed or []:
+            obj = {**obj, "apiVersion": api_version, "kind": kind}
+            identity = ((obj.get("metadata") or {}).get("labels") or {}).get(STATE_LABEL)
+            found.append(Found("controller", KIND, object_id(obj), identity, shared=True))
+    return found

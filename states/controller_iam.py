@@ -37,9 +37,11 @@ from orchestrator.ownership import (
     describe_identity,
     kept_tag_key,
     released_by,
+    tag_map,
 )
-from orchestrator.phase import Phase, PhaseContext
-from orchestrator.planning import CREATE, UPDATE, USE, Change
+from orchestrator.phase import Found, Phase, PhaseContext, Search
+from orchestrator.planning import CREATE, DELETE, LEAVE, UPDATE, USE, Change, Undo
+from orchestrator.store import Resource
 
 OIDC = "iam:oidc-provider"
 POLICY = "iam:policy"
@@ -74,124 +76,107 @@ class ControllerIamPhase(Phase):
     reads = ("preflight",)
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
+        return [change for change, _ in self._decide(ctx)]
+
+    def enter(self, ctx: PhaseContext) -> None:
+        decisions = self._decide(ctx)  # every look-up (and refusal) before the first write
+        for _, apply in decisions:
+            apply()
+        preflight = ctx.earlier("preflight")
+        issuer, account, partition = preflight["oidc_issuer"], preflight["account"], _partition(ctx)
+        role_name, policy_name = names(ctx.deployment)
+        ctx.outputs.update(
+            role_arn=str(ctx.aws.iam.get_role(RoleName=role_name)["Role"]["Arn"]),
+            role_name=role_name,
+            policy_arn=policy_arn(account, policy_name, partition),
+            oidc_provider_arn=oidc_provider_arn(account, issuer, partition),
+        )
+
+    def _decide(self, ctx: PhaseContext) -> list[tuple[Change, Callable[[], None]]]:
+        """The one decision plan shows and enter applies: for the provider, the policy, the
+        role and the attachment, what to do (a Change) and how (applied by enter only). A
+        refusal (a PhaseError) stops both, in the same words."""
         preflight = ctx.earlier("preflight")
         issuer, account, partition = preflight["oidc_issuer"], preflight["account"], _partition(ctx)
         provider = oidc_provider_arn(account, issuer, partition)
         role_name, policy_name = names(ctx.deployment)
         arn = policy_arn(account, policy_name, partition)
-        listed = ctx.aws.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
-        return [
-            Change(USE, f"IAM OIDC provider {provider}", "the cluster's")
-            if any(p["Arn"] == provider for p in listed)
-            else Change(CREATE, f"IAM OIDC provider {provider}", f"for {issuer}"),
-            self._plan_policy(ctx, arn, policy_name, partition),
-            self._plan_role(
-                ctx, role_name, trust_policy(oidc_provider_arn=provider, issuer=issuer)
-            ),
-            self._plan_attachment(ctx, role_name, arn, policy_name),
-        ]
-
-    def _plan_policy(self, ctx: PhaseContext, arn: str, name: str, partition: str) -> Change:
-        iam = ctx.aws.iam
-        current = tolerate(lambda: iam.get_policy(PolicyArn=arn)["Policy"], NO_ENTITY)
-        if current is None:
-            return Change(CREATE, f"IAM policy {name}", "the controller's permissions")
-        # One not ours stops enter: the plan stops with enter's own words.
-        if not _ours_or_released(ctx, arn, iam_tags(ctx, POLICY, arn), "policy"):
-            return Change(USE, f"IAM policy {arn}", RELEASED)
-        version = iam.get_policy_version(PolicyArn=arn, VersionId=current["DefaultVersionId"])
-        if same_document(version["PolicyVersion"]["Document"], controller_policy(partition)):
-            return Change(USE, f"IAM policy {arn}")
-        return Change(UPDATE, f"IAM policy {arn}", "a new default version")
-
-    def _plan_role(self, ctx: PhaseContext, name: str, trust: dict[str, Any]) -> Change:
-        iam = ctx.aws.iam
-        current = tolerate(lambda: iam.get_role(RoleName=name)["Role"], NO_ENTITY)
-        if current is None:
-            return Change(CREATE, f"IAM role {name}", "IRSA, for the controller's service account")
-        if not _ours_or_released(ctx, name, iam_tags(ctx, ROLE, name), "role"):
-            return Change(USE, f"IAM role {name}", RELEASED)
-        if same_document(current["AssumeRolePolicyDocument"], trust):
-            return Change(USE, f"IAM role {name}")
-        return Change(UPDATE, f"IAM role {name}", "its trust policy")
-
-    def _plan_attachment(self, ctx: PhaseContext, role: str, arn: str, policy: str) -> Change:
-        attached = tolerate(
-            lambda: list(ctx.aws.iam.pages("list_attached_role_policies", RoleName=role)),
-            NO_ENTITY,
-        )
-        done = any(p["PolicyArn"] == arn for p in attached or [])
-        return Change(USE if done else CREATE, f"attachment of {policy} to {role}")
-
-    def enter(self, ctx: PhaseContext) -> None:
-        preflight = ctx.earlier("preflight")
-        issuer, account, partition = preflight["oidc_issuer"], preflight["account"], _partition(ctx)
-        provider = self._oidc_provider(ctx, oidc_provider_arn(account, issuer, partition), issuer)
-        role_name, policy_name = names(ctx.deployment)
-        policy = self._policy(ctx, policy_arn(account, policy_name, partition), policy_name)
         trust = trust_policy(oidc_provider_arn=provider, issuer=issuer)
-        role_arn = self._role(ctx, role_name, trust)
-        self._attach(ctx, role_name, policy)
-        ctx.outputs.update(
-            role_arn=role_arn,
-            role_name=role_name,
-            policy_arn=policy,
-            oidc_provider_arn=provider,
-        )
+        return [
+            self._provider(ctx, provider, issuer),
+            self._policy(ctx, arn, policy_name, partition),
+            self._role(ctx, role_name, trust),
+            self._attachment(ctx, role_name, arn, policy_name),
+        ]
 
     # ---- OIDC provider ------------------------------------------------------------------------
 
-    def _oidc_provider(self, ctx: PhaseContext, arn: str, issuer: str) -> str:
+    def _provider(
+        self, ctx: PhaseContext, arn: str, issuer: str
+    ) -> tuple[Change, Callable[[], None]]:
         iam = ctx.aws.iam
-        existing = [
-            p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
-        ]
-        if arn in existing:
-            _check_audience(ctx, arn)
-            tags = iam_tags(ctx, OIDC, arn)
+        listed = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+        if not any(p["Arn"] == arn for p in listed):
+
+            def create() -> None:
+                with creating(ctx, OIDC, arn, "create OIDC provider"):
+                    tolerate(
+                        iam.create_open_id_connect_provider,
+                        EXISTS,
+                        Url=issuer,
+                        ClientIDList=[STS_AUDIENCE],
+                        ThumbprintList=[EKS_OIDC_THUMBPRINT],
+                        Tags=ctx.owner_tags,
+                    )
+
+            return Change(CREATE, f"IAM OIDC provider {arn}", f"for {issuer}"), create
+        _check_audience(ctx, arn)
+        tags = iam_tags(ctx, OIDC, arn)
+
+        def record() -> None:
             mine = ctx.find(OIDC, arn)
             if ctx.owner.owns_tags(tags):
                 claim(ctx, OIDC, arn)
             elif mine is None or not mine.created:
                 ctx.adopt(OIDC, arn)  # the cluster's provider already existed: never deleted
-            return arn
-        with creating(ctx, OIDC, arn, "create OIDC provider"):
-            tolerate(
-                iam.create_open_id_connect_provider,
-                EXISTS,
-                Url=issuer,
-                ClientIDList=[STS_AUDIENCE],
-                ThumbprintList=[EKS_OIDC_THUMBPRINT],
-                Tags=ctx.owner_tags,
-            )
-        return arn
+
+        return Change(USE, f"IAM OIDC provider {arn}", "the cluster's"), record
 
     # ---- policy -------------------------------------------------------------------------------
 
-    def _policy(self, ctx: PhaseContext, arn: str, name: str) -> str:
+    def _policy(
+        self, ctx: PhaseContext, arn: str, name: str, partition: str
+    ) -> tuple[Change, Callable[[], None]]:
         iam = ctx.aws.iam
-        document = controller_policy(_partition(ctx))
+        document = controller_policy(partition)
         current = tolerate(lambda: iam.get_policy(PolicyArn=arn)["Policy"], NO_ENTITY)
         if current is None:
-            with creating(ctx, POLICY, arn, f"create policy {name}"):
-                tolerate(
-                    iam.create_policy,
-                    EXISTS,
-                    PolicyName=name,
-                    PolicyDocument=json.dumps(document),
-                    Description=f"AWS Load Balancer Controller, orchestrator deployment "
-                    f"{ctx.deployment}",
-                    Tags=ctx.owner_tags,
-                )
-            return arn
+
+            def create() -> None:
+                with creating(ctx, POLICY, arn, f"create policy {name}"):
+                    tolerate(
+                        iam.create_policy,
+                        EXISTS,
+                        PolicyName=name,
+                        PolicyDocument=json.dumps(document),
+                        Description=f"AWS Load Balancer Controller, orchestrator deployment "
+                        f"{ctx.deployment}",
+                        Tags=ctx.owner_tags,
+                    )
+
+            return Change(CREATE, f"IAM policy {name}", "the controller's permissions"), create
         if not _ours_or_released(ctx, arn, iam_tags(ctx, POLICY, arn), "policy"):
-            ctx.adopt(POLICY, arn)  # used as it is, never changed or deleted
-            return arn
-        claim(ctx, POLICY, arn)
+            # used as it is, never changed or deleted
+            return Change(USE, f"IAM policy {arn}", RELEASED), lambda: _adopt(ctx, POLICY, arn)
         version = iam.get_policy_version(PolicyArn=arn, VersionId=current["DefaultVersionId"])
-        if not same_document(version["PolicyVersion"]["Document"], document):
+        if same_document(version["PolicyVersion"]["Document"], document):
+            return Change(USE, f"IAM policy {arn}"), lambda: _claim(ctx, POLICY, arn)
+
+        def update() -> None:
+            claim(ctx, POLICY, arn)
             self._new_version(ctx, arn, document)
-        return arn
+
+        return Change(UPDATE, f"IAM policy {arn}", "a new default version"), update
 
     def _new_version(self, ctx: PhaseContext, arn: str, document: dict[str, Any]) -> None:
         iam = ctx.aws.iam
@@ -206,40 +191,63 @@ class ControllerIamPhase(Phase):
 
     # ---- role ---------------------------------------------------------------------------------
 
-    def _role(self, ctx: PhaseContext, name: str, trust: dict[str, Any]) -> str:
+    def _role(
+        self, ctx: PhaseContext, name: str, trust: dict[str, Any]
+    ) -> tuple[Change, Callable[[], None]]:
         iam = ctx.aws.iam
         current = tolerate(lambda: iam.get_role(RoleName=name)["Role"], NO_ENTITY)
         if current is None:
-            with creating(ctx, ROLE, name, f"create role {name}"):
-                tolerate(
-                    iam.create_role,
-                    EXISTS,
-                    RoleName=name,
-                    AssumeRolePolicyDocument=json.dumps(trust),
-                    Description=f"AWS Load Balancer Controller (IRSA), orchestrator deployment "
-                    f"{ctx.deployment}",
-                    Tags=ctx.owner_tags,
-                )
-            return str(iam.get_role(RoleName=name)["Role"]["Arn"])
-        if not _ours_or_released(ctx, name, iam_tags(ctx, ROLE, name), "role"):
-            ctx.adopt(ROLE, name)  # used as it is, never changed or deleted
-            return str(current["Arn"])
-        claim(ctx, ROLE, name)
-        if not same_document(current["AssumeRolePolicyDocument"], trust):
-            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
-        return current["Arn"]
 
-    def _attach(self, ctx: PhaseContext, role: str, policy_arn: str) -> None:
-        attached = list(ctx.aws.iam.pages("list_attached_role_policies", RoleName=role))
+            def create() -> None:
+                with creating(ctx, ROLE, name, f"create role {name}"):
+                    tolerate(
+                        iam.create_role,
+                        EXISTS,
+                        RoleName=name,
+                        AssumeRolePolicyDocument=json.dumps(trust),
+                        Description=f"AWS Load Balancer Controller (IRSA), orchestrator "
+                        f"deployment {ctx.deployment}",
+                        Tags=ctx.owner_tags,
+                    )
+
+            why = "IRSA, for the controller's service account"
+            return Change(CREATE, f"IAM role {name}", why), create
+        if not _ours_or_released(ctx, name, iam_tags(ctx, ROLE, name), "role"):
+            # used as it is, never changed or deleted
+            return Change(USE, f"IAM role {name}", RELEASED), lambda: _adopt(ctx, ROLE, name)
+        if same_document(current["AssumeRolePolicyDocument"], trust):
+            return Change(USE, f"IAM role {name}"), lambda: _claim(ctx, ROLE, name)
+
+        def update() -> None:
+            claim(ctx, ROLE, name)
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
+
+        return Change(UPDATE, f"IAM role {name}", "its trust policy"), update
+
+    def _attachment(
+        self, ctx: PhaseContext, role: str, policy_arn: str, policy: str
+    ) -> tuple[Change, Callable[[], None]]:
+        attached = tolerate(
+            lambda: list(ctx.aws.iam.pages("list_attached_role_policies", RoleName=role)),
+            NO_ENTITY,
+        )
         rid = f"{role}|{policy_arn}"
-        if any(p["PolicyArn"] == policy_arn for p in attached):
-            if any(not r.created for r in ctx.resources(ROLE)):
-                ctx.adopt(ATTACHMENT, rid)  # a released role's: used as it is, never detached
-            else:
-                claim(ctx, ATTACHMENT, rid)
-            return
-        with creating(ctx, ATTACHMENT, rid, "attach policy"):
-            ctx.aws.iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)
+        what = f"attachment of {policy} to {role}"
+        if any(p["PolicyArn"] == policy_arn for p in attached or []):
+
+            def record() -> None:
+                if any(not r.created for r in ctx.resources(ROLE)):
+                    ctx.adopt(ATTACHMENT, rid)  # a released role's: used as is, never detached
+                else:
+                    claim(ctx, ATTACHMENT, rid)
+
+            return Change(USE, what), record
+
+        def attach() -> None:
+            with creating(ctx, ATTACHMENT, rid, "attach policy"):
+                ctx.aws.iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)
+
+        return Change(CREATE, what), attach
 
     # ---- verify and rollback ------------------------------------------------------------------
 
@@ -270,65 +278,106 @@ class ControllerIamPhase(Phase):
             return f"policy {out['policy_arn']} is no longer attached to {out['role_name']}"
         return None
 
+    def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
+        return marked_iam(ctx, search.cluster)
+
     def rollback(self, ctx: PhaseContext) -> None:
-        iam = ctx.aws.iam
+        for undo in self.rollback_plan(ctx):
+            undo.apply()
+
+    def rollback_plan(self, ctx: PhaseContext) -> list[Undo]:
+        """The one decision the rollback preview shows and rollback applies, newest first:
+        for each resource this deployment made, delete it, or leave it (and why). Read all
+        before the first delete, as the preview reads it."""
         runs_as = controller_role(ctx)
+        undos: list[Undo] = []
         for resource in ctx.owned(ATTACHMENT):
             role, policy_arn = resource.id.split("|", 1)
             if role == runs_as:
-                ctx.keep(resource, _STILL_USED)
-                continue
-            if not self._ours_or_gone(ctx, ROLE, role):
-                ctx.keep(resource, _NOT_OURS)
-                continue
-            tolerate(iam.detach_role_policy, NO_ENTITY, RoleName=role, PolicyArn=policy_arn)
-            ctx.deleted(resource)
+                undos.append(_leave(ctx, resource, _STILL_USED))
+            elif not self._ours_or_gone(ctx, ROLE, role):
+                undos.append(_leave(ctx, resource, _NOT_OURS))
+            else:
+                undos.append(Undo(resource, DELETE, "", self._detaching(ctx, resource)))
         kept_roles, deleted_roles = set(), set()
         for resource in ctx.owned(ROLE):
             if not self._ours_or_gone(ctx, ROLE, resource.id):
-                ctx.keep(resource, _NOT_OURS)
+                undos.append(_leave(ctx, resource, _NOT_OURS))
                 kept_roles.add(resource.id)
             elif resource.id == runs_as:
-                ctx.release(resource, _STILL_USED, unmarking(ctx, ROLE, resource.id))
+                undos.append(_release(ctx, ROLE, resource, _STILL_USED))
                 kept_roles.add(resource.id)
             else:
-                self._delete_role(ctx, resource.id)
+                undos.append(Undo(resource, DELETE, "", self._deleting_role(ctx, resource)))
                 deleted_roles.add(resource.id)
-                ctx.deleted(resource)
         for resource in ctx.owned(POLICY):
             if not self._ours_or_gone(ctx, POLICY, resource.id):
-                ctx.keep(resource, _NOT_OURS)
+                undos.append(_leave(ctx, resource, _NOT_OURS))
                 continue
-            users = policy_roles(ctx, resource.id)
             holders = [
                 role
-                for role in users
+                for role in policy_roles(ctx, resource.id)
                 if role in kept_roles or role == runs_as or not self._ours_or_gone(ctx, ROLE, role)
             ]
             if holders:
                 reason = _STILL_USED if runs_as in holders else _USED_BY.format(", ".join(holders))
-                ctx.release(resource, reason, unmarking(ctx, POLICY, resource.id))
-                continue
-            # No role that stays uses it: the roles still attached carry our marks (a role the
-            # state file did not name, edited to name another's): the sweep deletes them.
-            for role in users:
-                tolerate(iam.detach_role_policy, NO_ENTITY, RoleName=role, PolicyArn=resource.id)
-            self._delete_policy(ctx, resource.id)
-            ctx.deleted(resource)
+                undos.append(_release(ctx, POLICY, resource, reason))
+            else:
+                undos.append(Undo(resource, DELETE, "", self._deleting_policy(ctx, resource)))
         for resource in ctx.owned(OIDC):
             if not self._ours_or_gone(ctx, OIDC, resource.id):
-                ctx.keep(resource, _NOT_OURS)
+                undos.append(_leave(ctx, resource, _NOT_OURS))
                 continue
             trusting = roles_trusting(ctx, resource.id, exclude=deleted_roles)
             if trusting:
                 shown = ", ".join(trusting[:5]) + (" and more" if len(trusting) > 5 else "")
                 reason = f"IAM roles trust it for IRSA ({shown}); deleting it would break them"
-                ctx.release(resource, reason, unmarking(ctx, OIDC, resource.id))
-                continue
+                undos.append(_release(ctx, OIDC, resource, reason))
+            else:
+                undos.append(Undo(resource, DELETE, "", self._deleting_provider(ctx, resource)))
+        return undos
+
+    def _detaching(self, ctx: PhaseContext, resource: Resource) -> Callable[[], None]:
+        def detach() -> None:
+            role, policy_arn = resource.id.split("|", 1)
+            tolerate(ctx.aws.iam.detach_role_policy, NO_ENTITY, RoleName=role, PolicyArn=policy_arn)
+            ctx.deleted(resource)
+
+        return detach
+
+    def _deleting_role(self, ctx: PhaseContext, resource: Resource) -> Callable[[], None]:
+        def delete() -> None:
+            self._delete_role(ctx, resource.id)
+            ctx.deleted(resource)
+
+        return delete
+
+    def _deleting_policy(self, ctx: PhaseContext, resource: Resource) -> Callable[[], None]:
+        def delete() -> None:
+            # No role that stays uses it: the roles still attached carry our marks (a role
+            # the state file did not name, edited to name another's): the sweep deletes them.
+            for role in policy_roles(ctx, resource.id):
+                tolerate(
+                    ctx.aws.iam.detach_role_policy,
+                    NO_ENTITY,
+                    RoleName=role,
+                    PolicyArn=resource.id,
+                )
+            self._delete_policy(ctx, resource.id)
+            ctx.deleted(resource)
+
+        return delete
+
+    def _deleting_provider(self, ctx: PhaseContext, resource: Resource) -> Callable[[], None]:
+        def delete() -> None:
             tolerate(
-                iam.delete_open_id_connect_provider, NO_ENTITY, OpenIDConnectProviderArn=resource.id
+                ctx.aws.iam.delete_open_id_connect_provider,
+                NO_ENTITY,
+                OpenIDConnectProviderArn=resource.id,
             )
             ctx.deleted(resource)
+
+        return delete
 
     def _ours_or_gone(self, ctx: PhaseContext, kind: str, rid: str) -> bool:
         """Whether the entity's tags name this deployment and state file (or it is gone:
@@ -386,6 +435,23 @@ def unmarking(ctx: PhaseContext, kind: str, rid: str) -> Callable[[str], None]:
             tolerate(iam.untag_open_id_connect_provider, NO_ENTITY, **arn, TagKeys=ours)
 
     return unmark
+
+
+def _leave(ctx: PhaseContext, resource: Resource, reason: str) -> Undo:
+    return Undo(resource, LEAVE, reason, lambda: ctx.keep(resource, reason))
+
+
+def _release(ctx: PhaseContext, kind: str, resource: Resource, reason: str) -> Undo:
+    unmark = unmarking(ctx, kind, resource.id)
+    return Undo(resource, LEAVE, reason, lambda: ctx.release(resource, reason, unmark))
+
+
+def _adopt(ctx: PhaseContext, kind: str, rid: str) -> None:
+    ctx.adopt(kind, rid)
+
+
+def _claim(ctx: PhaseContext, kind: str, rid: str) -> None:
+    claim(ctx, kind, rid)
 
 
 def _partition(ctx: PhaseContext) -> str:
@@ -495,3 +561,39 @@ def iam_tags(ctx: PhaseContext, kind: str, rid: str) -> list[dict[str, str]]:
     if kind == POLICY:
         return list(iam.pages("list_policy_tags", PolicyArn=rid))
     return list(iam.pages("list_open_id_connect_provider_tags", OpenIDConnectProviderArn=rid))
+
+
+# ---- marks: what carries the deployment's tags (import, the sweep) ----------------------------
+
+
+def marked_iam(ctx: PhaseContext, cluster: dict[str, Any] | None) -> list[Found]:
+    """Our role and policy (by their names), the attachment, and the OIDC provider if ours
+    (the cluster's; without the cluster, whichever of the account's carries our tags). The
+    provider is shared: a rollback may leave it for others who use it."""
+    iam = ctx.aws.iam
+    identity_doc = ctx.aws.sts.get_caller_identity()
+    account, partition = identity_doc["Account"], partition_of(identity_doc["Arn"])
+    role, policy_name = names(ctx.deployment)
+    policy = policy_arn(account, policy_name, partition)
+    if cluster is not None:
+        issuer = cluster["identity"]["oidc"]["issuer"]
+        providers = [oidc_provider_arn(account, issuer, partition)]
+    else:  # which provider was the cluster's is unknown: each one's tags say if it is ours
+        listed = iam.list_open_id_connect_providers().get("OpenIDConnectProviderList", [])
+        providers = [p["Arn"] for p in listed]
+    found = []
+    wanted = [(ROLE, role), (POLICY, policy), *((OIDC, arn) for arn in providers)]
+    for kind, rid in wanted:
+        tags = tolerate(iam_tags, NO_ENTITY, ctx=ctx, kind=kind, rid=rid)
+        if tags is None:
+            continue
+        marks = tag_map(tags)
+        if marks.get(OWNER_TAG) == ctx.deployment:
+            shared = kind == OIDC
+            found.append(Found("controller_iam", kind, rid, marks.get(STATE_TAG), shared=shared))
+    if {f.kind for f in found} >= {ROLE, POLICY}:
+        attached = iam.pages("list_attached_role_policies", RoleName=role)
+        if any(p["PolicyArn"] == policy for p in attached):
+            identity = next(f.identity for f in found if f.kind == ROLE)
+            found.insert(0, Found("controller_iam", ATTACHMENT, f"{role}|{policy}", identity))
+    return found

@@ -14,15 +14,20 @@ from __future__ import annotations
 from orchestrator import resolver
 from orchestrator.builders.records import (
     KIND,
+    ZONE_KIND,
     delete_record,
     ensure_record,
+    found,
     fqdn,
+    get_record,
+    plain,
     plan_record,
     record_problem,
     record_set,
+    values_of,
 )
 from orchestrator.errors import NeedsAction
-from orchestrator.phase import Phase, PhaseContext
+from orchestrator.phase import Found, Phase, PhaseContext, Search
 from orchestrator.planning import ASK, CREATE, Change
 
 NS_TTL = 300  # short, so a zone re-created after a rollback is reachable again quickly
@@ -87,6 +92,23 @@ class DelegationPhase(Phase):
         if not dns_delegates(ctx.config.subdomain, ctx.outputs["name_servers"]):
             return f"DNS no longer answers the delegation of {ctx.config.subdomain}"
         return None
+
+    def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
+        """The NS record in the root zone that delegates to one of our zones (found by
+        hosted_zone): the zone's tags are its marks."""
+        root = ctx.config.root_zone_id
+        if not root:
+            return []
+        delegation = get_record(ctx, root, ctx.config.subdomain, "NS")
+        if delegation is None:
+            return []
+        marked = []
+        for zone in search.of_kind(ZONE_KIND):
+            described = ctx.aws.route53.get_hosted_zone(Id=zone.id)
+            servers = sorted(plain(s) for s in described["DelegationSet"]["NameServers"])
+            if values_of(delegation) == servers:
+                marked.append(found(self.name, root, delegation, zone.identity))
+        return marked
 
     def rollback(self, ctx: PhaseContext) -> None:
         for resource in ctx.owned(KIND):

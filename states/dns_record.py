@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from orchestrator.aws import AwsError
 from orchestrator.builders import records
-from orchestrator.phase import Phase, PhaseContext
+from orchestrator.phase import Found, Phase, PhaseContext, Search
 from orchestrator.planning import CREATE, Change
 from orchestrator.waiting import ROUTE53_FIRST_INTERVAL
 
@@ -79,6 +79,16 @@ class DnsRecordPhase(Phase):
             if problem:
                 return problem
         return None
+
+    def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
+        """The alias record in each of our zones (found by hosted_zone): the zone's tags
+        are its marks."""
+        marked = []
+        for zone in search.of_kind(records.ZONE_KIND):
+            alias = records.get_record(ctx, zone.id, ctx.config.kubeflow_host, "A")
+            if alias and alias.get("AliasTarget"):
+                marked.append(records.found(self.name, zone.id, alias, zone.identity))
+        return marked
 
     def rollback(self, ctx: PhaseContext) -> None:
         for resource in ctx.owned(records.KIND):

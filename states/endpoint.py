@@ -26,9 +26,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from orchestrator import resolver
+from orchestrator.builders.alb import serving_problem
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import CHECK, Change
-from orchestrator.states.load_balancer import serving_problem
 
 TIMEOUT = 10.0
 WAIT_LIMIT = 900  # DNS caches, ALB listeners and target health checks can take minutes

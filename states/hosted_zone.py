@@ -17,14 +17,14 @@ import secrets
 from typing import Any
 
 from orchestrator.aws import AwsError, tolerate
-from orchestrator.builders.records import plain
+from orchestrator.builders.records import ZONE_KIND, plain
 from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, describe_identity, tag_map
-from orchestrator.phase import Phase, PhaseContext
+from orchestrator.phase import Found, Phase, PhaseContext, Search
 from orchestrator.planning import CREATE, USE, Change
 
-KIND = "route53:hosted-zone"
+KIND = ZONE_KIND
 OURS, NAMED = "ours", "named"  # how a look-up found the zone
 NO_ZONE = "NoSuchHostedZone"
 
@@ -205,6 +205,9 @@ class HostedZonePhase(Phase):
             return f"hosted zone {zone_id} lost its {OWNER_TAG}/{STATE_TAG} tags"
         return None
 
+    def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
+        return marked_zones(ctx)
+
     def rollback(self, ctx: PhaseContext) -> None:
         for resource in ctx.owned(KIND):
             if resource.id.startswith("pending:"):
@@ -279,3 +282,18 @@ def zone_tags(ctx: PhaseContext, zone_id: str) -> dict[str, str]:
 
 def _short(zone_id: str) -> str:
     return zone_id.removeprefix("/hostedzone/")
+
+
+# ---- marks: what carries the deployment's tags (import, the sweep) ----------------------------
+
+
+def marked_zones(ctx: PhaseContext) -> list[Found]:
+    """Our hosted zones for the subdomain, by their tags."""
+    found = []
+    for zone in zones_named(ctx, ctx.config.subdomain):
+        zone_id = _short(zone["Id"])
+        tags = zone_tags(ctx, zone_id)
+        if tags.get(OWNER_TAG) == ctx.deployment:
+            detail = {"name": ctx.config.subdomain}
+            found.append(Found("hosted_zone", KIND, zone_id, tags.get(STATE_TAG), detail))
+    return found

@@ -22,22 +22,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.aws import elbv2_tags, tolerate
-from orchestrator.builders.controller_manifests import CONTROLLER_NAME, CONTROLLER_NAMESPACE
+from orchestrator.builders.ingress import GATEWAY_SERVICE, NAME, NAMESPACE, OBJECT_ID
+from orchestrator.builders.running_controller import controller_role, controller_running
 from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
-from orchestrator.ownership import OWNER_TAG, STATE_TAG, Owner
-from orchestrator.phase import Phase, PhaseContext
+from orchestrator.ownership import (
+    DEPLOYMENT_LABEL,
+    OWNER_TAG,
+    STATE_LABEL,
+    STATE_TAG,
+    Owner,
+    not_ours,
+)
+from orchestrator.phase import Found, Phase, PhaseContext, Search
 from orchestrator.planning import CREATE, STOP, UPDATE, Change
-from orchestrator.states.controller import ControllerPhase, available, not_ours
-from orchestrator.states.controller_iam import ROLE as IAM_ROLE
-from orchestrator.states.controller_iam import ControllerIamPhase, controller_role
 
-NAMESPACE = "istio-system"
-NAME = "istio-ingress"
-GATEWAY_SERVICE = "istio-ingressgateway"
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.2 and 1.3 only
 KIND = "kubernetes:object"
-OBJECT_ID = f"networking.k8s.io/v1/Ingress/{NAMESPACE}/{NAME}"
 INGRESS = ("networking.k8s.io/v1", "Ingress")
 TARGET_GROUP_BINDING = ("elbv2.k8s.aws/v1beta1", "TargetGroupBinding")
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
@@ -204,11 +205,14 @@ class IngressPhase(Phase):
             return f"Ingress {STACK} is being deleted"
         return drift(live, self._wanted(ctx))
 
+    def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
+        return marked_ingress(ctx)
+
     def rollback(self, ctx: PhaseContext) -> None:
         for resource in ctx.owned(KIND):
             live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
             if live is not None and not ctx.owner.owns_object(live):
-                ctx.keep(resource, not_ours(ctx, "Ingress", live))
+                ctx.keep(resource, not_ours(ctx.owner, "Ingress", live))
                 continue
             ctx.kube.delete(*INGRESS, NAME, NAMESPACE)
             self._wait_torn_down(ctx)
@@ -241,9 +245,9 @@ class IngressPhase(Phase):
                 )
                 clear_unanswered_webhooks(ctx, tell)
                 tear_down_pass(ctx)
-            elif controller_running(ctx):
+            elif controller_running(ctx.kube):
                 unable.check()
-            elif installed_controller(ctx):
+            elif ctx.can_restore("controller"):
                 if "reinstall" not in said:
                     tell(
                         "reinstall",
@@ -251,7 +255,7 @@ class IngressPhase(Phase):
                         "running: installing it again to tear the ALB down (its own rollback "
                         "removes it afterwards)",
                     )
-                    ControllerPhase().reinstall(ctx.sibling("controller"))
+                    ctx.restore("controller")
             else:
                 tell(
                     "by hand",
@@ -273,8 +277,8 @@ class ControllerUnable:
     """A running controller that cannot act on AWS (its IAM role deleted, its policy
     detached) says so only in Warning Events on the Ingress, and retries for ever: the
     teardown wait would last its whole limit for nothing. Once an Event since the deletion
-    says so, this deployment's role and policy are put back through the controller_iam
-    phase (as the controller itself is reinstalled through its phase); if they are not
+    says so, this deployment's role and policy are put back by the controller_iam phase,
+    through the engine (as the controller itself is reinstalled by its phase); if they are not
     this deployment's, or the cause stays CANNOT_ACT_GRACE seconds after, the rollback
     stops, naming the cause."""
 
@@ -297,7 +301,7 @@ class ControllerUnable:
         if cause is None:
             self.seen_since = None
             return
-        role = controller_role(self.ctx) or ""
+        role = controller_role(self.ctx.kube) or ""
         missing = bool(role) and not role_exists(self.ctx, role)
         if self.put_back_at is None and self._ours_to_put_back(role):
             gone = "is gone" if missing else "or its policy may have changed"
@@ -307,7 +311,7 @@ class ControllerUnable:
                 f"{gone}; putting back the role and its policy so that it can tear the ALB "
                 "down (the controller_iam rollback removes them afterwards)",
             )
-            ControllerIamPhase().enter(self.ctx.sibling("controller_iam"))
+            self.ctx.restore("controller_iam")
             self.put_back_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             return
         if self.put_back_at is not None:
@@ -329,9 +333,10 @@ class ControllerUnable:
         )
 
     def _ours_to_put_back(self, role: str) -> bool:
-        """This deployment made the role and can make it again (see installed_controller)."""
-        made = self.ctx.sibling("controller_iam").owned(IAM_ROLE)
-        return installed_controller(self.ctx) and any(r.id == role for r in made)
+        """This deployment made the role (controller_iam records a role by its name) and can
+        make it again, with the controller it installed (see ControllerPhase.restorable)."""
+        made = self.ctx.made_by("controller_iam")
+        return self.ctx.can_restore("controller") and any(r.id == role for r in made)
 
 
 def cannot_act(ctx: PhaseContext, since: str | None, after: str | None = None) -> str | None:
@@ -361,23 +366,6 @@ def being_deleted(obj: dict[str, Any]) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
-def installed_controller(ctx: PhaseContext) -> bool:
-    """Whether this deployment installed the controller and can install it again (what that
-    takes is known: after `import` it is not until `run` has checked the phases)."""
-    controller = ctx.sibling("controller")
-    deployment = f"apps/v1/Deployment/{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
-    return (
-        ctx.earlier("controller").get("mode") == "installed"
-        and any(r.id == deployment for r in controller.owned(KIND))
-        and bool(ctx.earlier("controller_iam").get("role_arn"))
-        and bool(ctx.earlier("preflight").get("vpc_id"))
-    )
-
-
-def controller_running(ctx: PhaseContext) -> bool:
-    return available(ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE))
-
-
 def clear_unanswered_webhooks(ctx: PhaseContext, tell: Callable[[str, str], None]) -> None:
     """Let the API server admit the updates that remove the controller's finalizers by hand.
 
@@ -388,7 +376,7 @@ def clear_unanswered_webhooks(ctx: PhaseContext, tell: Callable[[str, str], None
     bring back (a state rebuilt by `import`) go first (the controller phase's rollback
     deletes them anyway; its enter applies them again); another's stop the rollback, with
     what to do."""
-    if controller_running(ctx):
+    if controller_running(ctx.kube):
         return
     blocking = [
         webhook
@@ -396,14 +384,14 @@ def clear_unanswered_webhooks(ctx: PhaseContext, tell: Callable[[str, str], None
         for webhook in ctx.kube.webhooks(group, resource, "UPDATE")
         if webhook.failure_policy != "Ignore" and webhook.name.endswith(CONTROLLER_WEBHOOKS)
     ]
-    if blocking and installed_controller(ctx):
+    if blocking and ctx.can_restore("controller"):
         tell(
             "reinstall for webhooks",
             "the AWS Load Balancer Controller this deployment installed is not running: "
             "installing it again, to answer its admission webhooks while its finalizers are "
             "removed (its own rollback removes it afterwards)",
         )
-        ControllerPhase().reinstall(ctx.sibling("controller"))
+        ctx.restore("controller")
         return
     theirs = list(
         dict.fromkeys(str(w) for w in blocking if not ctx.owner.owns_object(w.configuration))
@@ -588,3 +576,24 @@ def stack_security_groups(ctx: PhaseContext, cluster: str, ours: bool = False) -
         ],
     )
     return [g["GroupId"] for g in groups if not ours or ctx.owner.owns_tags(g.get("Tags", []))]
+
+
+# ---- marks: what carries the deployment's labels and tags (import, the sweep) -----------------
+
+
+def marked_ingress(ctx: PhaseContext) -> list[Found]:
+    """The Ingress, by the deployment's label; once it is gone, what the controller made for
+    it and still carries our tags (its ALB, target groups, security groups): this phase's
+    rollback deletes such orphans by their tags. One find per state file named."""
+    ingress = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
+    labels = ((ingress or {}).get("metadata") or {}).get("labels") or {}
+    if labels.get(DEPLOYMENT_LABEL) == ctx.deployment:
+        return [Found("ingress", KIND, OBJECT_ID, labels.get(STATE_LABEL))]
+    if ingress is not None:
+        return []
+    orphans = {
+        tags.get(STATE_TAG)
+        for tags in stack_tags(ctx, ctx.config.cluster_name)
+        if tags.get(OWNER_TAG) == ctx.deployment
+    }
+    return [Found("ingress", KIND, OBJECT_ID, identity) for identity in orphans]

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.aws import tolerate
+from orchestrator.builders.alb import FAILED_HINT, failed
+from orchestrator.builders.ingress import NAME, NAMESPACE
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import WAIT, Change
-from orchestrator.states.ingress import NAME, NAMESPACE
 from orchestrator.store import elapsed_since
 
 WAIT_LIMIT = 1800
-SERVING = ("active", "active_impaired")
-MADE = ("provisioning", *SERVING)  # states of an ALB that exists and has not failed
 # Seconds of silence on the Ingress after which the wait suggests the controller is down.
 QUIET_LIMIT = 120
 
@@ -112,44 +110,6 @@ class LoadBalancerPhase(Phase):
         return failed(balancer)
 
 
-FAILED_HINT = (
-    "look at the controller's logs and the Ingress events, fix the cause, then run "
-    "`orchestrator resume`"
-)
-
-
-def failed(balancer: dict[str, Any]) -> str | None:
-    """What is wrong with an ALB that AWS could not provision (`failed`), or None."""
-    state = balancer["State"]
-    if state["Code"] in MADE:
-        return None
-    return f"ALB {balancer['LoadBalancerName']} failed: {state.get('Reason', 'no reason given')}"
-
-
-def serving_problem(ctx: PhaseContext, balancer_arn: str, warned: set[str]) -> str | None:
-    """Why the ALB does not serve yet (it still provisions, or is gone), or None once it is
-    active; PhaseError if it failed. An `active_impaired` ALB serves, and is warned of once
-    per `warned` (the polls of one wait share it)."""
-    found = tolerate(
-        ctx.aws.elbv2.describe_load_balancers,
-        "LoadBalancerNotFound",
-        LoadBalancerArns=[balancer_arn],
-    )
-    if not found or not found["LoadBalancers"]:
-        return f"ALB {balancer_arn} does not exist"
-    balancer = found["LoadBalancers"][0]
-    problem = failed(balancer)
-    if problem:
-        raise PhaseError(problem, FAILED_HINT)
-    code = balancer["State"]["Code"]
-    if code not in SERVING:
-        return f"ALB {balancer['LoadBalancerName']} is {code}"
-    if code == "active_impaired" and balancer_arn not in warned:
-        warned.add(balancer_arn)
-        ctx.say(impaired_warning(balancer))
-    return None
-
-
 def quiet_controller(waiting_since: str | None) -> str:
     """What a wait says while the controller has not reported on the Ingress: normal for
     a while; past QUIET_LIMIT, a sign that it does not run."""
@@ -159,16 +119,6 @@ def quiet_controller(waiting_since: str | None) -> str:
     return (
         f"the controller has not reported on the Ingress in {quiet:.0f}s: check that it runs "
         "(kubectl -n kube-system get deployment aws-load-balancer-controller)"
-    )
-
-
-def impaired_warning(balancer: dict[str, Any]) -> str:
-    state = balancer["State"]
-    return (
-        f"warning: ALB {balancer['LoadBalancerName']} is active_impaired"
-        f"{': ' + state['Reason'] if state.get('Reason') else ''}; it serves, but not in "
-        "every Availability Zone: look at the ALB in the EC2 console and the AWS Health "
-        "Dashboard"
     )
 
 

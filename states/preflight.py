@@ -15,13 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.aws import AwsError, partition_of
+from orchestrator.builders import subnets as discovery
+from orchestrator.builders.ingress import GATEWAY_SERVICE
+from orchestrator.builders.ingress import NAMESPACE as GATEWAY_NAMESPACE
 from orchestrator.builders.records import plain
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import CHECK, Change
-from orchestrator.states import subnet_tags
-from orchestrator.states.ingress import GATEWAY_SERVICE
-from orchestrator.states.ingress import NAMESPACE as GATEWAY_NAMESPACE
 
 # The outputs verify compares with the world now. Not the caller's ARN: another session of
 # the same role, say, changes it and nothing built on it.
@@ -188,18 +188,18 @@ class PreflightPhase(Phase):
         """Per zone, the subnets an ALB of the configured scheme can sit in; two zones needed."""
         cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
         vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
-        subnets = subnet_tags.classify(
+        subnets = discovery.classify(
             list(ctx.aws.ec2.pages("describe_subnets", "Subnets", Filters=vpc)),
             list(ctx.aws.ec2.pages("describe_route_tables", "RouteTables", Filters=vpc)),
         )
-        problem = subnet_tags.zone_problem(subnets, cluster, scheme, vpc_id)
+        problem = discovery.zone_problem(subnets, cluster, scheme, vpc_id)
         if problem:
             raise PhaseError(
                 problem,
                 "add subnets of that kind in another Availability Zone (or choose the other "
                 "kubeflow.alb.scheme), then run `orchestrator resume`",
             )
-        zones = subnet_tags.by_zone(subnet_tags.suitable(subnets, cluster, scheme))
+        zones = discovery.by_zone(discovery.suitable(subnets, cluster, scheme))
         return {zone: [s.id for s in found] for zone, found in zones.items()}
 
 

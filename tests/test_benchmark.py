@@ -88,3 +88,27 @@ def test_every_target_met_exits_0_and_says_nothing_more(
     monkeypatch.setattr(sys, "argv", ["critical_path.py", "--dir", "unused", "--json"])
     assert bench.main() == 0
     assert capsys.readouterr().err == ""
+
+
+def test_both_start_up_ratios_are_printed_and_a_missed_one_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22: `status` against a bare `python -c pass`, a no-change run against the
+    floor of its libraries, clients and kubeconfig."""
+    bench = benchmark()
+    results = [
+        bench.Timed(
+            "re-run (no change)", 0.66, target="< 1 s", floor=0.6, floor_name="the clients"
+        ),
+        bench.Timed("status", 0.068, target="< 100 ms", floor=0.022, floor_name="python -c pass"),
+    ]
+    monkeypatch.setattr(bench.Cli, "sandbox", lambda self, *words: None)
+    monkeypatch.setattr(bench, "measure", lambda cli: results)
+    monkeypatch.setattr(sys, "argv", ["critical_path.py", "--dir", "unused"])
+    assert bench.main() == 1
+    out, err = capsys.readouterr()
+    assert "start-up of re-run (no change): 1.10x the clients (600 ms); target at most 1.2x" in out
+    assert "start-up of status: 3.09x python -c pass (22 ms); target at most 2x" in out
+    assert err.splitlines() == [
+        "target missed: status took 68 ms, 3.09x python -c pass (22 ms); target at most 2x"
+    ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from orchestrator.builders.running_controller import available
 from orchestrator.ownership import Owner
 from orchestrator.states import phase_names
-from orchestrator.states.controller import available, failure_of, object_id, parse_object_id
+from orchestrator.states.controller import failure_of, object_id, parse_object_id
 from orchestrator.states.controller_iam import names, same_document
 from orchestrator.states.endpoint import parse_status, request_bytes
 from orchestrator.states.ingress import drift, ingress_manifest

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from orchestrator.builders.alb import impaired_warning
 from orchestrator.builders.controller_manifests import controller_manifests
 from orchestrator.builders.webhook_tls import webhook_certificates
 from orchestrator.config import DEFAULT_CONTROLLER_IMAGE_REPOSITORY, load_config
 from orchestrator.errors import UsageError
 from orchestrator.kube import KubeError
 from orchestrator.states import endpoint
-from orchestrator.states.load_balancer import impaired_warning
 
 CONFIG = """
 cluster: {name: kube-eks-cluster, region: cn-north-1}
@@ -133,7 +133,8 @@ def test_an_impaired_alb_is_used_and_said_once_not_waited_for(tmp_path: Path) ->
     from moto.elbv2.models import elbv2_backends
     from phasekit import ACCOUNT, REGION, eks_network, phase_kit
 
-    from orchestrator.states.load_balancer import LoadBalancerPhase, serving_problem
+    from orchestrator.builders.alb import serving_problem
+    from orchestrator.states.load_balancer import LoadBalancerPhase
 
     with phase_kit(tmp_path) as kit:
         network = eks_network(kit.client("ec2"))

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from orchestrator import cli
+from orchestrator.cli import reading, working
 from orchestrator.errors import ExitCode, StateWriteFailed
 from orchestrator.hints import Flags
 from orchestrator.machine import MOVES
@@ -320,7 +321,7 @@ def test_the_messages_of_main_carry_the_flags(
     def stop(args: Any) -> int:
         raise failure
 
-    monkeypatch.setattr(cli, "_forward", stop)
+    monkeypatch.setattr(working, "_forward", stop)
     code, _, err = run(capsys, "--config", "c.yaml", "--state", "s.json", "run", "--sandbox")
     assert code in (ExitCode.INTERRUPTED, ExitCode.PHASE_FAILED)
     assert said in err
@@ -332,7 +333,7 @@ def test_a_read_only_command_interrupted_does_not_say_resume(
     def stop(args: Any) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_status", stop)
+    monkeypatch.setattr(reading, "_status", stop)
     code, _, err = run(capsys, "status")
     assert code == ExitCode.INTERRUPTED and "resume" not in err
 
@@ -351,7 +352,7 @@ def test_run_ends_with_the_url_once_every_phase_is_done(
             self.state = state
             self.report = Reporter()
 
-    assert cli._outcome(Engine(), lambda: None, None) == ExitCode.OK  # type: ignore[arg-type]
+    assert working._outcome(Engine(), lambda: None, None) == ExitCode.OK  # type: ignore[arg-type]
     assert capsys.readouterr().out.splitlines()[-2:] == [
         "done",
         "Kubeflow is at https://kubeflow.platform.example.com/",

@@ -327,10 +327,11 @@ def obeys(value: str, rule: tuple[int, int, str]) -> bool:
 def test_every_derived_name_is_within_aws_rules(tmp_path: Path, text: str) -> None:
     """The names the phases derive from a valid config, against botocore's models (and the
     Kubernetes label rule): none of them can be refused after something was created."""
+    from orchestrator.builders.subnets import cluster_tag
     from orchestrator.phase import OWNER_TAG
     from orchestrator.states.controller_iam import names
     from orchestrator.states.hosted_zone import caller_reference
-    from orchestrator.states.subnet_tags import CONTROLLER_CLUSTER_TAG, cluster_tag
+    from orchestrator.states.subnet_tags import CONTROLLER_CLUSTER_TAG
 
     config = load_config(write(tmp_path, text))
     deployment = config.deployment_id

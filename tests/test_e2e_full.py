@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_kubectl
 from footprint import kept_ids
 from harness import (
     SUBDOMAIN,
@@ -20,6 +19,7 @@ from harness import (
     kube_client,
     kube_get,
     left_behind,
+    needs_kubectl,
     phase_status,
     read_state,
     wait_for,

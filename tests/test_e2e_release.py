@@ -37,6 +37,10 @@ def test_import_works_after_an_earlier_deployment_kept_the_shared_oidc_provider(
     provider = next(
         p["outputs"]["oidc_provider_arn"] for p in state["phases"] if p["name"] == "controller_iam"
     )
+    # The preview says what rollback then does: the provider is left, the data team trusts it.
+    asked = world.cli("--config", config, "rollback", "--all", cwd=first)
+    assert asked.returncode == 2, asked.stdout + asked.stderr
+    assert f"leave iam:oidc-provider {provider}: IAM roles trust it" in asked.stdout
     cli(first, "rollback", "--all", "--yes")
     iam = world.client("iam")
     tags = {

@@ -3,6 +3,7 @@ held to them. In process, with in-memory phases."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 
 from orchestrator.config import Config
 from orchestrator.errors import StillWaiting
-from orchestrator.machine import LIFECYCLE, MOVES, Engine, IllegalMove, move
+from orchestrator.lifecycle import LIFECYCLE, MOVES, IllegalMove, move
+from orchestrator.machine import Engine
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.report import Reporter
 from orchestrator.store import STATUSES, PhaseRecord, PhaseStatus, StateStore, new_state
@@ -196,3 +198,141 @@ def test_rollback_and_resume_walk_the_declared_moves(tmp_path: Path) -> None:
     assert [(r.status, r.action) for r in e.state.phases] == [("done", None)] * 3
     e.rollback(None)
     assert [r.status for r in e.state.phases] == ["rolled_back"] * 3
+
+
+# ---- the fields that go with each status, set and cleared by the moves alone ------------------
+
+WAITING_FIELDS = ("waiting_for", "waiting_since", "waiting_detail")
+
+
+def waited(status: str, action: str | None = "enter") -> PhaseRecord:
+    """A record carrying every field a status may leave behind."""
+    phase = record(status, action)
+    phase.waiting_for, phase.waiting_since, phase.waiting_detail = "the moon", "then", "seen"
+    phase.error, phase.intent, phase.finished_at = "why", "call", "before"
+    return phase
+
+
+def test_entering_starts_a_fresh_attempt() -> None:
+    phase = waited("failed")
+    phase.kept = [{"kind": "k", "id": "i", "reason": "r"}]
+    move(phase, "enter")
+    assert phase.attempts == 1 and phase.started_at and phase.finished_at is None
+    assert (phase.error, phase.kept) == (None, [])
+    assert all(getattr(phase, f) is None for f in WAITING_FIELDS)
+
+
+def test_waiting_records_what_is_waited_for_and_leaving_it_clears_that() -> None:
+    phase = record("in_progress", "enter")
+    move(phase, "wait", what="the moon")
+    assert (phase.waiting_for, phase.waiting_detail) == ("the moon", None)
+    assert phase.waiting_since
+    move(phase, "stop_waiting")
+    assert all(getattr(phase, f) is None for f in WAITING_FIELDS)
+
+
+def test_needing_action_records_what_to_do() -> None:
+    phase = record("in_progress", "enter")
+    move(phase, "need_action", what="add the NS records at your registrar")
+    assert phase.waiting_for == "add the NS records at your registrar"
+    move(phase, "enter")
+    assert phase.waiting_for is None
+
+
+def test_failing_records_why() -> None:
+    phase = waited("waiting")
+    move(phase, "fail", why="AccessDenied (next: grant it)")
+    assert (phase.status, phase.error) == ("failed", "AccessDenied (next: grant it)")
+    assert all(getattr(phase, f) is None for f in WAITING_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("action", "trigger"), [("enter", "finish"), ("rollback", "finish_rollback")]
+)
+def test_finishing_records_when_and_clears_the_intent_and_action(action: str, trigger: str) -> None:
+    phase = waited("in_progress", action)
+    phase.error = None
+    move(phase, trigger)
+    assert phase.finished_at not in (None, "before")
+    assert (phase.intent, phase.action, phase.error) == (None, None, None)
+    assert all(getattr(phase, f) is None for f in WAITING_FIELDS)
+
+
+def test_starting_a_rollback_clears_the_error() -> None:
+    phase = waited("failed")
+    move(phase, "start_rollback")
+    assert (phase.error, phase.action) == (None, "rollback")
+    assert all(getattr(phase, f) is None for f in WAITING_FIELDS)
+
+
+def test_a_refused_move_changes_no_field() -> None:
+    phase = waited("done", None)
+    before = vars(phase).copy()
+    with pytest.raises(IllegalMove):
+        move(phase, "wait", what="the sun")
+    assert vars(phase) == before
+
+
+# The record's fields that only the lifecycle writes (orchestrator/lifecycle.py).
+LIFECYCLE_FIELDS = {
+    "status",
+    "error",
+    "waiting_for",
+    "waiting_since",
+    "waiting_detail",
+    "intent",
+    "finished_at",
+    "action",
+    "started_at",
+}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def writes_of_lifecycle_fields(source: str) -> list[str]:
+    """`x.field = ...` (or +=, or setattr(x, "field", ...)) for a lifecycle field, where x is
+    not `self` (an exception's or a response's own `status` is not a phase record's)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "setattr"
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in LIFECYCLE_FIELDS
+        ):
+            found.append(f"line {node.lineno}: setattr {node.args[1].value}")
+        for target in targets:
+            for part in ast.walk(target):
+                if (
+                    isinstance(part, ast.Attribute)
+                    and part.attr in LIFECYCLE_FIELDS
+                    and isinstance(part.ctx, ast.Store)
+                    and not (isinstance(part.value, ast.Name) and part.value.id == "self")
+                ):
+                    found.append(f"line {part.lineno}: {ast.unparse(part)}")
+    return found
+
+
+def test_only_the_lifecycle_writes_a_records_status_and_its_fields() -> None:
+    writers = {
+        str(path.relative_to(ROOT)): writes
+        for folder in ("orchestrator", "states")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path != ROOT / "orchestrator" / "lifecycle.py"
+        if (writes := writes_of_lifecycle_fields(path.read_text()))
+    }
+    assert writers == {}
+
+
+def test_the_check_finds_a_direct_write() -> None:
+    source = "def f(ctx):\n    ctx.record.status = 'done'\n    record.error, x = None, 1\n"
+    assert writes_of_lifecycle_fields(source) == [
+        "line 2: ctx.record.status",
+        "line 3: record.error",
+    ]

@@ -20,10 +20,17 @@ from test_phase_network import alb, certificate, endpoint_kit
 from test_sandbox_paging import OPERATIONS, REGION
 from test_sandbox_paging import POLICY as DOCUMENT
 
-from orchestrator import inventory, resolver
+from orchestrator import resolver
 from orchestrator.aws import AwsClient, AwsError
 from orchestrator.errors import PhaseError
-from orchestrator.states.controller_iam import ATTACHMENT, OIDC, POLICY, ROLE, ControllerIamPhase
+from orchestrator.states.controller_iam import (
+    ATTACHMENT,
+    OIDC,
+    POLICY,
+    ROLE,
+    ControllerIamPhase,
+    marked_iam,
+)
 from orchestrator.states.endpoint import EndpointPhase
 from orchestrator.states.hosted_zone import KIND as ZONE
 from orchestrator.states.hosted_zone import HostedZonePhase
@@ -128,7 +135,7 @@ def test_controller_iam_reads_its_tags_and_attachments_whole(
             ControllerIamPhase().enter(ctx)
         assert again.aws_writes == []
         cluster = {"identity": {"oidc": {"issuer": ISSUER}}}
-        found = {f.kind for f in inventory._iam(ctx, cluster)}
+        found = {f.kind for f in marked_iam(ctx, cluster)}
         assert found == {ROLE, POLICY, OIDC, ATTACHMENT}
 
         iam.detach_role_policy(RoleName=role, PolicyArn=theirs["Policy"]["Arn"])

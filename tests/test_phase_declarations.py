@@ -29,12 +29,17 @@ class Read:
     optional: bool  # read with .get(): the key may be missing
 
 
+# What a phase may ask of an earlier phase it declares it reads: its outputs, and (for a
+# rollback that needs its work back) what it made, whether it can restore it, and to do so.
+ASKS = ("earlier", "made_by", "can_restore", "restore")
+
+
 def earlier_phase(node: ast.AST) -> str | None:
-    """ "x" for `ctx.earlier("x")`."""
+    """ "x" for `ctx.earlier("x")` (or another of ASKS)."""
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "earlier"
+        and node.func.attr in ASKS
         and node.args
         and isinstance(node.args[0], ast.Constant)
     ):

@@ -15,6 +15,7 @@ from phasekit import phase_kit
 from test_engine import CONFIG, FakePhase, World, make
 
 from orchestrator import cli, inventory
+from orchestrator.cli import working
 from orchestrator.config import Config
 from orchestrator.errors import ExitCode, PhaseError, UsageError
 from orchestrator.machine import (
@@ -27,6 +28,9 @@ from orchestrator.machine import (
 )
 from orchestrator.ownership import OWNER_TAG, STATE_TAG
 from orchestrator.phase import PhaseContext
+from orchestrator.states import all_phases
+from orchestrator.states.controller import ControllerPhase
+from orchestrator.states.ingress import IngressPhase
 from orchestrator.store import Resource, StateStore
 
 NAMES = ["a", "b", "c"]
@@ -156,7 +160,7 @@ def test_the_sweep_finds_what_it_can_reach_when_the_cluster_does_not_exist(
     still removes what carries the deployment's marks (a zone, an OIDC provider found
     among the account's), says what it could not look for, and ends."""
     with phase_kit(tmp_path) as kit:
-        kit.engine.inventory = inventory
+        kit.engine.inventory = inventory.Inventory(all_phases())
         owner = kit.owner
         marks = [
             {"Key": OWNER_TAG, "Value": owner.deployment},
@@ -197,12 +201,13 @@ def test_without_the_cluster_an_unreachable_kubernetes_api_is_said_not_fatal(
 ) -> None:
     from orchestrator.kube import KubeError
 
-    def unreachable(ctx: PhaseContext) -> list[Any]:
+    def unreachable(*_: Any) -> list[Any]:
         raise KubeError("list", None, "Unreachable", "no route to host")
 
     with phase_kit(tmp_path) as kit:
-        monkeypatch.setattr(inventory, "_kubernetes", unreachable)
-        assert kit.engine.look(inventory.find) == []
+        monkeypatch.setattr(ControllerPhase, "marked", unreachable)
+        monkeypatch.setattr(IngressPhase, "marked", unreachable)
+        assert kit.engine.look(inventory.Inventory(all_phases()).find) == []
         assert "Kubernetes API of the config's context could not be reached" in kit.said()
 
 
@@ -241,8 +246,8 @@ def fake_command(
             phases, state, store, config, args.report, inventory=Others if refuse else None
         )
 
-    monkeypatch.setattr(cli, "_prepare", prepare)
-    monkeypatch.setattr(cli, "_engine", engine)
+    monkeypatch.setattr(working, "_prepare", prepare)
+    monkeypatch.setattr(working, "_engine", engine)
     monkeypatch.chdir(tmp_path)
     return given
 

@@ -34,10 +34,16 @@ from orchestrator.ownership import (
     kept_tag_key,
 )
 from orchestrator.phase import RELEASING
-from orchestrator.states.controller import ControllerPhase
-from orchestrator.states.controller_iam import ControllerIamPhase
+from orchestrator.states.controller import ControllerPhase, marked_objects
+from orchestrator.states.controller_iam import ControllerIamPhase, marked_iam
+from orchestrator.states.ingress import marked_ingress
 from orchestrator.states.subnet_tags import KIND as SUBNET_TAG
-from orchestrator.states.subnet_tags import SubnetTagsPhase, marker_key, marker_value
+from orchestrator.states.subnet_tags import (
+    SubnetTagsPhase,
+    marked_tags,
+    marker_key,
+    marker_value,
+)
 from orchestrator.store import new_state
 from orchestrator_sandbox.iamtags import (
     ALLOWED_VALUE,
@@ -102,7 +108,7 @@ def later_state_file(kit: Kit) -> None:
 def found_iam(kit: Kit) -> list[inventory.Found]:
     """What `import` and the sweep find of IAM by the deployment's marks."""
     cluster = {"identity": {"oidc": {"issuer": ISSUER}}}
-    return inventory._iam(kit.ctx("controller_iam"), cluster)
+    return marked_iam(kit.ctx("controller_iam"), cluster)
 
 
 # ---- the kept mark ------------------------------------------------------------------------------
@@ -232,7 +238,7 @@ def test_a_controller_kept_for_other_ingresses_is_released_and_adopted_later(
         annotations = deployment["metadata"]["annotations"]
         assert "team-data/dashboard" in annotations[KEPT_ANNOTATION_PREFIX + ctx.deployment]
         assert deployment["metadata"]["generation"] == generation  # no rollout
-        assert inventory._kubernetes(ctx) == []
+        assert marked_objects(ctx) + marked_ingress(ctx) == []
         later_state_file(kit)
         kit.done("preflight", vpc_id="vpc-0123")
         kit.done("controller_iam", role_arn="arn:aws:iam::123456789012:role/x")
@@ -300,7 +306,7 @@ def test_subnet_tags_kept_for_other_load_balancers_are_released(tmp_path: Path) 
         assert marker_key(ctx.deployment) not in tags
         assert tags[kept_tag_key(ctx.deployment)].startswith(f"left {role}: load balancers")
         assert [k["id"] for k in ctx.record.kept] == [f"{subnet}/{role}"]
-        assert inventory._subnet_tags(ctx, network.vpc_id) == []
+        assert marked_tags(ctx, network.vpc_id) == []
 
 
 # ---- import -------------------------------------------------------------------------------------
@@ -312,7 +318,9 @@ def test_import_leaves_out_a_shared_thing_another_state_file_kept_with_its_marks
     lost, earlier = "a" * 16, "b" * 16
     zone = inventory.Found("hosted_zone", "route53:hosted-zone", "Z1", lost)
     role = inventory.Found("controller_iam", "iam:role", "alb-controller-x", lost)
-    provider = inventory.Found("controller_iam", "iam:oidc-provider", PROVIDER, earlier)
+    provider = inventory.Found(
+        "controller_iam", "iam:oidc-provider", PROVIDER, earlier, shared=True
+    )
     assert inventory.for_import([zone, role, provider]) == ([zone, role], [provider])
     # Two state files' own things: import still refuses (one state file rebuilds one).
     theirs = inventory.Found("hosted_zone", "route53:hosted-zone", "Z2", earlier)

@@ -227,7 +227,7 @@ def test_a_stop_by_max_wait_says_how_long_the_command_ran(
 ) -> None:
     """--max-wait counts from the command's start: a wait that began just before the
     deadline is stopped after its first look, yet the command ran the whole time."""
-    from orchestrator import cli
+    from orchestrator.cli import working
     from orchestrator.errors import ExitCode, StillWaiting
 
     class Engine:
@@ -238,7 +238,7 @@ def test_a_stop_by_max_wait_says_how_long_the_command_ran(
     def wait() -> None:
         raise StillWaiting("ACM to issue the certificate", 0.02)
 
-    assert cli._outcome(Engine(), wait, None) == ExitCode.WAITING  # type: ignore[arg-type]
+    assert working._outcome(Engine(), wait, None) == ExitCode.WAITING  # type: ignore[arg-type]
     said = capsys.readouterr().err
     assert said.startswith(
         "stopped after 2.4s while waiting for ACM to issue the certificate "
@@ -254,7 +254,7 @@ def test_the_readme_lists_every_json_event_the_code_emits() -> None:
 
     root = Path(__file__).resolve().parent.parent
     emitted = set()
-    for source in (root / "orchestrator").glob("*.py"):
+    for source in (root / "orchestrator").rglob("*.py"):
         emitted |= set(re.findall(r"\bemit\(\s*\"([a-z_]+)\"", source.read_text()))
     assert {"start", "phase_verified", "result"} <= emitted  # the scan finds them
     readme = (root / "README.md").read_text()

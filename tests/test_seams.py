@@ -12,7 +12,7 @@ from phasekit import ACCOUNT, REGION, Kit, phase_kit
 
 from orchestrator import inventory
 from orchestrator.errors import PhaseError, StillWaiting
-from orchestrator.states.controller_iam import ControllerIamPhase
+from orchestrator.states.controller_iam import ControllerIamPhase, marked_iam
 from orchestrator.states.ingress import IngressPhase
 from orchestrator.states.load_balancer import LoadBalancerPhase
 from orchestrator.store import Resource
@@ -220,7 +220,7 @@ def test_a_detached_policy_of_ours_is_found_by_its_tags_and_swept(tmp_path: Path
         iam.delete_role(RoleName=role)
         ctx.record.resources = []  # the state file says nothing of it
 
-        found = inventory._iam(ctx, {"identity": {"oidc": {"issuer": issuer}}})
+        found = marked_iam(ctx, {"identity": {"oidc": {"issuer": issuer}}})
         (ours,) = [f for f in inventory.ours(ctx, found) if f.kind == "iam:policy"]
         assert ours.id == policy
         ctx.record.resources = [Resource(ours.kind, ours.id, created=True)]  # as the sweep does

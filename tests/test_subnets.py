@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 from phasekit import ACCOUNT, Network, eks_network, phase_kit, tags_of
 
-from orchestrator.errors import PhaseError
-from orchestrator.states.subnet_tags import (
+from orchestrator.builders.subnets import (
     Subnet,
-    SubnetTagsPhase,
     broken_for_others,
     classify,
     decide,
@@ -28,6 +26,8 @@ from orchestrator.states.subnet_tags import (
     with_tags,
     zone_problem,
 )
+from orchestrator.errors import PhaseError
+from orchestrator.states.subnet_tags import SubnetTagsPhase
 from orchestrator_sandbox import subnets as sandbox_subnets
 from orchestrator_sandbox.albmodel import ModelError
 from orchestrator_sandbox.network import place_on_outpost

@@ -48,6 +48,13 @@ APPLY_ORDER = (
 Obj = dict[str, Any]
 
 
+def kinds() -> list[tuple[str, str]]:
+    """(apiVersion, kind) of every object the controller is made of, in apply order: read
+    from the template itself, so that what the sweep looks for cannot drift from it."""
+    objects = sorted(_template(), key=lambda o: APPLY_ORDER.index(o["kind"]))
+    return list(dict.fromkeys((o["apiVersion"], o["kind"]) for o in objects))
+
+
 def controller_manifests(
     *,
     cluster_name: str,

@@ -13,12 +13,13 @@ from typing import Any
 from orchestrator.aws import tolerate
 from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
-from orchestrator.phase import PhaseContext
+from orchestrator.phase import Found, PhaseContext
 from orchestrator.planning import CREATE, STOP, UPDATE, USE, Change
 from orchestrator.store import Resource
 from orchestrator.waiting import ROUTE53_FIRST_INTERVAL
 
 KIND = "route53:record"
+ZONE_KIND = "route53:hosted-zone"  # how the hosted zone phase records its zone
 
 
 # ---- pure ------------------------------------------------------------------------------------
@@ -217,3 +218,9 @@ def record_problem(ctx: PhaseContext, resource: Resource) -> str | None:
     if not same_record(current, recorded):
         return f"{plain(recorded['Name'])} {recorded['Type']} changed to {describe(current)}"
     return None
+
+
+def found(phase: str, zone_id: str, rrset: dict[str, Any], identity: str | None) -> Found:
+    """A record found by its zone's marks, as the phase that writes it records it."""
+    rid = record_id(zone_id, rrset["Name"], rrset["Type"])
+    return Found(phase, KIND, rid, identity, {"zone": zone_id, "rrset": rrset})

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import wait_for
+from sandbox_support import wait_for
 
 from orchestrator.errors import ExitCode, UsageError
 from orchestrator_sandbox import world

@@ -16,8 +16,8 @@ from typing import Any
 
 import boto3
 import pytest
-from harness import binding_crd
 from moto import mock_aws
+from sandbox_support import binding_crd
 
 from kube_api_emulator import ObjectStore
 from orchestrator_sandbox import events, subnets

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import needs_kubectl
 from cryptography import x509
 from kubernetes import client, config, dynamic, watch
+from sandbox_support import needs_kubectl
 
 from kube_api_emulator import (
     ClusterAccess,

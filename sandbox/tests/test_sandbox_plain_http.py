@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from harness import World, wait_for
+from sandbox_support import World, wait_for
 
 
 class NoRedirects(urllib.request.HTTPRedirectHandler):

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from harness import World, binding_crd, wait_for
+from sandbox_support import World, binding_crd, wait_for
 
 from orchestrator.states.endpoint import tunnel
 from orchestrator_sandbox.albmodel import ModelError, parse_listen_ports, resource_name
@@ -281,10 +281,14 @@ def upsert(w: World, zone_id: str, record: dict[str, Any]) -> None:
             # Route 53 learns of a new ALB a moment after its creation (alias_delay).
             if "but that target was not found" in str(error):
                 return False
+            # A request beyond the account's five a second changed nothing: not an answer.
+            if error.response["Error"]["Code"] == "Throttling":
+                return False
             raise
         return True
 
-    wait_for(accepted, timeout=30, what=f"Route 53 to accept {record['Name']}")
+    # Asked at most four times a second, within Route 53's five for the account.
+    wait_for(accepted, timeout=30, every=0.25, what=f"Route 53 to accept {record['Name']}")
 
 
 def delegated_zone(w: World) -> str:

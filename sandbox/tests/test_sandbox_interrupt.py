@@ -1,10 +1,10 @@
 """Ctrl-C at any moment of `sandbox up`, from the first line of the orchestrator's own code:
 one line, exit 130, no traceback, no world left running.
 
-Python's own start-up (the interpreter, `site` and the .pth files of editable installs:
-10 to 60 ms on a busy machine) runs before any of that code and is out of its reach, so
-each delay is counted from the moment the interpreter hands over, which the command
-signals on a pipe: otherwise it is `python -m orchestrator` itself (runpy, as -m does)."""
+Python's own start-up (the interpreter, `site`, the .pth files of editable installs, and
+finding the package: 10 to 60 ms on a busy machine) runs before any of that code and is out
+of its reach, so each delay is counted from the moment the orchestrator's handler is in
+place, which the command says on a pipe (ORCHESTRATOR_HANDED_OVER_FD, test-only)."""
 
 from __future__ import annotations
 
@@ -23,24 +23,19 @@ from orchestrator.errors import ExitCode
 from orchestrator_sandbox import world
 from orchestrator_sandbox.cli import NOT_RUNNING
 
-# `python -m orchestrator ARGS`, but writing to fd HANDED_OVER_FD once Python has started.
-LAUNCH = (
-    "import os, runpy; os.write(int(os.environ['HANDED_OVER_FD']), b'.'); "
-    "runpy.run_module('orchestrator', run_name='__main__', alter_sys=True)"
-)
-
 
 def interrupted_up(directory: Path, delay: float) -> subprocess.CompletedProcess[str]:
-    """`sandbox up --dir DIRECTORY`, sent SIGINT `delay` seconds after Python hands over."""
+    """`sandbox up --dir DIRECTORY`, sent SIGINT `delay` seconds after the orchestrator's
+    first line put its handler in place."""
     read, write = os.pipe()
-    env = os.environ | {"HANDED_OVER_FD": str(write)}
-    command = [sys.executable, "-c", LAUNCH, "sandbox", "up", "--dir", str(directory)]
+    env = os.environ | {"ORCHESTRATOR_HANDED_OVER_FD": str(write)}
+    command = [sys.executable, "-m", "orchestrator", "sandbox", "up", "--dir", str(directory)]
     with subprocess.Popen(
         command, env=env, pass_fds=[write], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as up:
         os.close(write)
         try:
-            assert select.select([read], [], [], 30)[0], "the interpreter never handed over"
+            assert select.select([read], [], [], 30)[0], "the orchestrator never handed over"
             assert os.read(read, 1) == b"."
         finally:
             os.close(read)

@@ -18,9 +18,8 @@ from typing import Any
 import dns.resolver
 import pytest
 import yaml
-from conftest import needs_kubectl
-from harness import World, binding_crd, wait_for
 from kubernetes import client, config
+from sandbox_support import World, binding_crd, needs_kubectl, wait_for
 from test_sandbox_world import ingress
 from test_sandbox_world import upsert as world_upsert
 
