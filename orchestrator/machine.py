@@ -88,8 +88,9 @@ class Engine:
         kube_factory: Callable[[], Kube] | None = None,
         inventory: Any = None,
     ) -> None:
-        """`inventory`: finds the deployment's resources by their marks (states.inventory:
-        `find(ctx)`, `ours(ctx, found)`, `by_other_owners(ctx, found)`)."""
+        """`inventory`: finds the deployment's resources by their marks, asking the phases
+        (orchestrator.inventory.Inventory: `find(ctx)`, `ours(ctx, found)`,
+        `by_other_owners(ctx, found)`)."""
         self.phases = {p.name: p for p in phases}
         self.order = [p.name for p in phases]
         self.state = state
