@@ -69,6 +69,15 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 60, what: str = "
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+# The tests read the world as any other tool in the account would: within Route 53's
+# 5 requests a second (which the world plays), slowing down when throttled (botocore's
+# adaptive mode) and retrying long enough that a burst of reads between two commands
+# never fails a test.
+HARNESS_CONFIG = Config(
+    user_agent_extra="test-harness", retries={"mode": "adaptive", "max_attempts": 20}
+)
+
+
 class World:
     """A running sandbox world in `directory`."""
 
@@ -153,7 +162,7 @@ class World:
                 endpoint_url=self.info["endpoints"]["aws"],
                 aws_access_key_id="testing",
                 aws_secret_access_key="testing",
-                config=Config(user_agent_extra="test-harness"),
+                config=HARNESS_CONFIG,
             )
         return self._clients[key]
 
