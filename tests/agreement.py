@@ -29,6 +29,24 @@ WRITTEN = {
     "RequestCertificate": "certificate",
     "DeleteCertificate": "certificate",
     "ChangeResourceRecordSets": "record",
+    "CreateHostedZone": "hosted zone",
+    "ChangeTagsForResource": "hosted zone",  # its tags: the zone is what it touches
+    "DeleteHostedZone": "hosted zone",
+    "CreateTags": "subnet tag",
+    "DeleteTags": "subnet tag",
+    "DeleteOpenIDConnectProvider": "OIDC provider",
+    "TagOpenIDConnectProvider": "OIDC provider",
+    "UntagOpenIDConnectProvider": "OIDC provider",
+    "DeletePolicy": "policy",
+    "TagPolicy": "policy",
+    "UntagPolicy": "policy",
+    "DeleteRole": "role",
+    "TagRole": "role",
+    "UntagRole": "role",
+    "DetachRolePolicy": "attachment",
+    "DeleteLoadBalancer": "load balancer",
+    "DeleteTargetGroup": "target group",
+    "DeleteSecurityGroup": "security group",
 }
 # The words in a planned change's `what` that name the same (first match wins).
 PLANNED = (
@@ -36,6 +54,8 @@ PLANNED = (
     ("IAM policy", "policy"),
     ("IAM role", "role"),
     ("attachment of", "attachment"),
+    ("hosted zone", "hosted zone"),
+    (" on subnet-", "subnet tag"),
     ("validation record", "record"),
     ("ACM certificate", "certificate"),
     ("record", "record"),
