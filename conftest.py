@@ -8,9 +8,17 @@ import lives in a support module (harness.py, sandbox_support.py, emulator_suppo
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The product's tests stand on the world's: harness.py builds on sandbox_support.py, and a
+# few product tests reuse a world test's set-up. Pytest puts a test directory on sys.path
+# only when it collects it, so `pytest tests/test_x.py` alone would not find them. The
+# reverse never holds: the world's tests import nothing of tests/ (test_sandbox_stands_alone).
+sys.path.insert(0, str(Path(__file__).parent / "sandbox" / "tests"))
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -18,8 +18,10 @@ import re
 import shlex
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TextIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 # A backticked command: `orchestrator resume --confirm delegation`.
 COMMAND = re.compile(r"`orchestrator ([a-z][a-z-]*)([^`\n]*)`")
@@ -29,14 +31,31 @@ WITH_CONFIG = frozenset({"run", "resume", "rollback", "import"})
 WITH_STATE = WITH_CONFIG | {"status", "outputs", "graph"}
 
 
-@dataclass(frozen=True)
 class Flags:
-    """The global flags the user gave (None or False: not given)."""
+    """The global flags the user gave (None or False: not given). A plain class, compared by
+    value: every command reads them as it starts, and importing dataclasses (with the
+    inspect module it loads) cost `status` a fifth of its time."""
 
-    config: str | None = None
-    state: str | None = None
-    sandbox: bool = False
-    sandbox_dir: str | None = None
+    def __init__(
+        self,
+        config: str | None = None,
+        state: str | None = None,
+        sandbox: bool = False,
+        sandbox_dir: str | None = None,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.sandbox = sandbox
+        self.sandbox_dir = sandbox_dir
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Flags and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash(tuple(vars(self).values()))
+
+    def __repr__(self) -> str:
+        return f"Flags({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def record(self) -> dict[str, Any]:
         """These flags as a state file keeps them (`made_with`)."""

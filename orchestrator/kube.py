@@ -322,23 +322,18 @@ class Kube:
         finalizers = ((live or {}).get("metadata") or {}).get("finalizers") or []
         if finalizer not in finalizers:
             return False
-        resource = self._resource(api_version, kind)
-        body = {
-            "metadata": {
-                "finalizers": [f for f in finalizers if f != finalizer],
-                # Refused if the object changed since we read it: then we read it again.
-                "resourceVersion": live["metadata"]["resourceVersion"],  # type: ignore[index]
-            }
+        metadata = {
+            "finalizers": [f for f in finalizers if f != finalizer],
+            # Refused if the object changed since we read it: then we read it again.
+            "resourceVersion": live["metadata"]["resourceVersion"],  # type: ignore[index]
         }
-        self._call(
+        self._merge_patch(
             f"remove finalizer {finalizer} from {kind} {name}",
-            lambda: resource.patch(
-                body=body,
-                name=name,
-                namespace=namespace,
-                content_type="application/merge-patch+json",
-            ),
-            mutating=True,
+            api_version,
+            kind,
+            name,
+            namespace,
+            {"metadata": metadata},
         )
         return True
 
@@ -356,21 +351,35 @@ class Kube:
         False if the object is gone."""
 
         def patch() -> bool:
-            resource = self._resource(api_version, kind)
             body = {"metadata": {"labels": labels, "annotations": annotations}}
-            self._call(
-                f"patch metadata of {kind} {name}",
-                lambda: resource.patch(
-                    body=body,
-                    name=name,
-                    namespace=namespace,
-                    content_type="application/merge-patch+json",
-                ),
-                mutating=True,
+            self._merge_patch(
+                f"patch metadata of {kind} {name}", api_version, kind, name, namespace, body
             )
             return True
 
         return tolerate_not_found(patch) is not None
+
+    def _merge_patch(
+        self,
+        operation: str,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        body: dict[str, Any],
+    ) -> None:
+        """A JSON merge patch of one object: it changes what `body` names and nothing else."""
+        resource = self._resource(api_version, kind)
+        self._call(
+            operation,
+            lambda: resource.patch(
+                body=body,
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            ),
+            mutating=True,
+        )
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete an object; False if it was already gone."""

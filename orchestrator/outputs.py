@@ -8,12 +8,14 @@ attempt recorded, which may no longer be true.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from orchestrator.store import DeploymentState, PhaseStatus
 
-Outputs = dict[str, dict[str, Any]]  # phase name -> its outputs
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Outputs = dict[str, dict[str, Any]]  # phase name -> its outputs
 
 
 def _field(phase: str, key: str) -> Callable[[Outputs], Any]:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO, cast
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TextIO
 
 # A wait prints a progress line when what it observes changes, and at least this often.
 PROGRESS_EVERY = 30.0
@@ -184,7 +187,11 @@ class JsonReporter(Reporter):
 
 class LiveReporter(Reporter):
     """On a terminal: finished phases as lines, the current one live with a spinner, its
-    elapsed time, what it waits for and the latest thing the wait saw."""
+    elapsed time, what it waits for and the latest thing the wait saw.
+
+    The live display begins with the first phase, not when the reporter is made: a command
+    chooses its reporter as it starts, and a rollback asks its question before any phase
+    (a display drawn over the question would hide it)."""
 
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
         from rich.console import Console
@@ -199,7 +206,12 @@ class LiveReporter(Reporter):
         self._current: tuple[str, str, float] | None = None  # phase, what it does, since
         self._detail: str | None = None
         self._live = Live(_Render(self), console=self.console, refresh_per_second=8, transient=True)
-        self._live.start()
+        self._closed = False
+
+    def _show(self) -> None:
+        """Begin the live display, unless it has begun or has been closed."""
+        if not self._closed and not self._live.is_started:
+            self._live.start()
 
     def _print(self, line: str, *, err: bool = False) -> None:
         if err:
@@ -214,6 +226,8 @@ class LiveReporter(Reporter):
         """The live line: spinner, phase, what it does, elapsed (phase, total), and the
         latest thing a wait saw; cut to the terminal's width, since rich redraws a live
         display by moving up as many lines as it printed, and the detail may be long."""
+        from typing import cast  # here: typing loads with rich, and `status` loads neither
+
         from rich.text import Text
 
         total = elapsed(time.monotonic() - self.began)
@@ -238,6 +252,7 @@ class LiveReporter(Reporter):
         return shown
 
     def started(self, phase: str, title: str) -> None:
+        self._show()
         self._begin(phase, title)
 
     def done(self, phase: str, seconds: float) -> None:
@@ -245,9 +260,15 @@ class LiveReporter(Reporter):
         self.console.print(f"[green]✓[/] {phase} [dim]({elapsed(seconds)})[/]")
 
     def verified(self, phase: str) -> None:
+        self._show()
         self.console.print(f"[green]✓[/] {phase} [dim](done earlier, still true)[/]")
 
+    def drifted(self, phase: str, problem: str) -> None:
+        self._show()
+        super().drifted(phase, problem)
+
     def waiting(self, phase: str, what: str, seconds: float, detail: str | None) -> None:
+        self._show()
         if self._current is not None and self._current[0] == phase:
             self._current = (phase, f"waiting for {what}", self._current[2])
         else:
@@ -255,6 +276,7 @@ class LiveReporter(Reporter):
         self._detail = detail
 
     def rolling_back(self, phase: str) -> None:
+        self._show()
         self._begin(phase, "rolling back")
 
     def rolled_back(self, phase: str, seconds: float) -> None:
@@ -276,6 +298,7 @@ class LiveReporter(Reporter):
         super().stopped(message)
 
     def close(self) -> None:
+        self._closed = True  # what is said after this is said in lines
         if self._live.is_started:
             self._live.stop()
 

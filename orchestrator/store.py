@@ -30,13 +30,15 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
 
 from orchestrator.errors import StateConflict, StateWriteFailed, UsageError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
 SCHEMA_VERSION = 4
 
@@ -88,19 +90,48 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
-class Resource:
+class _Fields:
+    """Compared and shown by its fields, as a dataclass is. The records below are written
+    out rather than made by @dataclass: importing dataclasses (with the inspect module it
+    loads) cost `status`, which reads them and little else, a fifth of its time."""
+
+    FIELDS: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+    def __eq__(self, other: object) -> bool:  # and so, mutable, unhashable
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
+        return f"{type(self).__name__}({shown})"
+
+
+class Resource(_Fields):
     """Something a phase made or uses. Rollback deletes it only when `created`.
 
     `confirmed` is False while only the intent to create it is recorded: the process may
     have died before or after the AWS call, so rollback and re-entry must look it up.
     """
 
-    kind: str
-    id: str
-    created: bool
-    confirmed: bool = True
-    detail: dict[str, Any] = field(default_factory=dict)
+    FIELDS = ("kind", "id", "created", "confirmed", "detail")
+
+    def __init__(
+        self,
+        kind: str,
+        id: str,
+        created: bool,
+        confirmed: bool = True,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.id = id
+        self.created = created
+        self.confirmed = confirmed
+        self.detail: dict[str, Any] = {} if detail is None else detail
 
     def describe(self) -> str:
         """What it is, for people: a DNS record by its name and type, the rest by id."""
@@ -118,29 +149,64 @@ class Resource:
         return f"{self.kind} {self.id}"
 
 
-@dataclass
-class PhaseRecord:
+class PhaseRecord(_Fields):
     """One phase's part of the state file. Its status and the fields that go with it (the
     times, error, the waiting fields, action, intent) are written by orchestrator/lifecycle.py
     alone: a move sets and clears them (a test holds every other module to it)."""
 
-    name: str
-    status: PhaseStatus = PhaseStatus.PENDING
-    outputs: dict[str, Any] = field(default_factory=dict)
-    resources: list[Resource] = field(default_factory=list)
-    attempts: int = 0
-    started_at: str | None = None
-    finished_at: str | None = None
-    error: str | None = None
-    waiting_for: str | None = None
-    waiting_since: str | None = None
-    waiting_detail: str | None = None
-    action: str | None = None  # "enter", "rollback" or "import": what in_progress means
-    intent: str | None = None  # the mutating call about to be made, for the operator
-    generation: int = 0  # bumped by each rollback, so retry tokens of a new round differ
-    # What the last rollback left in place on purpose (something not ours still uses it):
-    # {"kind", "id", "reason"} each, shown by `status` until the phase is entered again.
-    kept: list[dict[str, str]] = field(default_factory=list)
+    FIELDS = (
+        "name",
+        "status",
+        "outputs",
+        "resources",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "error",
+        "waiting_for",
+        "waiting_since",
+        "waiting_detail",
+        "action",
+        "intent",
+        "generation",
+        "kept",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        status: PhaseStatus = PhaseStatus.PENDING,
+        outputs: dict[str, Any] | None = None,
+        resources: list[Resource] | None = None,
+        attempts: int = 0,
+        started_at: str | None = None,
+        finished_at: str | None = None,
+        error: str | None = None,
+        waiting_for: str | None = None,
+        waiting_since: str | None = None,
+        waiting_detail: str | None = None,
+        action: str | None = None,
+        intent: str | None = None,
+        generation: int = 0,
+        kept: list[dict[str, str]] | None = None,
+    ) -> None:
+        self.name = name
+        self.status = status
+        self.outputs: dict[str, Any] = {} if outputs is None else outputs
+        self.resources: list[Resource] = [] if resources is None else resources
+        self.attempts = attempts
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.error = error
+        self.waiting_for = waiting_for
+        self.waiting_since = waiting_since
+        self.waiting_detail = waiting_detail
+        self.action = action  # "enter", "rollback" or "import": what in_progress means
+        self.intent = intent  # the mutating call about to be made, for the operator
+        self.generation = generation  # bumped by each rollback: a new round's tokens differ
+        # What the last rollback left in place on purpose (something not ours still uses
+        # it): {"kind", "id", "reason"} each, shown by `status` until the phase is entered.
+        self.kept: list[dict[str, str]] = [] if kept is None else kept
 
 
 def new_identity() -> str:
@@ -149,25 +215,52 @@ def new_identity() -> str:
     return secrets.token_hex(8)
 
 
-@dataclass
-class DeploymentState:
-    deployment: str
-    settings: dict[str, Any]
-    phases: list[PhaseRecord]
-    schema: int = SCHEMA_VERSION
-    created_at: str = field(default_factory=now)
-    updated_at: str = field(default_factory=now)
-    rollback_to: str | None = None  # set while a rollback runs; a crash leaves it for resume
-    # This state file's own identity, in every ownership tag and label it writes.
-    identity: str = field(default_factory=new_identity)
-    # A file made before state files had identities: resources tagged with the deployment
-    # and no identity at all were made by it.
-    pre_identity: bool = False
-    revision: int = 0  # bumped by every save; a save never overwrites a newer revision
-    # How the state was made (the flags of the command that first saved it: config, state,
-    # sandbox, sandbox_dir), so that a hint printed later, by `status` say, carries them.
-    # None in a file from before it was recorded.
-    made_with: dict[str, Any] | None = None
+class DeploymentState(_Fields):
+    FIELDS = (
+        "deployment",
+        "settings",
+        "phases",
+        "schema",
+        "created_at",
+        "updated_at",
+        "rollback_to",
+        "identity",
+        "pre_identity",
+        "revision",
+        "made_with",
+    )
+
+    def __init__(
+        self,
+        deployment: str,
+        settings: dict[str, Any],
+        phases: list[PhaseRecord],
+        schema: int = SCHEMA_VERSION,
+        created_at: str | None = None,
+        updated_at: str | None = None,
+        rollback_to: str | None = None,
+        identity: str | None = None,
+        pre_identity: bool = False,
+        revision: int = 0,
+        made_with: dict[str, Any] | None = None,
+    ) -> None:
+        self.deployment = deployment
+        self.settings = settings
+        self.phases = phases
+        self.schema = schema
+        self.created_at: str = now() if created_at is None else created_at
+        self.updated_at: str = now() if updated_at is None else updated_at
+        self.rollback_to = rollback_to  # set while a rollback runs; a crash leaves it for resume
+        # This state file's own identity, in every ownership tag and label it writes.
+        self.identity: str = new_identity() if identity is None else identity
+        # A file made before state files had identities: resources tagged with the deployment
+        # and no identity at all were made by it.
+        self.pre_identity = pre_identity
+        self.revision = revision  # bumped by every save; a save never overwrites a newer one
+        # How the state was made (the flags of the command that first saved it: config,
+        # state, sandbox, sandbox_dir), so that a hint printed later, by `status` say, carries
+        # them. None in a file from before it was recorded.
+        self.made_with = made_with
 
     def phase(self, name: str) -> PhaseRecord:
         for record in self.phases:
@@ -191,24 +284,29 @@ def new_state(deployment: str, settings: dict[str, Any], phase_names: list[str])
     return DeploymentState(deployment, dict(settings), [PhaseRecord(n) for n in phase_names])
 
 
-class Store(Protocol):
-    """Where a deployment's state is kept, as the engine and the commands use it: a local
-    file (StateStore), an object in S3 (S3StateStore), or plan's store that writes nothing."""
+if TYPE_CHECKING:  # a protocol is for type checkers: typing is not loaded to define it
 
-    @property
-    def path(self) -> object: ...  # as shown in messages
+    class Store(Protocol):
+        """Where a deployment's state is kept, as the engine and the commands use it: a local
+        file (StateStore), an object in S3 (S3StateStore), or plan's store that writes nothing."""
 
-    def exists(self) -> bool: ...
+        @property
+        def path(self) -> object: ...  # as shown in messages
 
-    def load(self, phase_names: list[str]) -> DeploymentState: ...
+        def exists(self) -> bool: ...
 
-    def save(self, state: DeploymentState) -> None: ...
+        def load(self, phase_names: list[str]) -> DeploymentState: ...
 
-    def check_held(self) -> None: ...  # raises StateConflict if another took the lock
+        def save(self, state: DeploymentState) -> None: ...
 
-    def locked(
-        self, command: str, wait: float = 0.0
-    ) -> contextlib.AbstractContextManager[str | None]: ...
+        def check_held(self) -> None: ...  # raises StateConflict if another took the lock
+
+        def locked(
+            self, command: str, wait: float = 0.0
+        ) -> contextlib.AbstractContextManager[str | None]: ...
+
+else:
+    Store = object  # the engine imports it for its annotations alone
 
 
 class StateStore:
@@ -544,10 +642,10 @@ def _pid_alive(pid: Any) -> bool:
 
 # ---- validation -------------------------------------------------------------------------
 
-_PHASE_FIELDS = {f for f in PhaseRecord.__dataclass_fields__}
+_PHASE_FIELDS = set(PhaseRecord.FIELDS)
 # Fields older versions wrote and nothing reads any more: accepted, and dropped.
 _RETIRED_PHASE_FIELDS = {"inputs_digest"}
-_RESOURCE_FIELDS = {f for f in Resource.__dataclass_fields__}
+_RESOURCE_FIELDS = set(Resource.FIELDS)
 
 
 def decode_state(
@@ -675,12 +773,27 @@ _IDENTITY = re.compile(r"^[0-9a-f]{16}$")
 _TIMESTAMP_FIELDS = ("started_at", "finished_at", "waiting_since")
 
 
+# A time as this file writes them (see now()): 2026-01-31T12:00:00Z.
+_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
+
+
+def _time(stamp: str) -> datetime:
+    """A time as this file writes them, in UTC; ValueError if `stamp` is not one (a 13th
+    month, say). Read by hand, not by strptime: its module, and the calendar module that
+    loads with it, cost `status` a millisecond."""
+    found = _TIME.fullmatch(stamp)
+    if found is None:
+        raise ValueError(f"not a time like 2026-01-31T12:00:00Z: {stamp!r}")
+    year, month, day, hour, minute, second = (int(part) for part in found.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
 def _timestamp(value: Any) -> bool:
     """Whether `value` is a time as this file writes them (see now())."""
     if not isinstance(value, str):
         return False
     try:
-        datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+        _time(value)
     except ValueError:
         return False
     return True
@@ -719,5 +832,5 @@ def _parse_phase(raw: dict[str, Any], bad: Any) -> PhaseRecord:
 def elapsed_since(stamp: str | None) -> float | None:
     if not stamp:
         return None
-    then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    then = _time(stamp)
     return max(0.0, time.time() - then.timestamp())

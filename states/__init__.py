@@ -10,8 +10,8 @@ Certificate validation is the longest wait: `certificates` only requests them, a
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
 if TYPE_CHECKING:  # the engine's import, not `status`'s: phase_names must stay cheap
     from orchestrator.phase import Phase
 

@@ -14,7 +14,7 @@ when a region's certificates cannot be read it keeps the record and says so.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -245,13 +245,11 @@ class CertificatesPhase(Phase):
         own_zone = ctx.earlier("hosted_zone").get("zone_id")
         undos = []
         for resource in ctx.owned(records.KIND):
-            reason = self._record_kept(ctx, resource, own_zone)
-            if reason:
-                undos.append(Undo(resource, LEAVE, reason, self._leaving(ctx, resource, reason)))
+            shared = resource.detail["zone"] != own_zone and self._shared(ctx, resource)
+            if shared:
+                undos.append(Undo(resource, LEAVE, shared, partial(ctx.keep, resource, shared)))
             else:
-                undos.append(
-                    Undo(resource, DELETE, "", partial(records.delete_record, ctx, resource))
-                )
+                undos.append(records.record_undo(ctx, resource))
         for resource in ctx.owned(KIND):
             tags = (
                 None
@@ -265,27 +263,10 @@ class CertificatesPhase(Phase):
                 undos.append(Undo(resource, DELETE, "", partial(self._delete, ctx, resource)))
         return undos
 
-    def _record_kept(self, ctx: PhaseContext, resource: Resource, own_zone: str | None) -> str:
-        """Why a validation record we wrote stays (empty if it goes): certificates not
-        ours validate with it, or it was changed since we wrote it."""
-        recorded = resource.detail["rrset"]
-        if resource.detail["zone"] != own_zone:
-            reason = certificates_sharing(ctx, recorded["Name"]).reason()
-            if reason:
-                return reason
-        current = records.get_record(
-            ctx, resource.detail["zone"], recorded["Name"], recorded["Type"]
-        )
-        if current is not None and not records.same_record(current, recorded):
-            return "changed outside orchestrator after this deployment wrote it"
-        return ""
-
-    def _leaving(self, ctx: PhaseContext, resource: Resource, reason: str) -> Callable[[], None]:
-        # A record changed since is not ours to delete (delete_record says so and leaves it);
-        # one that certificates not ours use is kept, with why.
-        if reason.startswith("changed outside"):
-            return partial(records.delete_record, ctx, resource)
-        return partial(ctx.keep, resource, reason)
+    def _shared(self, ctx: PhaseContext, resource: Resource) -> str | None:
+        """Why a validation record we wrote in another zone stays (None if it goes):
+        certificates not ours validate with it, or regions that may hold some are unread."""
+        return certificates_sharing(ctx, resource.detail["rrset"]["Name"]).reason()
 
     def _delete(self, ctx: PhaseContext, resource: Resource) -> None:
         if resource.id.startswith("pending:"):

@@ -20,6 +20,9 @@ otherwise it waits until the controller has released the cluster's shared backen
 security group before deleting it (deleted, the controller could never release it), and
 deletes the group itself once nothing the controller finalizes is left (a controller
 started after the last Ingress was being deleted never releases it).
+
+Plan and enter share one decision (`_decide`), and the rollback preview and rollback
+another (`rollback_plan`), the backend security group included.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from orchestrator.errors import PhaseError
 from orchestrator.kube import tolerate_not_found
 from orchestrator.ownership import DEPLOYMENT_LABEL, STATE_LABEL, Owner, not_ours, released_metadata
 from orchestrator.phase import Found, Phase, PhaseContext, Search
-from orchestrator.planning import CREATE, UPDATE, USE, Change
+from orchestrator.planning import CHECK, CREATE, DELETE, LEAVE, UPDATE, USE, WAIT, Change, Undo
 from orchestrator.store import Resource
 
 KIND = "kubernetes:object"
@@ -63,6 +66,11 @@ STACK_LABELS = ("ingress.k8s.aws/stack-namespace", "ingress.k8s.aws/stack-name")
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 RESOURCE_TAG = "elbv2.k8s.aws/resource"
 BACKEND_SG = "backend-sg"  # the controller's shared backend security group, one per cluster
+SECURITY_GROUP = "ec2:security-group"  # the backend group, as the rollback preview names it
+BACKEND_WHY = (
+    "the cluster's backend security group the controller made: the controller deletes it as "
+    "it finalizes the last Ingress, else rollback does once nothing it finalizes is left"
+)
 # The controller's finalizers on what it makes load balancers for (its shared_constants).
 INGRESS_FINALIZER = "ingress.k8s.aws/resources"  # an Ingress of no explicit group
 GROUP_FINALIZER = "group.ingress.k8s.aws/"  # + the group's name
@@ -72,6 +80,8 @@ WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration
 # What the install does with one of its objects (object_verdict), besides CREATE, UPDATE
 # (ours: applied again) and USE (another's, used as it is): take over a leftover.
 TAKE_OVER = "take over"
+# One thing the phase does (a Change, for plan) and how (applied by enter only).
+Decision = tuple[Change, Callable[[], None]]
 # Objects an earlier install leaves that cannot work as they are: the ServiceAccount names
 # that install's role, and the Secret's certificate must be signed by the webhooks' CA.
 LEFTOVER_KINDS = ("ServiceAccount", "Secret", *WEBHOOK_KINDS)
@@ -117,35 +127,11 @@ class ControllerPhase(Phase):
     reads = ("preflight", "controller_iam")
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
-        kube = ctx.kube
-        existing = kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
-        if existing is not None and not ctx.owner.owns_object(existing):
-            return [
-                Change(
-                    USE,
-                    f"the AWS Load Balancer Controller in {CONTROLLER_NAMESPACE}",
-                    f"already installed, for cluster {cluster_name_of(existing)!r}",
-                )
-            ]
-        secret = kube.get("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE)
-        _, renewal = kept_webhook_tls(ctx.owner, secret)
-        changes = []
-        for obj, _, verdict in self._verdicts(ctx, self._manifests(ctx, ("", "", "")), renewal):
-            if verdict.action == TAKE_OVER:
-                changes.append(Change(UPDATE, described(obj), f"take over: {verdict.why}"))
-            else:
-                changes.append(Change(verdict.action, described(obj), verdict.why))
-        return changes
+        return [change for change, _ in self._decide(ctx)]
 
     def enter(self, ctx: PhaseContext) -> None:
-        kube = ctx.kube
-        existing = kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
-        if existing is not None and not ctx.owner.owns_object(existing):
-            self._adopt(ctx, existing)
-        else:
-            self._install(ctx)
-        ctx.outputs["deployment"] = f"{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
-        self._wait_available(ctx)
+        for _, apply in self._decide(ctx):  # every read and refusal before the first write
+            apply()
 
     def restorable(self, ctx: PhaseContext) -> bool:
         """Whether this deployment installed the controller and can install it again (what
@@ -161,10 +147,20 @@ class ControllerPhase(Phase):
     def restore(self, ctx: PhaseContext) -> None:
         """Bring back the controller this phase installed (deleted by hand, say): the ingress
         rollback needs it to finish tearing the ALB down. Installed again, never adopted."""
-        self._install(ctx)
-        self._wait_available(ctx)
+        for _, apply in self._installing(ctx):
+            apply()
 
-    def _adopt(self, ctx: PhaseContext, deployment: dict[str, Any]) -> None:
+    def _decide(self, ctx: PhaseContext) -> list[Decision]:
+        """The one decision plan lists and enter applies: use the controller someone else
+        installed, or install ours (each object, the waits, the webhook check); then wait for
+        it to be available. A refusal (a PhaseError) stops both, in the same words, before
+        the first write."""
+        existing = ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
+        if existing is not None and not ctx.owner.owns_object(existing):
+            return [self._adopting(ctx, existing), self._until_available(ctx)]
+        return self._installing(ctx)
+
+    def _adopting(self, ctx: PhaseContext, deployment: dict[str, Any]) -> Decision:
         cluster = cluster_name_of(deployment)
         if cluster != ctx.config.cluster_name:
             raise PhaseError(
@@ -174,12 +170,17 @@ class ControllerPhase(Phase):
                 "fix that controller's --cluster-name (or remove it), then run "
                 "`orchestrator resume`",
             )
-        ctx.adopt(KIND, object_id(deployment))
-        ctx.outputs["mode"] = "adopted"
-        ctx.say(
-            f"using the AWS Load Balancer Controller already in {CONTROLLER_NAMESPACE} "
-            "(not installed by orchestrator, so never changed or deleted by it)"
-        )
+
+        def adopt() -> None:
+            ctx.adopt(KIND, object_id(deployment))
+            ctx.outputs["mode"] = "adopted"
+            ctx.say(
+                f"using the AWS Load Balancer Controller already in {CONTROLLER_NAMESPACE} "
+                "(not installed by orchestrator, so never changed or deleted by it)"
+            )
+
+        what = f"the AWS Load Balancer Controller in {CONTROLLER_NAMESPACE}"
+        return Change(USE, what, f"already installed, for cluster {cluster!r}"), adopt
 
     def _manifests(self, ctx: PhaseContext, tls: tuple[str, str, str]) -> list[dict[str, Any]]:
         ca, cert, key = tls
@@ -198,75 +199,70 @@ class ControllerPhase(Phase):
             image_repository=ctx.config.controller_image_repository,
         )
 
-    def _install(self, ctx: PhaseContext) -> None:
+    def _installing(self, ctx: PhaseContext) -> list[Decision]:
+        """Our install: the CRDs first, then (once the API server serves their kinds) the
+        rest, then the webhook certificate checked, then the wait for the Deployment. Every
+        object's verdict is read before the first write: a refusal leaves the cluster as it
+        was."""
         tls, renewal = self._webhook_tls(ctx)
         manifests = self._manifests(ctx, tls)
-        # Every verdict before the first write: a refusal leaves the cluster as it was.
-        verdicts = self._verdicts(ctx, manifests, renewal)
-        definitions = [v for v in verdicts if v[0]["kind"] == CRD]
-        for obj, current, verdict in definitions:
-            self._apply(ctx, obj, current, verdict)
-        self._wait_established(ctx, [obj["metadata"]["name"] for obj, _, _ in definitions])
-        for obj, current, verdict in verdicts:
-            if obj["kind"] != CRD:
-                self._apply(ctx, obj, current, verdict)
-        if renewal:
-            ctx.say(
-                f"Secret {CONTROLLER_NAMESPACE}/{TLS_SECRET}: its certificate {renewal}; a new "
-                "webhook certificate and CA were applied to it and to the webhook configurations"
-            )
-        problem = webhook_trust_problem(ctx.kube, webhook_configurations(manifests))
-        if problem:  # never leave the webhooks and the Secret disagreeing unsaid
-            raise PhaseError(problem, "something changed them meanwhile: run `orchestrator resume`")
-        ctx.outputs["mode"] = "installed"
-
-    def _verdicts(
-        self, ctx: PhaseContext, manifests: list[dict[str, Any]], renewal: str | None
-    ) -> list[tuple[dict[str, Any], dict[str, Any] | None, Verdict]]:
-        """Each object with what the cluster holds of it and what the install does with it:
-        the one decision plan and enter share."""
         users = functools.cache(lambda: workloads_using_controller_identity(ctx))
-        found = []
-        for obj in manifests:
-            meta = obj["metadata"]
-            current = ctx.kube.get(
-                obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")
-            )
-            mine = ctx.find(KIND, object_id(obj))
-            applied = mine is not None and mine.created
-            found.append((obj, current, object_verdict(ctx, obj, current, applied, users, renewal)))
-        return found
+        objects = [(obj, self._object(ctx, obj, users, renewal)) for obj in manifests]
+        definitions = [obj["metadata"]["name"] for obj in manifests if obj["kind"] == CRD]
+        return [
+            *(decision for obj, decision in objects if obj["kind"] == CRD),
+            self._until_established(ctx, definitions),
+            *(decision for obj, decision in objects if obj["kind"] != CRD),
+            self._webhook_check(ctx, webhook_configurations(manifests), renewal),
+            self._until_available(ctx),
+        ]
 
-    def _apply(
+    def _object(
         self,
         ctx: PhaseContext,
         obj: dict[str, Any],
-        current: dict[str, Any] | None,
-        verdict: Verdict,
-    ) -> None:
-        """Apply one object of the controller's as its verdict says: not one that is
-        another's and works as it is; a leftover taken over is ours from then on."""
+        users: Callable[[], list[str]],
+        renewal: str | None,
+    ) -> Decision:
+        """What the install does with one object of the controller's (object_verdict), and
+        how: not one that is another's and works as it is; a leftover taken over is ours
+        from then on."""
+        meta = obj["metadata"]
+        current = ctx.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
         rid = object_id(obj)
+        mine = ctx.find(KIND, rid)
+        verdict = object_verdict(
+            ctx, obj, current, mine is not None and mine.created, users, renewal
+        )
         if verdict.action == USE:
-            ctx.adopt(KIND, rid)  # someone else's: used as it is, never deleted
-            return
-        used = ctx.find(KIND, rid)
-        if used is not None and not used.created:
-            ctx.forget(used)  # an earlier run used it as it was; this one applies it
-        with creating(ctx, KIND, rid, f"apply {obj['kind']} {obj['metadata']['name']}"):
-            if verdict.action == TAKE_OVER and other_secret_type(obj, current):
-                # A Secret's type cannot change: the leftover goes, ours replaces it.
-                ctx.kube.delete("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE)
-            ctx.kube.apply(obj)
+            change = Change(USE, described(obj), verdict.why)
+            return change, lambda: _adopt(ctx, rid)  # someone else's: used as is, never deleted
         if verdict.action == TAKE_OVER:
-            ctx.say(
-                f"took over {described(obj)}: {verdict.why}; it is this deployment's now "
-                "(labelled so, and deleted on rollback)"
-            )
+            change = Change(UPDATE, described(obj), f"take over: {verdict.why}")
+        else:
+            change = Change(verdict.action, described(obj), verdict.why)
 
-    def _wait_established(self, ctx: PhaseContext, names: list[str]) -> None:
+        def apply() -> None:
+            used = ctx.find(KIND, rid)
+            if used is not None and not used.created:
+                ctx.forget(used)  # an earlier run used it as it was; this one applies it
+            with creating(ctx, KIND, rid, f"apply {obj['kind']} {meta['name']}"):
+                if verdict.action == TAKE_OVER and other_secret_type(obj, current):
+                    # A Secret's type cannot change: the leftover goes, ours replaces it.
+                    ctx.kube.delete("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE)
+                ctx.kube.apply(obj)
+            if verdict.action == TAKE_OVER:
+                ctx.say(
+                    f"took over {described(obj)}: {verdict.why}; it is this deployment's now "
+                    "(labelled so, and deleted on rollback)"
+                )
+
+        return change, apply
+
+    def _until_established(self, ctx: PhaseContext, names: list[str]) -> Decision:
         """The API server serves a CRD's kind only once the CRD is Established."""
         kube = ctx.kube
+        what = "the controller's CustomResourceDefinitions to be Established"
 
         def established() -> bool | None:
             pending = [
@@ -280,9 +276,32 @@ class ControllerPhase(Phase):
             kube.forget_discovery()  # discovery read before now does not know the new kinds
             return True
 
-        ctx.wait_until(
-            "the controller's CustomResourceDefinitions to be Established", established, limit=300
-        )
+        def wait() -> None:
+            ctx.wait_until(what, established, limit=300)
+
+        return Change(WAIT, f"for {what}"), wait
+
+    def _webhook_check(
+        self, ctx: PhaseContext, configurations: list[tuple[str, str, str]], renewal: str | None
+    ) -> Decision:
+        """The webhook certificate checked as the API server would check it, once applied:
+        never leave the webhooks and the Secret disagreeing unsaid."""
+
+        def check() -> None:
+            if renewal:
+                ctx.say(
+                    f"Secret {CONTROLLER_NAMESPACE}/{TLS_SECRET}: its certificate {renewal}; a "
+                    "new webhook certificate and CA were applied to it and to the webhook "
+                    "configurations"
+                )
+            problem = webhook_trust_problem(ctx.kube, configurations)
+            if problem:
+                hint = "something changed them meanwhile: run `orchestrator resume`"
+                raise PhaseError(problem, hint)
+            ctx.outputs["mode"] = "installed"
+
+        what = f"the webhook certificate in Secret {CONTROLLER_NAMESPACE}/{TLS_SECRET}"
+        return Change(CHECK, what, "signed by the CA the webhook configurations trust"), check
 
     def _webhook_tls(self, ctx: PhaseContext) -> tuple[tuple[str, str, str], str | None]:
         """The webhook's certificates, and why new ones replace our Secret's (if they do):
@@ -292,8 +311,9 @@ class ControllerPhase(Phase):
         kept, renewal = kept_webhook_tls(ctx.owner, secret)
         return (kept or webhook_certificates()), renewal
 
-    def _wait_available(self, ctx: PhaseContext) -> None:
+    def _until_available(self, ctx: PhaseContext) -> Decision:
         kube = ctx.kube
+        what = f"Deployment {CONTROLLER_NAMESPACE}/{CONTROLLER_NAME} to be available"
 
         def ready() -> bool | None:
             deployment = kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
@@ -302,9 +322,11 @@ class ControllerPhase(Phase):
             ctx.note(failure_of(deployment) or "pods not available yet")
             return None
 
-        ctx.wait_until(
-            f"Deployment {CONTROLLER_NAMESPACE}/{CONTROLLER_NAME} to be available", ready, limit=900
-        )
+        def wait() -> None:
+            ctx.outputs["deployment"] = f"{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
+            ctx.wait_until(what, ready, limit=900)
+
+        return Change(WAIT, f"for {what}"), wait
 
     def verify(self, ctx: PhaseContext) -> str | None:
         kube = ctx.kube
@@ -334,24 +356,40 @@ class ControllerPhase(Phase):
         return marked_objects(ctx)
 
     def rollback(self, ctx: PhaseContext) -> None:
+        for undo in self.rollback_plan(ctx):
+            undo.apply()
+
+    def rollback_plan(self, ctx: PhaseContext) -> list[Undo]:
+        """The one decision the rollback preview shows and rollback applies, newest first:
+        all that this deployment applied is left (released) while anything not ours uses
+        the controller; else the cluster's backend security group goes first (see
+        _wait_backend_released), then each object, deleted, or left if its labels say it is
+        not ours. Read all before the first delete, as the preview reads it."""
         owned = list(reversed(ctx.owned(KIND)))
         if not owned:
-            return
+            return []
         users = users_not_ours(ctx)
         if users:
             shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
             reason = f"the AWS Load Balancer Controller is still used by {shown}"
-            ctx.release(owned, reason, lambda mark: release_objects(ctx, owned, mark))
-            return
-        self._wait_backend_released(ctx)
+            # One release for them all: one kept mark, one line said.
+            release = functools.cache(
+                lambda: ctx.release(owned, reason, lambda mark: release_objects(ctx, owned, mark))
+            )
+            return [Undo(resource, LEAVE, reason, release) for resource in owned]
+        released = functools.cache(lambda: self._wait_backend_released(ctx))
+        undos = [
+            Undo(Resource(SECURITY_GROUP, group, created=True), DELETE, BACKEND_WHY, released)
+            for group in backend_security_groups(ctx)
+        ]
         for resource in owned:
             api_version, kind, namespace, name = parse_object_id(resource.id)
             live = ctx.kube.get(api_version, kind, name, namespace)
             if live is not None and not ctx.owner.owns_object(live):
-                ctx.keep(resource, not_ours(ctx.owner, kind, live))
-                continue
-            ctx.kube.delete(api_version, kind, name, namespace)
-            ctx.deleted(resource)
+                undos.append(_leave(ctx, resource, not_ours(ctx.owner, kind, live)))
+            else:
+                undos.append(Undo(resource, DELETE, "", _deleting(ctx, resource, released)))
+        return undos
 
     def _wait_backend_released(self, ctx: PhaseContext) -> None:
         """The controller deletes the cluster's backend security group as it finalizes the
@@ -409,6 +447,26 @@ def release_objects(ctx: PhaseContext, resources: list[Resource], mark: str) -> 
         api_version, kind, namespace, name = parse_object_id(resource.id)
         if ctx.owner.owns_object(ctx.kube.get(api_version, kind, name, namespace)):
             ctx.kube.patch_metadata(api_version, kind, name, namespace, **metadata)
+
+
+def _leave(ctx: PhaseContext, resource: Resource, reason: str) -> Undo:
+    return Undo(resource, LEAVE, reason, lambda: ctx.keep(resource, reason))
+
+
+def _deleting(
+    ctx: PhaseContext, resource: Resource, released: Callable[[], None]
+) -> Callable[[], None]:
+    def delete() -> None:
+        released()  # the controller lets its backend security group go before it goes
+        api_version, kind, namespace, name = parse_object_id(resource.id)
+        ctx.kube.delete(api_version, kind, name, namespace)
+        ctx.deleted(resource)
+
+    return delete
+
+
+def _adopt(ctx: PhaseContext, rid: str) -> None:
+    ctx.adopt(KIND, rid)
 
 
 # ---- leftovers of an earlier install, and the webhook certificate -----------------------------

@@ -11,24 +11,25 @@ while the change propagates (on AWS that overlap saves up to a minute).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from orchestrator import resolver
 from orchestrator.builders.records import (
     KIND,
     ZONE_KIND,
-    delete_record,
-    ensure_record,
+    decide_record,
     found,
     fqdn,
     get_record,
     plain,
-    plan_record,
     record_problem,
     record_set,
+    record_undo,
     values_of,
 )
 from orchestrator.errors import NeedsAction
 from orchestrator.phase import Found, Phase, PhaseContext, Search
-from orchestrator.planning import ASK, CREATE, Change
+from orchestrator.planning import ASK, CHECK, CREATE, Change, Undo
 
 NS_TTL = 300  # short, so a zone re-created after a rollback is reachable again quickly
 
@@ -48,35 +49,43 @@ class DelegationPhase(Phase):
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
         subdomain, root = ctx.config.subdomain, ctx.config.root_domain
-        if not ctx.config.root_zone_id:
-            return [
-                Change(ASK, f"you to add NS records for {subdomain} at the registrar of {root}")
-            ]
-        name_servers = ctx.earlier("hosted_zone").get("name_servers")
-        if not name_servers:
+        if ctx.config.root_zone_id and not ctx.earlier("hosted_zone").get("name_servers"):
+            # A plan of a fresh run: the zone, whose name servers the record holds, is to make.
             return [Change(CREATE, f"record {subdomain} NS", f"delegation, in the zone of {root}")]
-        wanted = record_set(subdomain, "NS", [fqdn(n) for n in name_servers], NS_TTL)
-        return [plan_record(ctx, ctx.config.root_zone_id, wanted, f"delegation of {subdomain}")]
+        change, _ = self._decide(ctx)
+        return [change]
 
     def enter(self, ctx: PhaseContext) -> None:
-        name_servers = ctx.earlier("hosted_zone")["name_servers"]
-        ctx.outputs["name_servers"] = name_servers
-        if ctx.config.root_zone_id:
-            ctx.outputs["mode"] = "route53"
-            wanted = record_set(ctx.config.subdomain, "NS", [fqdn(n) for n in name_servers], NS_TTL)
-            ensure_record(
-                ctx, ctx.config.root_zone_id, wanted, f"delegation of {ctx.config.subdomain}"
-            )
-            return
-        ctx.outputs["mode"] = "manual"
-        if dns_delegates(ctx.config.subdomain, name_servers):
-            ctx.outputs["checked_by"] = "dns"
-        elif ctx.confirmed_by_human:
-            ctx.outputs["checked_by"] = "operator"
-        else:
-            raise NeedsAction(
-                instructions(ctx.config.root_domain, ctx.config.subdomain, name_servers)
-            )
+        ctx.outputs["name_servers"] = ctx.earlier("hosted_zone")["name_servers"]
+        ctx.outputs["mode"] = "route53" if ctx.config.root_zone_id else "manual"
+        _, apply = self._decide(ctx)
+        apply()
+
+    def _decide(self, ctx: PhaseContext) -> tuple[Change, Callable[[], object]]:
+        """The one decision plan lists and enter applies: the NS record in the root zone, or
+        without the root zone, whether a human still has to add it at the registrar. A
+        record not ours in the way stops both, in the same words."""
+        name_servers = ctx.earlier("hosted_zone").get("name_servers") or []  # plan: maybe none yet
+        subdomain = ctx.config.subdomain
+        if not ctx.config.root_zone_id:
+            return self._by_hand(ctx, name_servers)
+        wanted = record_set(subdomain, "NS", [fqdn(n) for n in name_servers], NS_TTL)
+        return decide_record(ctx, ctx.config.root_zone_id, wanted, f"delegation of {subdomain}")
+
+    def _by_hand(
+        self, ctx: PhaseContext, name_servers: list[str]
+    ) -> tuple[Change, Callable[[], None]]:
+        subdomain, root = ctx.config.subdomain, ctx.config.root_domain
+        what = f"delegation of {subdomain}"
+        if name_servers and dns_delegates(subdomain, name_servers):
+            return Change(CHECK, what, "DNS answers it"), lambda: checked_by(ctx, "dns")
+        if ctx.confirmed_by_human:
+            return Change(CHECK, what, "confirmed by a human"), lambda: checked_by(ctx, "operator")
+
+        def ask() -> None:
+            raise NeedsAction(instructions(root, subdomain, name_servers))
+
+        return Change(ASK, f"you to add NS records for {subdomain} at the registrar of {root}"), ask
 
     def verify(self, ctx: PhaseContext) -> str | None:
         if ctx.outputs["name_servers"] != ctx.earlier("hosted_zone")["name_servers"]:
@@ -111,13 +120,23 @@ class DelegationPhase(Phase):
         return marked
 
     def rollback(self, ctx: PhaseContext) -> None:
-        for resource in ctx.owned(KIND):
-            delete_record(ctx, resource)
+        for undo in self.rollback_plan(ctx):
+            undo.apply()
         if ctx.outputs.get("mode") == "manual":
             ctx.say(
                 f"remove the NS records for {ctx.config.subdomain} at the registrar of "
                 f"{ctx.config.root_domain} yourself; orchestrator did not create them"
             )
+
+    def rollback_plan(self, ctx: PhaseContext) -> list[Undo]:
+        """The one decision the rollback preview shows and rollback applies: the NS record
+        we wrote goes if it still holds what we wrote, and stays if it was changed since."""
+        return [record_undo(ctx, resource) for resource in ctx.owned(KIND)]
+
+
+def checked_by(ctx: PhaseContext, who: str) -> None:
+    """Who saw the delegation in place, by hand: "dns" or "operator"."""
+    ctx.outputs["checked_by"] = who
 
 
 def dns_delegates(subdomain: str, name_servers: list[str]) -> bool:

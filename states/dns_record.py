@@ -7,10 +7,12 @@ out, up to ALIAS_LIMIT; any other refusal fails the phase at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from orchestrator.aws import AwsError
 from orchestrator.builders import records
 from orchestrator.phase import Found, Phase, PhaseContext, Search
-from orchestrator.planning import CREATE, Change
+from orchestrator.planning import CREATE, Change, Undo
 from orchestrator.waiting import ROUTE53_FIRST_INTERVAL
 
 PURPOSE = "Kubeflow endpoint"
@@ -36,24 +38,28 @@ class DnsRecordPhase(Phase):
         )
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
-        zone_id = ctx.earlier("hosted_zone").get("zone_id")
+        host = ctx.config.kubeflow_host
         if not ctx.earlier("load_balancer").get("hostname"):
-            return [
-                Change(
-                    CREATE, f"record {ctx.config.kubeflow_host} A alias", "to the ALB, once active"
-                )
-            ]
-        return [records.plan_record(ctx, zone_id, self._wanted(ctx), PURPOSE)]
+            return [Change(CREATE, f"record {host} A alias", "to the ALB, once active")]
+        if ctx.earlier("hosted_zone").get("zone_id") is None:
+            shown = f"record {records.describe(self._wanted(ctx))} ({PURPOSE})"
+            return [Change(CREATE, shown, "in the new zone")]
+        change, _ = self._decide(ctx)
+        return [change]
+
+    def _decide(self, ctx: PhaseContext) -> tuple[Change, Callable[[], str | None]]:
+        """The one decision plan shows and enter applies: use the record, write it (the
+        change id), or stop at a record not ours, in the same words."""
+        zone_id = ctx.earlier("hosted_zone")["zone_id"]
+        return records.decide_record(ctx, zone_id, self._wanted(ctx), PURPOSE)
 
     def enter(self, ctx: PhaseContext) -> None:
-        zone_id = ctx.earlier("hosted_zone")["zone_id"]
-        wanted = self._wanted(ctx)
-
         def written() -> tuple[str | None] | None:
             """The change id of the write (None: nothing to write), or None while Route 53
-            does not know the load balancer yet."""
+            does not know the load balancer yet (then decided again at the next poll)."""
+            _, apply = self._decide(ctx)
             try:
-                return (records.ensure_record(ctx, zone_id, wanted, PURPOSE),)
+                return (apply(),)
             except AwsError as error:
                 if error.code == "InvalidChangeBatch" and TARGET_NOT_FOUND in error.message:
                     return None
@@ -91,5 +97,10 @@ class DnsRecordPhase(Phase):
         return marked
 
     def rollback(self, ctx: PhaseContext) -> None:
-        for resource in ctx.owned(records.KIND):
-            records.delete_record(ctx, resource)
+        for undo in self.rollback_plan(ctx):
+            undo.apply()
+
+    def rollback_plan(self, ctx: PhaseContext) -> list[Undo]:
+        """The one decision the rollback preview shows and rollback applies: the record we
+        wrote, deleted if it still says what we wrote, else left (and why)."""
+        return [records.record_undo(ctx, resource) for resource in ctx.owned(records.KIND)]

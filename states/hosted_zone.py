@@ -14,6 +14,7 @@ zone, the delegation and those records together while the certificates are reque
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.aws import AwsError, tolerate
@@ -22,11 +23,13 @@ from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG, describe_identity, tag_map
 from orchestrator.phase import Found, Phase, PhaseContext, Search
-from orchestrator.planning import CREATE, USE, Change
+from orchestrator.planning import CREATE, DELETE, LEAVE, UPDATE, USE, Change, Undo
+from orchestrator.store import Resource
 
 KIND = ZONE_KIND
 OURS, NAMED = "ours", "named"  # how a look-up found the zone
 NO_ZONE = "NoSuchHostedZone"
+Zone = dict[str, Any]  # a hosted zone, as ListHostedZonesByName describes it
 
 
 def caller_reference(deployment: str, token: str) -> str:
@@ -55,35 +58,65 @@ class HostedZonePhase(Phase):
     reads = ()
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
-        name = ctx.config.subdomain
-        found, zone = self._look_up(ctx)
-        if zone is None:
-            return [Change(CREATE, f"public hosted zone {name}", f"tagged {OWNER_TAG}")]
-        self._outputs(ctx, zone)  # the plan's copy of the state only
-        why = "this deployment's" if found == OURS else "named in the config"
-        return [Change(USE, f"hosted zone {_short(zone['Id'])} for {name}", why)]
+        change, _, zone = self._decide(ctx)
+        if zone is not None:
+            self._outputs(ctx, zone)  # the plan's copy of the state only
+        return [change]
 
     def enter(self, ctx: PhaseContext) -> None:
-        found, zone = self._look_up(ctx)
-        if zone is None:
-            zone = self._create(ctx)
-        elif found == OURS:
-            self._claim(ctx, zone)
-            self._tag(ctx, _short(zone["Id"]))
-        else:  # the zone the config names: used, never deleted
-            ctx.adopt(KIND, _short(zone["Id"]), name=ctx.config.subdomain)
-        self._outputs(ctx, zone)
+        _, apply, _ = self._decide(ctx)
+        self._outputs(ctx, apply())
 
-    def _outputs(self, ctx: PhaseContext, zone: dict[str, Any]) -> None:
+    def _decide(self, ctx: PhaseContext) -> tuple[Change, Callable[[], Zone], Zone | None]:
+        """The one decision plan lists and enter applies: make the zone, or use the one
+        found (ours, tagged again if its tags are missing; or the one the config names).
+        Applying it records the zone and returns it. Anyone else's zone for the name stops
+        both, in the same words (from _look_up), before any write."""
+        name = ctx.config.subdomain
+        found, zone, tags = self._look_up(ctx)
+        if zone is None:
+            change = Change(CREATE, f"public hosted zone {name}", f"tagged {OWNER_TAG}")
+            return change, lambda: self._create(ctx), None
+        zone_id = _short(zone["Id"])
+        what = f"hosted zone {zone_id} for {name}"
+        if found == NAMED:  # the zone the config names: used as it is, never deleted
+
+            def use() -> Zone:
+                ctx.adopt(KIND, zone_id, name=name)
+                return zone
+
+            return Change(USE, what, "named in the config"), use, zone
+        retag = self._needs_tags(ctx, tags)
+
+        def claim_ours() -> Zone:
+            # The first unsettled create (a crash lost its answer) settles as this zone;
+            # any other is dropped.
+            pending = [r for r in ctx.owned(KIND) if not r.confirmed]
+            reference = zone.get("CallerReference")
+            first = pending[0] if pending else None
+            claim(ctx, KIND, zone_id, first, name=name, caller_reference=reference)
+            for extra in pending[1:]:
+                ctx.forget(extra)
+            if retag:
+                self._tag(ctx, zone_id)
+            return zone
+
+        if retag:  # made by a create of ours whose tagging a crash (or a hand) undid
+            why = f"this deployment's by its CallerReference: tag it {OWNER_TAG}/{STATE_TAG}"
+            return Change(UPDATE, what, why), claim_ours, zone
+        return Change(USE, what, "this deployment's"), claim_ours, zone
+
+    def _outputs(self, ctx: PhaseContext, zone: Zone) -> None:
         detail = ctx.aws.route53.get_hosted_zone(Id=zone["Id"])
         ctx.outputs["zone_id"] = _short(zone["Id"])
         ctx.outputs["name_servers"] = sorted(
             plain(ns) for ns in detail["DelegationSet"]["NameServers"]
         )
 
-    def _look_up(self, ctx: PhaseContext) -> tuple[str | None, dict[str, Any] | None]:
-        """(OURS, zone) if ours exists, (NAMED, zone) for the zone the config names, else
-        (None, None); anyone else's zone for the name stops the phase. Reads only."""
+    def _look_up(self, ctx: PhaseContext) -> tuple[str | None, Zone | None, dict[str, str]]:
+        """(OURS, zone, its tags) if ours exists, (NAMED, zone, its tags) for the zone the
+        config names, else (None, None, {}); anyone else's zone for the name stops the
+        phase. Reads only."""
         name = ctx.config.subdomain
         named = ctx.config.subdomain_zone_id
         references = our_references(ctx)
@@ -97,9 +130,9 @@ class HostedZonePhase(Phase):
             # or a crash between the create and the tagging): AWS keeps the CallerReference
             # we gave it, so that is ours on AWS's word, not only on the state file's.
             if ctx.owner.owns_tags(tags) or zone.get("CallerReference") in references:
-                return OURS, zone
+                return OURS, zone, tags
             if zone_id == named:
-                return NAMED, zone
+                return NAMED, zone, tags
             other = ctx.owner.other_owner_of_tags(tags)
             if other is not None:
                 raise PhaseError(
@@ -123,24 +156,9 @@ class HostedZonePhase(Phase):
                 "(it will then never be deleted); otherwise delete it, then run "
                 "`orchestrator resume`",
             )
-        return None, None
+        return None, None, {}
 
-    def _claim(self, ctx: PhaseContext, zone: dict[str, Any]) -> None:
-        """Record a zone of ours found by look-up (e.g. after a crash right after creating
-        it): the first unsettled create settles as that zone; any other is dropped."""
-        pending = [r for r in ctx.owned(KIND) if not r.confirmed]
-        claim(
-            ctx,
-            KIND,
-            _short(zone["Id"]),
-            pending[0] if pending else None,
-            name=ctx.config.subdomain,
-            caller_reference=zone.get("CallerReference"),
-        )
-        for extra in pending[1:]:
-            ctx.forget(extra)
-
-    def _create(self, ctx: PhaseContext) -> dict[str, Any]:
+    def _create(self, ctx: PhaseContext) -> Zone:
         # A create whose outcome was never seen is retried with its own reference (Route 53
         # then answers HostedZoneAlreadyExists, and the zone is found by it); any other
         # create gets a new one, which the intent records before the call.
@@ -187,12 +205,14 @@ class HostedZonePhase(Phase):
                 raise
             return {"HostedZone": zone, "ChangeInfo": None}
 
+    def _needs_tags(self, ctx: PhaseContext, tags: dict[str, str]) -> bool:
+        """Whether a zone of ours lacks this state file's tags (lost, or never put on)."""
+        return not ctx.owner.owns_tags(tags) or ctx.owner.identity != tags.get(STATE_TAG)
+
     def _tag(self, ctx: PhaseContext, zone_id: str) -> None:
-        tags = zone_tags(ctx, zone_id)
-        if not ctx.owner.owns_tags(tags) or ctx.owner.identity != tags.get(STATE_TAG):
-            ctx.aws.route53.change_tags_for_resource(
-                ResourceType="hostedzone", ResourceId=zone_id, AddTags=ctx.owner_tags
-            )
+        ctx.aws.route53.change_tags_for_resource(
+            ResourceType="hostedzone", ResourceId=zone_id, AddTags=ctx.owner_tags
+        )
 
     def verify(self, ctx: PhaseContext) -> str | None:
         zone_id = ctx.outputs["zone_id"]
@@ -209,33 +229,58 @@ class HostedZonePhase(Phase):
         return marked_zones(ctx)
 
     def rollback(self, ctx: PhaseContext) -> None:
+        for undo in self.rollback_plan(ctx):
+            undo.apply()
+
+    def rollback_plan(self, ctx: PhaseContext) -> list[Undo]:
+        """The one decision the rollback preview shows and rollback applies: each zone this
+        deployment made goes (gone already: nothing to do), but for one whose tags now say
+        it is not this state file's, which is left. Whether a zone holds records not ours
+        is read as it is deleted: the later phases' rollbacks delete their records first."""
+        undos = []
         for resource in ctx.owned(KIND):
-            if resource.id.startswith("pending:"):
-                self._rollback_unconfirmed(ctx, resource)
-            elif not delete_zone(ctx, resource.id):
-                ctx.keep(resource, "its tags say it is not this state file's")
-                continue
+            if self._ours_or_gone(ctx, resource):
+                undos.append(Undo(resource, DELETE, "", self._deleting(ctx, resource)))
+            else:
+                undos.append(Undo(resource, LEAVE, NOT_OURS, _leaving(ctx, resource)))
+        return undos
+
+    def _ours_or_gone(self, ctx: PhaseContext, resource: Resource) -> bool:
+        """Whether the zone's tags name this state file (or it is gone: nothing to delete).
+        An unsettled create's zone is ours by its CallerReference, even untagged."""
+        if resource.id.startswith("pending:"):
+            return True
+        tags = tolerate(zone_tags, NO_ZONE, ctx=ctx, zone_id=resource.id)
+        return tags is None or ctx.owner.owns_tags(tags)
+
+    def _deleting(self, ctx: PhaseContext, resource: Resource) -> Callable[[], None]:
+        zone_ids = [resource.id]
+        if resource.id.startswith("pending:"):
+            # A create whose outcome was never recorded: the zone, if it was made, is found
+            # by its CallerReference, ours alone, which says it is ours even untagged.
+            reference = resource.id.removeprefix("pending:")
+            zones = zones_named(ctx, ctx.config.subdomain)
+            zone_ids = [_short(z["Id"]) for z in zones if z.get("CallerReference") == reference]
+
+        def delete() -> None:
+            for zone_id in zone_ids:
+                delete_zone(ctx, zone_id)
             ctx.deleted(resource)
 
-    def _rollback_unconfirmed(self, ctx: PhaseContext, resource: Any) -> None:
-        """A create whose outcome was never recorded: delete the zone if it happened (its
-        CallerReference, ours alone, says it is ours even before it is tagged)."""
-        reference = resource.id.removeprefix("pending:")
-        for zone in zones_named(ctx, ctx.config.subdomain):
-            if zone.get("CallerReference") == reference:
-                delete_zone(ctx, _short(zone["Id"]), made_by_us=True)
+        return delete
 
 
-def delete_zone(ctx: PhaseContext, zone_id: str, made_by_us: bool = False) -> bool:
-    """Delete our zone; refuse, naming them, if it holds records this deployment did not
-    write (every page of them read: Route 53 would refuse too, naming none). False if its
-    tags say it is not ours (unless `made_by_us`): then it is left. Already gone: True."""
-    if not made_by_us:
-        tags = tolerate(zone_tags, NO_ZONE, ctx=ctx, zone_id=zone_id)
-        if tags is None:
-            return True
-        if not ctx.owner.owns_tags(tags):
-            return False
+NOT_OURS = "its tags say it is not this state file's"
+
+
+def _leaving(ctx: PhaseContext, resource: Resource) -> Callable[[], None]:
+    return lambda: ctx.keep(resource, NOT_OURS)
+
+
+def delete_zone(ctx: PhaseContext, zone_id: str) -> None:
+    """Delete a zone of ours; refuse, naming them, if it holds records this deployment did
+    not write (every page of them read: Route 53 would refuse too, naming none). Already
+    gone: nothing to do."""
     rrsets = tolerate(
         lambda: list(
             ctx.aws.route53.pages(
@@ -245,7 +290,7 @@ def delete_zone(ctx: PhaseContext, zone_id: str, made_by_us: bool = False) -> bo
         NO_ZONE,
     )
     if rrsets is None:
-        return True
+        return
     leftovers = [
         r
         for r in rrsets
@@ -259,7 +304,6 @@ def delete_zone(ctx: PhaseContext, zone_id: str, made_by_us: bool = False) -> bo
             "delete those records (or move them elsewhere), then run the rollback again",
         )
     tolerate(ctx.aws.route53.delete_hosted_zone, NO_ZONE, Id=zone_id)
-    return True
 
 
 def zones_named(ctx: PhaseContext, name: str) -> list[dict[str, Any]]:

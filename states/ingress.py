@@ -10,6 +10,9 @@ groups, then the security groups (EC2 refuses while the load balancer's network
 interfaces drain, which takes minutes), and only then the controller removes its
 finalizer and the Ingress goes. Until all of that is gone the controller must keep
 running, so the phases after this one (the controller, its IAM role) wait for it.
+
+One decision each way: `_decide` is what plan lists and enter applies, `rollback_plan`
+what the rollback preview shows (with what the delete sets off) and rollback applies.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from orchestrator.aws import elbv2_tags, tolerate
@@ -26,6 +30,7 @@ from orchestrator.builders.ingress import GATEWAY_SERVICE, NAME, NAMESPACE, OBJE
 from orchestrator.builders.running_controller import controller_role, controller_running
 from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
+from orchestrator.kube import Webhook
 from orchestrator.ownership import (
     DEPLOYMENT_LABEL,
     OWNER_TAG,
@@ -35,7 +40,8 @@ from orchestrator.ownership import (
     not_ours,
 )
 from orchestrator.phase import Found, Phase, PhaseContext, Search
-from orchestrator.planning import CREATE, STOP, UPDATE, Change
+from orchestrator.planning import CREATE, DELETE, LEAVE, UPDATE, WAIT, Change, Undo
+from orchestrator.store import Resource
 
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.2 and 1.3 only
 KIND = "kubernetes:object"
@@ -74,6 +80,20 @@ GONE = (
     "InvalidGroup.NotFound",
     "InvalidGroupId.NotFound",
 )
+# What deleting our Ingress sets off, as the rollback preview says it (see teardown).
+TEARDOWN = "the controller then deletes the ALB, its listeners, target groups and security groups"
+REINSTALL = (
+    "the AWS Load Balancer Controller this deployment installed is not running: it is "
+    "installed again for that (its own rollback removes it afterwards)"
+)
+BY_HAND = (
+    "the AWS Load Balancer Controller is not running, and it is not this deployment's to "
+    f"bring back: what it made for {STACK} (the ALB, its listeners, target groups and security "
+    "groups) is deleted by its tags, and its finalizers removed"
+)
+# Why enter waits before it applies: applying over an Ingress being deleted changes nothing
+# of that (see IngressPhase._wait_gone).
+WAIT_WHY = "its rollback was interrupted: the controller tears its ALB down first"
 
 
 def ingress_manifest(*, scheme: str, certificate_arns: list[str], owner: Owner) -> dict[str, Any]:
@@ -139,9 +159,7 @@ def drift(live: dict[str, Any] | None, wanted: dict[str, Any]) -> str | None:
 class IngressPhase(Phase):
     name = "ingress"
     title = f"Ingress {NAMESPACE}/{NAME} for the ALB"
-    rollback_also = (
-        "the controller then deletes the ALB, its listeners, target groups and security groups"
-    )
+    rollback_also = TEARDOWN  # what the preview says if rollback_plan cannot read
     inputs = ("kubeflow.alb.scheme", "route53.subDomain.name")
     outputs = ("ingress", "certificate_arn")
     reads = ("preflight", "controller_iam", "controller", "certificates_issued")
@@ -153,32 +171,39 @@ class IngressPhase(Phase):
         )
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
-        live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
-        what = (
-            f"Ingress {NAMESPACE}/{NAME} ({ctx.config.alb_scheme} ALB, HTTPS with the certificates)"
-        )
-        if live is None:
-            return [Change(CREATE, what)]
-        if not ctx.owner.owns_object(live):
-            return [Change(STOP, what, "one exists that is not this deployment's")]
-        return [Change(UPDATE, what, "applied again")]
+        return [change for change, _ in self._decide(ctx)]
 
     def enter(self, ctx: PhaseContext) -> None:
-        live = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
+        for _, apply in self._decide(ctx):
+            apply()
+        ctx.outputs.update(
+            ingress=STACK,
+            certificate_arn=ctx.earlier("certificates_issued")["certificate_arn"],
+        )
+
+    def _decide(self, ctx: PhaseContext) -> list[tuple[Change, Callable[[], None]]]:
+        """The one decision plan shows and enter applies: apply the Ingress (after waiting
+        for one of ours being deleted to go). One of its name not ours stops both, in the
+        same words, before any write."""
+        live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
         if live is not None and not ctx.owner.owns_object(live):
             raise PhaseError(
-                f"Ingress {NAMESPACE}/{NAME} already exists and was not created by this "
+                f"Ingress {STACK} already exists and was not created by this "
                 "deployment; orchestrator will not adopt, change or delete it",
                 "delete or rename that Ingress if it is stale, then run `orchestrator resume`",
             )
-        if live is not None and being_deleted(live):
-            self._wait_gone(ctx)
+        what = f"Ingress {STACK} ({ctx.config.alb_scheme} ALB, HTTPS with the certificates)"
+        apply = partial(self._apply, ctx)
+        if live is None:
+            return [(Change(CREATE, what), apply)]
+        if being_deleted(live):
+            wait = Change(WAIT, f"Ingress {STACK} being deleted to go", WAIT_WHY)
+            return [(wait, partial(self._wait_gone, ctx)), (Change(CREATE, what, "anew"), apply)]
+        return [(Change(UPDATE, what, "applied again"), apply)]
+
+    def _apply(self, ctx: PhaseContext) -> None:
         with creating(ctx, KIND, OBJECT_ID, "apply Ingress"):
             ctx.kube.apply(self._wanted(ctx))
-        ctx.outputs.update(
-            ingress=f"{NAMESPACE}/{NAME}",
-            certificate_arn=ctx.earlier("certificates_issued")["certificate_arn"],
-        )
 
     def _wait_gone(self, ctx: PhaseContext) -> None:
         """An Ingress being deleted stays so until the controller has torn its ALB down and
@@ -200,7 +225,7 @@ class IngressPhase(Phase):
         ctx.wait_until(f"Ingress {STACK} being deleted to go", gone, limit=900)
 
     def verify(self, ctx: PhaseContext) -> str | None:
-        live = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
+        live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
         if live is not None and being_deleted(live):
             return f"Ingress {STACK} is being deleted"
         return drift(live, self._wanted(ctx))
@@ -209,14 +234,28 @@ class IngressPhase(Phase):
         return marked_ingress(ctx)
 
     def rollback(self, ctx: PhaseContext) -> None:
+        for undo in self.rollback_plan(ctx):
+            undo.apply()
+
+    def rollback_plan(self, ctx: PhaseContext) -> list[Undo]:
+        """The one decision the rollback preview shows and rollback applies: delete the
+        Ingress, saying what that sets off (see teardown), or leave it if its labels say it
+        is not this state file's. Read before the delete, as the preview reads it."""
+        undos = []
         for resource in ctx.owned(KIND):
             live = ctx.kube.get(*INGRESS, NAME, NAMESPACE)
             if live is not None and not ctx.owner.owns_object(live):
-                ctx.keep(resource, not_ours(ctx.owner, "Ingress", live))
-                continue
-            ctx.kube.delete(*INGRESS, NAME, NAMESPACE)
-            self._wait_torn_down(ctx)
-            ctx.deleted(resource)
+                reason = not_ours(ctx.owner, "Ingress", live)
+                undos.append(Undo(resource, LEAVE, reason, partial(ctx.keep, resource, reason)))
+            else:
+                why = teardown(ctx, live)
+                undos.append(Undo(resource, DELETE, why, partial(self._delete, ctx, resource)))
+        return undos
+
+    def _delete(self, ctx: PhaseContext, resource: Resource) -> None:
+        ctx.kube.delete(*INGRESS, NAME, NAMESPACE)
+        self._wait_torn_down(ctx)
+        ctx.deleted(resource)
 
     def _wait_torn_down(self, ctx: PhaseContext) -> None:
         """Wait for the controller's teardown. Without a running controller nothing would
@@ -362,6 +401,31 @@ def role_exists(ctx: PhaseContext, role: str) -> bool:
     return found is not None
 
 
+def teardown(ctx: PhaseContext, live: dict[str, Any] | None) -> str:
+    """What deleting our Ingress (`live`; None: gone already) sets off, as _wait_torn_down
+    does it: the controller's teardown while its finalizer holds the Ingress (the controller
+    installed again first if it is ours and not running, else that teardown done here by the
+    stack's tags); then whatever of the stack outlived the Ingress, deleted by its tags."""
+    if live is not None and (live.get("metadata") or {}).get("finalizers"):
+        if controller_running(ctx.kube):
+            return TEARDOWN
+        return f"{TEARDOWN}; {REINSTALL}" if ctx.can_restore("controller") else BY_HAND
+    said = ["already gone"] if live is None else []
+    left = kubernetes_leftovers(ctx, None) + aws_leftovers(ctx)
+    if left:
+        said.append(
+            f"what the controller made for {STACK} outlived it and is deleted by its tags: "
+            + ", ".join(left)
+        )
+        unanswered = not controller_running(ctx.kube) and blocking_webhooks(ctx)
+        if unanswered and ctx.can_restore("controller"):
+            said.append(
+                "the AWS Load Balancer Controller this deployment installed is installed "
+                "again meanwhile, to answer its admission webhooks"
+            )
+    return "; ".join(said)
+
+
 def being_deleted(obj: dict[str, Any]) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
@@ -378,12 +442,7 @@ def clear_unanswered_webhooks(ctx: PhaseContext, tell: Callable[[str, str], None
     what to do."""
     if controller_running(ctx.kube):
         return
-    blocking = [
-        webhook
-        for group, resource in WEBHOOKED
-        for webhook in ctx.kube.webhooks(group, resource, "UPDATE")
-        if webhook.failure_policy != "Ignore" and webhook.name.endswith(CONTROLLER_WEBHOOKS)
-    ]
+    blocking = blocking_webhooks(ctx)
     if blocking and ctx.can_restore("controller"):
         tell(
             "reinstall for webhooks",
@@ -414,6 +473,17 @@ def clear_unanswered_webhooks(ctx: PhaseContext, tell: Callable[[str, str], None
             "TargetGroupBinding",
         )
         ctx.kube.delete("admissionregistration.k8s.io/v1", kind, name)
+
+
+def blocking_webhooks(ctx: PhaseContext) -> list[Webhook]:
+    """The controller's admission webhooks that fail an update of an Ingress or a
+    TargetGroupBinding when no controller answers them."""
+    return [
+        webhook
+        for group, resource in WEBHOOKED
+        for webhook in ctx.kube.webhooks(group, resource, "UPDATE")
+        if webhook.failure_policy != "Ignore" and webhook.name.endswith(CONTROLLER_WEBHOOKS)
+    ]
 
 
 def tear_down_pass(ctx: PhaseContext) -> None:

@@ -56,6 +56,13 @@ class LoadBalancerPhase(Phase):
     reads = ()
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
+        """A wait; but an ALB that failed stops `run` here (no phase before this one makes
+        another), so plan stops, in enter's words. An Ingress being deleted does not: the
+        ingress phase before this one waits for it to go and makes it anew."""
+        ingress = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
+        hostname = hostname_of(ingress)
+        if hostname is not None and not being_deleted(ingress):
+            self._balancer(ctx, hostname)
         return [
             Change(
                 WAIT,
@@ -78,7 +85,7 @@ class LoadBalancerPhase(Phase):
 
     def _made(self, ctx: PhaseContext) -> dict[str, Any] | None:
         ingress = ctx.kube.get("networking.k8s.io/v1", "Ingress", NAME, NAMESPACE)
-        if ingress is not None and (ingress.get("metadata") or {}).get("deletionTimestamp"):
+        if being_deleted(ingress):
             # Its controller tears its ALB down: no ALB will ever be made for it.
             raise PhaseError(
                 f"Ingress {NAMESPACE}/{NAME} is being deleted: the controller is tearing its "
@@ -91,11 +98,15 @@ class LoadBalancerPhase(Phase):
             events = ctx.kube.events_for("Ingress", NAME, NAMESPACE)
             ctx.note(latest_event(events) or quiet_controller(ctx.record.waiting_since))
             return None
-        balancer = find_by_dns_name(ctx, hostname)
+        balancer = self._balancer(ctx, hostname)
         if balancer is None:
             ctx.note(f"Ingress has hostname {hostname}, but no such load balancer exists yet")
-            return None
-        problem = failed(balancer)
+        return balancer
+
+    def _balancer(self, ctx: PhaseContext, hostname: str) -> dict[str, Any] | None:
+        """The ALB of that hostname, None if there is none yet; PhaseError if it failed."""
+        balancer = find_by_dns_name(ctx, hostname)
+        problem = failed(balancer) if balancer is not None else None
         if problem:
             raise PhaseError(problem, FAILED_HINT)
         return balancer
@@ -108,6 +119,10 @@ class LoadBalancerPhase(Phase):
         if balancer is None:
             return f"ALB {ctx.outputs['hostname']} does not exist"
         return failed(balancer)
+
+
+def being_deleted(ingress: dict[str, Any] | None) -> bool:
+    return bool(((ingress or {}).get("metadata") or {}).get("deletionTimestamp"))
 
 
 def quiet_controller(waiting_since: str | None) -> str:

@@ -24,18 +24,19 @@ Next to the tags it adds, a marker tag (`orchestrator:added-tags:<deployment>`: 
 state file's identity and the keys it added) says whose they are, so that `import` and the
 final sweep of `rollback --all` can find them without the state file. Rollback removes
 only the tags it added (cluster tags too, which earlier versions added), only while they
-hold our value, and keeps them while load balancers not ours of this cluster sit in those
-subnets.
+hold our value (one changed since is left, as no longer ours), and keeps them while load
+balancers not ours of this cluster sit in those subnets (released). plan and enter share
+one decision (`_decide`), the rollback preview and rollback another (`rollback_plan`).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 
-from orchestrator.aws import elbv2_tags
+from orchestrator.aws import elbv2_tags, tolerate
 from orchestrator.builders.ingress import NAME, NAMESPACE
 from orchestrator.builders.subnets import (
     AVAILABILITY_ZONE,
@@ -49,6 +50,7 @@ from orchestrator.builders.subnets import (
     misplaced_problem,
     not_found,
     uses_role_tags,
+    with_tags,
     works,
     zone_problem,
 )
@@ -56,13 +58,14 @@ from orchestrator.creating import creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import kept_mark, kept_tag_key, tag_map
 from orchestrator.phase import Found, Phase, PhaseContext, Search
-from orchestrator.planning import CREATE, DELETE, USE, Change
+from orchestrator.planning import CREATE, DELETE, LEAVE, USE, WRITES, Change, Undo
 from orchestrator.store import Resource
 
 KIND = "ec2:subnet-tag"
 MARKER_PREFIX = "orchestrator:added-tags:"
 CONTROLLER_CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 STACK_TAG = "ingress.k8s.aws/stack"
+SUBNET_GONE = "InvalidSubnetID.NotFound"  # EC2's answer for a subnet id that names nothing
 
 
 def marker_key(deployment: str) -> str:
@@ -82,6 +85,44 @@ def read_marker(tags: dict[str, str], deployment: str) -> tuple[str, set[str]] |
     return identity, set(keys)
 
 
+# A tag we added whose value someone changed since: theirs now.
+CHANGED = "its value was changed after this deployment added it: no longer ours"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What enter does in the VPC, as plan lists it (`changes`), how (`apply`), and the
+    subnets as they will be after."""
+
+    changes: list[Change]
+    apply: Callable[[], None]
+    subnets: list[Subnet]
+
+
+def misplaced_ours(ctx: PhaseContext, subnets: list[Subnet]) -> list[Resource]:
+    """Role tags this deployment added to subnets of the wrong kind (earlier versions of
+    orchestrator tagged every subnet EKS listed), that still hold our value: they come off
+    again. One changed since is not ours to take off."""
+    role = ROLE_TAGS[ctx.config.alb_scheme]
+    wrong = {
+        s.id: s.tags for s in misplaced(subnets, ctx.config.cluster_name, ctx.config.alb_scheme)
+    }
+    withdrawn = []
+    for resource in ctx.owned(KIND):
+        subnet_id, key = resource.id.split("/", 1)
+        if key == role and wrong.get(subnet_id, {}).get(key) == resource.detail["value"]:
+            withdrawn.append(resource)
+    return withdrawn
+
+
+def without_tag(subnets: list[Subnet], subnet_ids: set[str], key: str) -> list[Subnet]:
+    """The subnets as they will be once `key` is off those of `subnet_ids`."""
+    return [
+        replace(s, tags={k: v for k, v in s.tags.items() if k != key}) if s.id in subnet_ids else s
+        for s in subnets
+    ]
+
+
 # ---- the phase -------------------------------------------------------------------------------
 
 
@@ -93,19 +134,35 @@ class SubnetTagsPhase(Phase):
     reads = ("preflight",)
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
+        return self._decide(ctx).changes
+
+    def enter(self, ctx: PhaseContext) -> None:
         cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
-        subnets = vpc_subnets(ctx)
+        decision = self._decide(ctx)  # every read (and refusal) before the first write
+        subnets = decision.subnets
+        if any(c.action in WRITES for c in decision.changes):
+            decision.apply()
+            subnets = vpc_subnets(ctx)
+        found = discover(subnets, cluster, scheme)
+        if not works(found, scheme):  # changed since we looked, by someone else
+            vpc_id = ctx.earlier("preflight")["vpc_id"]
+            raise PhaseError(not_found(found, vpc_id), "run `orchestrator resume`")
+        tags = {ROLE_TAGS[scheme]: "1"} if uses_role_tags(subnets, scheme) else {}
+        ctx.outputs.update(subnet_ids=[s.id for s in found.subnets], tags=tags)
+
+    def _decide(self, ctx: PhaseContext) -> Decision:
+        """The one decision plan lists and enter applies: our role tags on subnets of the
+        wrong kind withdrawn, then the tags to add (builders.subnets.decide), or the subnets
+        the controller finds as they are. A refusal (a PhaseError) stops both, in the same
+        words, before any write."""
+        cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
         role = ROLE_TAGS[scheme]
-        withdrawn = {s.id for s in misplaced(subnets, cluster, scheme)} & {
-            r.id.split("/", 1)[0] for r in ctx.owned(KIND) if r.id.endswith(f"/{role}")
-        }
-        changes = [Change(DELETE, f"tag {role} on {s}", "not a suitable subnet") for s in withdrawn]
-        subnets = [
-            replace(s, tags={k: v for k, v in s.tags.items() if k != role})
-            if s.id in withdrawn
-            else s
-            for s in subnets
+        subnets = vpc_subnets(ctx)
+        withdrawn = misplaced_ours(ctx, subnets)
+        changes = [
+            Change(DELETE, resource.describe(), "not a suitable subnet") for resource in withdrawn
         ]
+        subnets = without_tag(subnets, {r.id.split("/", 1)[0] for r in withdrawn}, role)
         plan = decide(subnets, cluster, scheme, ctx.earlier("preflight")["vpc_id"])
         for subnet_id, tags in plan.items():
             changes += [Change(CREATE, f"tag {k}={v} on {subnet_id}") for k, v in tags.items()]
@@ -113,23 +170,17 @@ class SubnetTagsPhase(Phase):
             found = ", ".join(s.id for s in discover(subnets, cluster, scheme).subnets)
             how = f"tagged {role}" if uses_role_tags(subnets, scheme) else "by their route tables"
             changes.append(Change(USE, f"the subnets the controller finds {how}: {found}"))
-        return changes
 
-    def enter(self, ctx: PhaseContext) -> None:
-        cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
-        vpc_id = ctx.earlier("preflight")["vpc_id"]
-        subnets = vpc_subnets(ctx)
-        if self._withdraw_misplaced(ctx, subnets):
-            subnets = vpc_subnets(ctx)
-        plan = decide(subnets, cluster, scheme, vpc_id)
-        if plan:
-            self._tag(ctx, plan)
-            subnets = vpc_subnets(ctx)
-        found = discover(subnets, cluster, scheme)
-        if not works(found, scheme):  # changed since we looked, by someone else
-            raise PhaseError(not_found(found, vpc_id), "run `orchestrator resume`")
-        tags = {ROLE_TAGS[scheme]: "1"} if uses_role_tags(subnets, scheme) else {}
-        ctx.outputs.update(subnet_ids=[s.id for s in found.subnets], tags=tags)
+        def apply() -> None:
+            for resource in withdrawn:
+                subnet_id, key = resource.id.split("/", 1)
+                ctx.say(f"removing {key} from {subnet_id}: it is not a suitable subnet")
+                untag(ctx, subnet_id, {key: resource.detail["value"]})
+                ctx.forget(resource)
+            if plan:
+                self._tag(ctx, plan)
+
+        return Decision(changes, apply, with_tags(subnets, plan))
 
     def _tag(self, ctx: PhaseContext, plan: dict[str, dict[str, str]]) -> None:
         """Each tag is intended before the calls that make them, confirmed after them. As
@@ -153,21 +204,6 @@ class SubnetTagsPhase(Phase):
                     Resources=subnet_ids, Tags=[{"Key": k, "Value": v} for k, v in tagged]
                 )
 
-    def _withdraw_misplaced(self, ctx: PhaseContext, subnets: list[Subnet]) -> bool:
-        """Role tags this deployment added to subnets of the wrong kind (earlier versions of
-        orchestrator tagged every subnet EKS listed) come off again; True if any did."""
-        role = ROLE_TAGS[ctx.config.alb_scheme]
-        wrong = {s.id for s in misplaced(subnets, ctx.config.cluster_name, ctx.config.alb_scheme)}
-        withdrawn = False
-        for resource in ctx.owned(KIND):
-            subnet_id, key = resource.id.split("/", 1)
-            if subnet_id in wrong and key == role:
-                ctx.say(f"removing {key} from {subnet_id}: it is not a suitable subnet")
-                untag(ctx, subnet_id, {key: resource.detail["value"]})
-                ctx.forget(resource)
-                withdrawn = True
-        return withdrawn
-
     def verify(self, ctx: PhaseContext) -> str | None:
         cluster, scheme = ctx.config.cluster_name, ctx.config.alb_scheme
         subnets = vpc_subnets(ctx)
@@ -188,24 +224,37 @@ class SubnetTagsPhase(Phase):
         return marked_tags(ctx, vpc_id)
 
     def rollback(self, ctx: PhaseContext) -> None:
+        for undo in self.rollback_plan(ctx):
+            undo.apply()
+
+    def rollback_plan(self, ctx: PhaseContext) -> list[Undo]:
+        """The one decision the rollback preview shows and rollback applies: each tag we
+        added deleted, or left (and why): changed since, it is no longer ours; under load
+        balancers of the cluster not ours, it is released. Read all before the first delete,
+        as the preview reads it."""
         owned = ctx.owned(KIND)
-        by_subnet: dict[str, list[Resource]] = {}
+        subnet_ids = {r.id.split("/", 1)[0] for r in owned}
+        current = {subnet_id: subnet_tags_of(ctx, subnet_id) for subnet_id in subnet_ids}
+        users = foreign_load_balancers(ctx, subnet_ids)
+        undos = []
         for resource in owned:
-            by_subnet.setdefault(resource.id.split("/", 1)[0], []).append(resource)
-        users = foreign_load_balancers(ctx, set(by_subnet))
-        for subnet_id, resources in by_subnet.items():
-            if users.get(subnet_id):
-                keys = {r.id.split("/", 1)[1] for r in resources}
-                ctx.release(
-                    resources,
+            subnet_id, key = resource.id.split("/", 1)
+            value = resource.detail["value"]
+            if current[subnet_id].get(key, value) != value:  # gone is fine: nothing to delete
+                undos.append(Undo(resource, LEAVE, CHANGED, partial(disown, ctx, resource)))
+            elif users.get(subnet_id):
+                why = (
                     f"load balancers of this cluster not made for this deployment use subnet "
-                    f"{subnet_id}: {', '.join(users[subnet_id])}",
-                    functools.partial(release_tags, ctx, subnet_id, keys),
+                    f"{subnet_id}: {', '.join(users[subnet_id])}"
                 )
-                continue
-            untag(ctx, subnet_id, {r.id.split("/", 1)[1]: r.detail["value"] for r in resources})
-            for resource in resources:
-                ctx.deleted(resource)
+                keys = {r.id.split("/", 1)[1] for r in owned if r.id.startswith(f"{subnet_id}/")}
+                release = partial(
+                    ctx.release, resource, why, partial(release_tags, ctx, subnet_id, keys)
+                )
+                undos.append(Undo(resource, LEAVE, why, release))
+            else:
+                undos.append(Undo(resource, DELETE, "", partial(remove, ctx, resource)))
+        return undos
 
 
 def vpc_subnets(ctx: PhaseContext) -> list[Subnet]:
@@ -235,51 +284,75 @@ def recorded_keys(ctx: PhaseContext, subnet_id: str) -> set[str]:
 
 
 def subnet_tags_of(ctx: PhaseContext, subnet_id: str) -> dict[str, str]:
-    (subnet,) = ctx.aws.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"] or [{}]
+    """The subnet's tags; none once the subnet is gone (deleted by hand, say)."""
+    found = tolerate(ctx.aws.ec2.describe_subnets, SUBNET_GONE, SubnetIds=[subnet_id])
+    (subnet,) = (found or {}).get("Subnets") or [{}]
     return {t["Key"]: t.get("Value", "") for t in subnet.get("Tags", [])}
 
 
-def untag(ctx: PhaseContext, subnet_id: str, ours: dict[str, str]) -> None:
+def untag(ctx: PhaseContext, subnet_id: str, ours: dict[str, str]) -> set[str]:
     """Remove tags we added, each only if it still holds our value (someone may have
-    changed it), and drop them from our marker (the marker too, once it lists nothing)."""
+    changed it), and drop them from our marker (the marker too, once it lists nothing).
+    Returns the keys left as someone changed them."""
     current = subnet_tags_of(ctx, subnet_id)
     # With a Value, EC2 deletes a tag only if it still has that value.
     gone = [{"Key": k, "Value": v} for k, v in ours.items() if current.get(k) == v]
-    marker = read_marker(current, ctx.deployment)
-    key = marker_key(ctx.deployment)
-    if marker is not None and marker[0] == ctx.owner.identity:
-        left = marker[1] - set(ours)
-        if left:
-            ctx.aws.ec2.create_tags(
-                Resources=[subnet_id],
-                Tags=[{"Key": key, "Value": marker_value(ctx.owner.identity, left)}],
-            )
-        else:
-            gone.append({"Key": key, "Value": current[key]})
+    gone += unmark(ctx, subnet_id, current, set(ours))
     if gone:
         ctx.aws.ec2.delete_tags(Resources=[subnet_id], Tags=gone)
+    return {k for k, v in ours.items() if current.get(k, v) != v}
+
+
+def remove(ctx: PhaseContext, resource: Resource) -> None:
+    """Rollback's delete of one tag we added (already gone is fine); one changed since the
+    decision is left, as not ours."""
+    subnet_id, key = resource.id.split("/", 1)
+    if untag(ctx, subnet_id, {key: resource.detail["value"]}):
+        ctx.keep(resource, CHANGED)
+    else:
+        ctx.deleted(resource)
+
+
+def disown(ctx: PhaseContext, resource: Resource) -> None:
+    """Leave a tag we added that someone changed since: our marker stops listing it."""
+    subnet_id, key = resource.id.split("/", 1)
+    gone = unmark(ctx, subnet_id, subnet_tags_of(ctx, subnet_id), {key})
+    if gone:
+        ctx.aws.ec2.delete_tags(Resources=[subnet_id], Tags=gone)
+    ctx.keep(resource, CHANGED)
+
+
+def unmark(
+    ctx: PhaseContext, subnet_id: str, current: dict[str, str], keys: set[str]
+) -> list[dict[str, str]]:
+    """Take `keys` off this state file's marker on the subnet (`current`: its tags): the
+    marker is rewritten with the keys it still lists, or, once it lists none, returned as a
+    tag to delete (in the caller's one DeleteTags)."""
+    marker, key = read_marker(current, ctx.deployment), marker_key(ctx.deployment)
+    identity = ctx.owner.identity
+    if marker is None or marker[0] != identity:
+        return []
+    left = marker[1] - keys
+    if not left:
+        return [{"Key": key, "Value": current[key]}]
+    ctx.aws.ec2.create_tags(
+        Resources=[subnet_id], Tags=[{"Key": key, "Value": marker_value(identity, left)}]
+    )
+    return []
 
 
 def release_tags(ctx: PhaseContext, subnet_id: str, keys: set[str], mark: str) -> None:
     """Leave tags we added for the load balancers that use them, as no longer ours: a kept
     tag says which and why, then our marker stops listing them (the marker goes once it
     lists nothing), so a later deployment finds them pre-existing."""
-    ec2, identity = ctx.aws.ec2, ctx.owner.identity
+    ec2 = ctx.aws.ec2
     why = kept_mark(f"left {' '.join(sorted(keys))}: {mark}")
     ec2.create_tags(
         Resources=[subnet_id], Tags=[{"Key": kept_tag_key(ctx.deployment), "Value": why}]
     )
-    current = subnet_tags_of(ctx, subnet_id)
-    marker, key = read_marker(current, ctx.deployment), marker_key(ctx.deployment)
-    if marker is None or marker[0] != identity:
-        return
-    left = marker[1] - keys
-    if left:
-        ec2.create_tags(
-            Resources=[subnet_id], Tags=[{"Key": key, "Value": marker_value(identity, left)}]
-        )
-    else:
-        ec2.delete_tags(Resources=[subnet_id], Tags=[{"Key": key, "Value": current[key]}])
+    gone = unmark(ctx, subnet_id, subnet_tags_of(ctx, subnet_id), keys)
+    if gone:
+        ec2.delete_tags(Resources=[subnet_id], Tags=gone)
 
 
 def foreign_load_balancers(ctx: PhaseContext, subnet_ids: set[str]) -> dict[str, list[str]]:

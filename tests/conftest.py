@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 import yaml
 from harness import World
+from sandbox_support import fresh_world
+from sandbox_support import moto_env as moto_env  # a fixture: the environment for moto
 
 
 @pytest.fixture
@@ -47,25 +49,9 @@ def requests(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[s
 
 
 @pytest.fixture
-def moto_env(monkeypatch: pytest.MonkeyPatch) -> str:
-    """The environment for boto3 against moto in this process: fake credentials, its
-    region (returned), and no endpoint or profile of the machine's own."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return "us-east-1"
-
-
-@pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     """A fresh sandbox world with short ACM and ALB delays."""
-    with World.up(tmp_path / "world", acm_delay=0.3, alb_delay=0.3) as w:
-        yield w
+    yield from fresh_world(World, tmp_path)
 
 
 @pytest.fixture

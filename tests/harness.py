@@ -1,35 +1,29 @@
-"""Drive the real CLI against a sandbox world, and look at the world through its APIs."""
+"""Drive the real CLI against a sandbox world, and look at the world through its APIs.
+
+It builds on the world's own test support (sandbox/tests/sandbox_support.py: starting a
+world, its clients, waiting, the kubectl marker), whose names it also offers."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
-import pytest
-from botocore.config import Config
+import sandbox_support
 from footprint import footprint as shared_footprint
 from footprint import kept_ids
+from sandbox_support import HARNESS_CONFIG as HARNESS_CONFIG
+from sandbox_support import REGION as REGION
+from sandbox_support import binding_crd as binding_crd
+from sandbox_support import needs_kubectl as needs_kubectl
+from sandbox_support import wait_for as wait_for
 
-from orchestrator_sandbox import cloudtrail, options, world
+from orchestrator_sandbox import cloudtrail
 
-REGION = "us-west-2"
 SUBDOMAIN = "platform.example.com"
 ORCHESTRATOR_AGENT = "orchestrator/"
-
-# kubectl is part of what the tests prove works; CI installs it (.ci/run), so there a missing
-# kubectl fails the tests instead of skipping them.
-needs_kubectl = pytest.mark.skipif(
-    shutil.which("kubectl") is None and os.environ.get("CI") != "true",
-    reason="kubectl is not installed",
-)
 
 
 def cli(
@@ -58,91 +52,15 @@ def start(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:
-    """Poll `condition` until it is truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-# The tests read the world as any other tool in the account would: within Route 53's
-# 5 requests a second (which the world plays), slowing down when throttled (botocore's
-# adaptive mode) and retrying long enough that a burst of reads between two commands
-# never fails a test.
-HARNESS_CONFIG = Config(
-    user_agent_extra="test-harness", retries={"mode": "adaptive", "max_attempts": 20}
-)
-
-
-class World:
-    """A running sandbox world in `directory`."""
+class World(sandbox_support.World):
+    """A running sandbox world in `directory`, as the world's own tests see it, and what the
+    orchestrator did there: its CLI run against it, its calls, what exists."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        exports, unsets = world.read_env(directory)
-        env = {k: v for k, v in os.environ.items() if k not in unsets}
-        env.update(exports)
-        env.setdefault("ORCHESTRATOR_POLL_MAX_INTERVAL", "0.5")
-        self.env = env
-        self.info = json.loads((directory / "world.json").read_text())
+        super().__init__(directory)
+        self.env.setdefault("ORCHESTRATOR_POLL_MAX_INTERVAL", "0.5")
         self.config = directory / "config.yaml"
-        self._clients: dict[tuple[str, str], Any] = {}
         self.kube_clients: dict[str | None, Any] = {}
-
-    @classmethod
-    def up(
-        cls,
-        directory: Path,
-        acm_delay: float = 1.0,
-        alb_delay: float = 1.0,
-        second_team: bool = False,
-        leftovers: bool = False,
-        **settings: float,
-    ) -> World:
-        """Start a world with short delays; `settings`: other options.SETTINGS by name.
-
-        Tokens live 380 s, so the official client refreshes them 20 s after each, as it does
-        an EKS token 9 minutes in: long runs exercise that."""
-        values = {
-            "acm_delay": acm_delay,
-            "alb_delay": alb_delay,
-            "dns_delay": 0.3,
-            "target_delay": 0.5,
-            "drain_delay": 0.5,
-            "crd_delay": 0.3,
-            "token_ttl": 380.0,
-            **settings,
-        }
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator",
-                "sandbox",
-                "up",
-                "--dir",
-                str(directory),
-                *options.as_arguments(values, second_team, leftovers=leftovers),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        return cls(directory)
-
-    def down(self) -> None:
-        world.down(self.directory)
-
-    def __enter__(self) -> World:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
 
     def cli(
         self, *args: str, cwd: Path, env: dict[str, str] | None = None, **kwargs: Any
@@ -152,19 +70,12 @@ class World:
     def start(self, *args: str, cwd: Path) -> subprocess.Popen[str]:
         return start(*args, env=self.env, cwd=cwd)
 
-    def client(self, service: str, region: str = REGION) -> Any:
-        """A boto3 client for the world, made once (making one loads the service's model)."""
-        key = (service, region)
-        if key not in self._clients:
-            self._clients[key] = boto3.client(
-                service,
-                region_name=region,
-                endpoint_url=self.info["endpoints"]["aws"],
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-                config=HARNESS_CONFIG,
-            )
-        return self._clients[key]
+    def succeeds(self, *args: str, cwd: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """The CLI with the world's config, which must end 0 (else the test fails, showing
+        what it said)."""
+        done = self.cli("--config", str(self.config), *args, cwd=cwd, **kwargs)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
 
     # ---- what the orchestrator did, per the world's CloudTrail ----------------------------------
 
@@ -190,10 +101,6 @@ class World:
         return [e for e in self.kube_calls() if e["write"]]
 
     # ---- what exists ----------------------------------------------------------------------------
-
-    @property
-    def root_zone_id(self) -> str:
-        return self.info["seeded"]["root_zone_id"]
 
     def zones(self, name: str = SUBDOMAIN) -> list[dict[str, Any]]:
         zones = self.client("route53").list_hosted_zones()["HostedZones"]
@@ -290,25 +197,3 @@ def left_behind(world_: World, state_path: Path) -> list[str]:
     """What a rolled-back deployment left, but what its state says it kept on purpose."""
     state = read_state(state_path)
     return footprint(world_, state["deployment"], kept_ids(state))
-
-
-def binding_crd() -> dict[str, Any]:
-    """The TargetGroupBinding CRD the controller's manifests ship (its gist): a controller
-    installed by hand (helm, kubectl) comes with it."""
-    version = {
-        "name": "v1beta1",
-        "served": True,
-        "storage": True,
-        "subresources": {"status": {}},
-        "schema": {
-            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        },
-    }
-    names = {"kind": "TargetGroupBinding", "plural": "targetgroupbindings"}
-    spec = {"group": "elbv2.k8s.aws", "scope": "Namespaced", "names": names, "versions": [version]}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "targetgroupbindings.elbv2.k8s.aws"},
-        "spec": spec,
-    }

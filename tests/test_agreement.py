@@ -5,12 +5,15 @@ and certificates over the kit's scenarios: fresh, adopt, drift, foreign, gone.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from agreement import check_enter_as_planned, check_rollback_as_previewed, plan
 from phasekit import ACCOUNT, Kit, phase_kit
+from test_phase_certificates import certificates_kit, delete_validation_record
 
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG
@@ -42,6 +45,17 @@ def trusting(provider: str) -> str:
 
 def actions(changes: list, action: str) -> list[str]:
     return [c.what for c in changes if c.action == action]
+
+
+@contextlib.contextmanager
+def controller_iam_done(tmp_path: Path) -> Iterator[Kit]:
+    """A kit where controller_iam has been entered and is done: what its rollbacks start from."""
+    with phase_kit(tmp_path) as kit:
+        kit.preflight_done(ISSUER)
+        phase = ControllerIamPhase()
+        phase.enter(kit.ctx(phase.name))
+        kit.done(phase.name)
+        yield kit
 
 
 # ---- controller_iam -----------------------------------------------------------------------------
@@ -117,10 +131,7 @@ def test_controller_iam_plan_stops_at_a_provider_without_the_sts_audience(
 
 def test_controller_iam_rollback_deletes_what_its_preview_said(tmp_path: Path) -> None:
     phase = ControllerIamPhase()
-    with phase_kit(tmp_path) as kit:
-        kit.preflight_done(ISSUER)
-        phase.enter(kit.ctx(phase.name))
-        kit.done(phase.name)
+    with controller_iam_done(tmp_path) as kit:
         said = check_rollback_as_previewed(kit, phase)
         assert len(said["delete"]) == 4 and said["leave"] == set()
         assert kit.client("iam").list_roles()["Roles"] == []
@@ -131,10 +142,7 @@ def test_controller_iam_rollback_leaves_the_provider_other_roles_trust_as_previe
 ) -> None:
     """The preview once said `delete iam:oidc-provider`; rollback then left it."""
     phase = ControllerIamPhase()
-    with phase_kit(tmp_path) as kit:
-        kit.preflight_done(ISSUER)
-        phase.enter(kit.ctx(phase.name))
-        kit.done(phase.name)
+    with controller_iam_done(tmp_path) as kit:
         iam = kit.client("iam")
         iam.create_role(RoleName="ebs-csi", AssumeRolePolicyDocument=trusting(PROVIDER))
         said = check_rollback_as_previewed(kit, phase)
@@ -150,10 +158,7 @@ def test_controller_iam_rollback_leaves_a_role_another_state_file_tagged_as_prev
 ) -> None:
     """foreign: the role's tags now name another state file."""
     phase = ControllerIamPhase()
-    with phase_kit(tmp_path) as kit:
-        kit.preflight_done(ISSUER)
-        phase.enter(kit.ctx(phase.name))
-        kit.done(phase.name)
+    with controller_iam_done(tmp_path) as kit:
         iam = kit.client("iam")
         iam.tag_role(RoleName=role_name(kit), Tags=kit.other_state().tags)
         said = check_rollback_as_previewed(kit, phase)
@@ -182,15 +187,6 @@ def test_a_plan_that_leaves_out_a_change_fails_the_agreement_check(
 # ---- certificates -------------------------------------------------------------------------------
 
 
-def certificates_kit(kit: Kit) -> str:
-    zone = kit.client("route53").create_hosted_zone(
-        Name=kit.engine.config.subdomain, CallerReference="zone"
-    )
-    zone_id = str(zone["HostedZone"]["Id"]).removeprefix("/hostedzone/")
-    kit.done("hosted_zone", zone_id=zone_id, name_servers=["ns-1.awsdns-01.org"])
-    return zone_id
-
-
 @pytest.mark.parametrize("scenario", ["fresh", "dead", "gone"])
 def test_certificates_enter_writes_what_plan_listed(tmp_path: Path, scenario: str) -> None:
     phase = CertificatesPhase()
@@ -201,17 +197,8 @@ def test_certificates_enter_writes_what_plan_listed(tmp_path: Path, scenario: st
             arn = kit.ctx(phase.name).outputs["certificate_arn"]
         if scenario == "dead":
             kit.acm_status(arn, "FAILED")
-        if scenario == "gone":  # its validation record deleted by hand
-            route53 = kit.client("route53")
-            (record,) = [
-                r
-                for r in route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
-                if r["Type"] == "CNAME"
-            ]
-            route53.change_resource_record_sets(
-                HostedZoneId=zone,
-                ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]},
-            )
+        if scenario == "gone":
+            delete_validation_record(kit, zone)
         changes = check_enter_as_planned(kit, phase)
         if scenario == "dead":  # plan once left this deletion out
             assert actions(changes, DELETE) == [f"ACM certificate {arn}"]
@@ -270,10 +257,7 @@ def test_the_rollback_preview_falls_back_to_the_state_file_when_its_reads_fail(
     from orchestrator.aws import AwsError
 
     phase = ControllerIamPhase()
-    with phase_kit(tmp_path) as kit:
-        kit.preflight_done(ISSUER)
-        phase.enter(kit.ctx(phase.name))
-        kit.done(phase.name)
+    with controller_iam_done(tmp_path) as kit:
         kit.client("iam").create_role(
             RoleName="ebs-csi", AssumeRolePolicyDocument=trusting(PROVIDER)
         )

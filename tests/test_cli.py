@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from test_report import LIVE_BEGINS, Terminal
 
-from orchestrator import cli
+from orchestrator import cli, report
 from orchestrator.cli import reading, working
 from orchestrator.errors import ExitCode, StateWriteFailed
 from orchestrator.hints import Flags
@@ -403,3 +404,48 @@ def test_the_configs_state_block_says_where_status_reads_and_the_flag_wins(
     assert code == ExitCode.OK and f"state: {shared / 'state.json'}" in out
     code, _, err = run(capsys, "--state", "elsewhere.json", "status")
     assert code == ExitCode.USAGE and "no state file at elsewhere.json" in err
+
+
+# ---- the reporter, chosen once ------------------------------------------------------------------
+
+
+def test_rollback_on_a_terminal_asks_before_its_live_display_begins(
+    refused: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reporter is chosen once, as the command starts: live, on a terminal; the live
+    display begins with the first phase rolled back, after the question is answered."""
+    from orchestrator.config import load_config
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    config = load_config(tmp_path / "config.yaml")
+    state = new_state(config.deployment_id, config.settings(), PHASES)
+    state.phase("hosted_zone").status = PhaseStatus.FAILED  # with a zone made (no outputs)
+    state.phase("hosted_zone").resources = [Resource("route53:hosted-zone", "Z0SUB", True)]
+    path = tmp_path / "state.json"
+    StateStore(path).save(state)
+    chosen: list[Reporter] = []
+    choose_once = report.choose
+
+    def choose(**how: Any) -> Reporter:
+        chosen.append(choose_once(**how))
+        return chosen[-1]
+
+    terminal = Terminal()
+    asked: list[str] = []
+
+    def answer(question: str) -> str:
+        assert isinstance(chosen[0], report.LiveReporter)  # chosen before the question...
+        assert LIVE_BEGINS not in terminal.getvalue()  # ...and not drawing over it
+        asked.append(question)
+        return "yes"
+
+    monkeypatch.setattr(report, "choose", choose)
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr("builtins.input", answer)
+    code = cli.main(["rollback", "--all", "--state", str(path)])
+    assert code == ExitCode.PHASE_FAILED and refused  # the world refuses every call here
+    assert asked and len(chosen) == 1
+    shown = terminal.getvalue()
+    assert "delete route53:hosted-zone Z0SUB" in shown.split(LIVE_BEGINS)[0]
+    assert LIVE_BEGINS in shown  # the rollback of hosted_zone began

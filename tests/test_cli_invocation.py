@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.invocation import Invocation
-from orchestrator.cli.parser import _parser
+from orchestrator.cli.parser import _parser, parse
 from orchestrator.cli.working import Unsaved
 from orchestrator.states import phase_names
 from orchestrator.store import StateStore, new_state
@@ -56,6 +56,28 @@ def test_an_option_the_invocation_does_not_know_fails_loudly() -> None:
     args = argparse.Namespace(command="status", handler="reading:_status", new_option=1)
     with pytest.raises(TypeError, match="new_option"):
         Invocation.read(args, [])
+
+
+def options(parser: argparse.ArgumentParser, command: str) -> set[str]:
+    """The options the parser built for `command`."""
+    assert parser._subparsers is not None
+    (commands,) = parser._subparsers._group_actions
+    assert commands.choices is not None
+    sub = commands.choices[command]
+    return {flag for action in sub._actions for flag in action.option_strings}
+
+
+def test_only_the_invoked_commands_options_are_built() -> None:
+    parser, args, extra = parse(["--state", "s.json", "status", "--json"])
+    assert (args.command, args.json, extra) == ("status", True, [])
+    assert "--json" in options(parser, "status") and "--until" not in options(parser, "run")
+    assert options(_parser(), "run") >= {"--until", "--sandbox", "--json", "--state"}
+
+
+def test_a_word_naming_a_command_as_an_options_value_is_not_taken_for_the_command() -> None:
+    parser, args, extra = parse(["--config", "run", "status", "--json"])
+    assert (args.command, args.config, args.json, extra) == ("status", "run", True, [])
+    assert "--json" in options(parser, "status")
 
 
 def test_plans_store_reads_through_and_writes_nothing(tmp_path: Path) -> None:

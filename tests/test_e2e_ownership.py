@@ -48,7 +48,7 @@ def test_a_second_state_file_refuses_and_leaves_the_first_intact(
     first, second = tmp_path / "laptop", tmp_path / "ci"
     first.mkdir(), second.mkdir()
     config = str(world.config)
-    assert world.cli("--config", config, "run", cwd=first).returncode == 0
+    world.succeeds("run", cwd=first)
     before = writes(world)
 
     refused = world.cli("--config", config, "run", cwd=second)
@@ -63,8 +63,7 @@ def test_a_second_state_file_refuses_and_leaves_the_first_intact(
     gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=second)
     assert gone.returncode == 2 and "no state file" in gone.stderr, gone.stderr
     assert writes(world) == before
-    again = world.cli("--config", config, "run", cwd=first)
-    assert again.returncode == 0, again.stdout + again.stderr
+    world.succeeds("run", cwd=first)
     assert writes(world) == before, "the first state's run verifies and writes nothing"
 
 
@@ -72,26 +71,21 @@ def test_a_second_state_file_refuses_and_leaves_the_first_intact(
 def test_import_rebuilds_a_lost_state_and_rollback_leaves_nothing(
     world: World, workdir: Path
 ) -> None:
-    config = str(world.config)
-    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    world.succeeds("run", cwd=workdir)
     identity = state_of(workdir)["identity"]
     (workdir / "state.json").rename(workdir / "lost.json")
 
-    shown = world.cli("--config", config, "import", cwd=workdir)
-    assert shown.returncode == 0, shown.stdout + shown.stderr
+    shown = world.succeeds("import", cwd=workdir)
     assert "route53:hosted-zone" in shown.stdout and "nothing written" in shown.stdout
     assert not (workdir / "state.json").exists()
 
-    taken = world.cli("--config", config, "import", "--take-ownership", cwd=workdir)
-    assert taken.returncode == 0, taken.stdout + taken.stderr
+    world.succeeds("import", "--take-ownership", cwd=workdir)
     assert state_of(workdir)["identity"] == identity
     before = writes(world)
-    checked = world.cli("--config", config, "run", cwd=workdir)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    world.succeeds("run", cwd=workdir)
     assert writes(world)[0] == before[0], "no AWS write: everything was found, not made"
 
-    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
-    assert gone.returncode == 0, gone.stdout + gone.stderr
+    world.succeeds("rollback", "--all", "--yes", cwd=workdir)
     assert left_behind(world, workdir / "state.json") == []
     assert controller_made(world) == []
 
@@ -100,10 +94,7 @@ def test_import_rebuilds_a_lost_state_and_rollback_leaves_nothing(
 def test_rollback_leaves_a_foreign_certificate_the_state_names_and_sweeps_ours(
     world: World, workdir: Path
 ) -> None:
-    config = str(world.config)
-    assert (
-        world.cli("--config", config, "run", "--until", "certificates", cwd=workdir).returncode == 0
-    )
+    world.succeeds("run", "--until", "certificates", cwd=workdir)
     acm = world.client("acm")
     theirs = acm.request_certificate(
         DomainName="shop.example.org",
@@ -118,8 +109,7 @@ def test_rollback_leaves_a_foreign_certificate_the_state_names_and_sweeps_ours(
                 resource["id"] = theirs  # a hand edit, a bad merge, a copied state file
     (workdir / "state.json").write_text(json.dumps(state))
 
-    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
-    assert gone.returncode == 0, gone.stdout + gone.stderr
+    gone = world.succeeds("rollback", "--all", "--yes", cwd=workdir)
     arns = [c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]]
     assert theirs in arns, "never deleted on the state file's word alone"
     assert ours not in arns, "the sweep by tag found ours"
@@ -132,16 +122,12 @@ def test_rollback_leaves_a_foreign_certificate_the_state_names_and_sweeps_ours(
 
 @pytest.mark.complete
 def test_a_bogus_certificate_arn_in_the_state_leaks_nothing(world: World, workdir: Path) -> None:
-    config = str(world.config)
-    assert (
-        world.cli("--config", config, "run", "--until", "certificates", cwd=workdir).returncode == 0
-    )
+    world.succeeds("run", "--until", "certificates", cwd=workdir)
     text = (workdir / "state.json").read_text()
     (ours,) = [r["id"] for r in resources(workdir, "acm:certificate")]
     bogus = ours.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
     (workdir / "state.json").write_text(text.replace(ours, bogus))
-    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
-    assert gone.returncode == 0, gone.stdout + gone.stderr
+    world.succeeds("rollback", "--all", "--yes", cwd=workdir)
     assert world.certificates() == []
     assert left_behind(world, workdir / "state.json") == []
 
@@ -150,11 +136,9 @@ def test_a_bogus_certificate_arn_in_the_state_leaks_nothing(world: World, workdi
 def test_rollback_with_our_controller_deleted_by_hand_ends_0_and_leaves_nothing(
     world: World, workdir: Path
 ) -> None:
-    config = str(world.config)
-    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    world.succeeds("run", cwd=workdir)
     kubectl(world, "delete", "deployment", "-n", "kube-system", "aws-load-balancer-controller")
-    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
-    assert gone.returncode == 0, gone.stdout + gone.stderr
+    gone = world.succeeds("rollback", "--all", "--yes", cwd=workdir)
     assert "installing it again to tear the ALB down" in gone.stdout
     # Started once the Ingress was being deleted, it never knew the backend group.
     assert "deleting the cluster's backend security group" in gone.stdout
@@ -167,10 +151,7 @@ def test_rollback_with_our_controller_deleted_by_hand_ends_0_and_leaves_nothing(
 def test_a_zone_and_a_certificate_deleted_by_hand_are_made_again(
     world: World, workdir: Path
 ) -> None:
-    config = str(world.config)
-    assert (
-        world.cli("--config", config, "run", "--until", "certificates", cwd=workdir).returncode == 0
-    )
+    world.succeeds("run", "--until", "certificates", cwd=workdir)
     zone = state_of(workdir)["phases"][1]["outputs"]["zone_id"]
     (certificate,) = [r["id"] for r in resources(workdir, "acm:certificate")]
     route53 = world.client("route53")
@@ -183,8 +164,7 @@ def test_a_zone_and_a_certificate_deleted_by_hand_are_made_again(
     route53.delete_hosted_zone(Id=zone)
     world.client("acm").delete_certificate(CertificateArn=certificate)
 
-    again = world.cli("--config", config, "run", cwd=workdir)
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = world.succeeds("run", cwd=workdir)
     assert "hosted_zone: was done, but hosted zone" in again.stdout
     (new_zone,) = world.zones()
     assert new_zone["Id"].split("/")[-1] != zone
@@ -246,14 +226,11 @@ def test_rollback_stands_in_for_a_vanished_controller_that_is_not_ours(
     """Another team's controller, adopted by the run, is deleted before the rollback: it is
     not ours to bring back, so its teardown of our Ingress is done by the stack's tags."""
     install_team_controller(world)
-    config = str(world.config)
-    done = world.cli("--config", config, "run", cwd=workdir)
-    assert done.returncode == 0, done.stdout + done.stderr
+    world.succeeds("run", cwd=workdir)
     assert state_of(workdir)["phases"][6]["outputs"]["mode"] == "adopted"
     kubectl(world, "delete", "deployment", "-n", "kube-system", "aws-load-balancer-controller")
 
-    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
-    assert gone.returncode == 0, gone.stdout + gone.stderr
+    gone = world.succeeds("rollback", "--all", "--yes", cwd=workdir)
     assert "it is not this deployment's to bring back" in gone.stdout
     client = kube_client(world)
     assert (

@@ -22,7 +22,7 @@ def test_a_run_after_a_rollback_interrupted_in_the_teardown_ends_with_the_endpoi
     world: World, workdir: Path
 ) -> None:
     config = str(world.config)
-    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    world.succeeds("run", cwd=workdir)
     kube = kube_client(world)
     ingresses = kube.resources.get(api_version=INGRESS[0], kind=INGRESS[1])
     # Another finalizer (a second controller's, say) keeps the Ingress Terminating after the
@@ -85,8 +85,7 @@ def ingress_record(workdir: Path) -> dict[str, Any]:
 def test_a_rollback_whose_controller_lost_its_role_puts_it_back_and_leaves_nothing(
     world: World, workdir: Path
 ) -> None:
-    config = str(world.config)
-    assert world.cli("--config", config, "run", cwd=workdir).returncode == 0
+    world.succeeds("run", cwd=workdir)
     outputs = next(
         p for p in read_state(workdir / "state.json")["phases"] if p["name"] == "controller_iam"
     )["outputs"]
@@ -95,8 +94,7 @@ def test_a_rollback_whose_controller_lost_its_role_puts_it_back_and_leaves_nothi
     iam.delete_role(RoleName=outputs["role_name"])  # by hand: the controller cannot act
 
     started = time.monotonic()
-    gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir, timeout=300)
-    assert gone.returncode == 0, gone.stdout + gone.stderr
+    gone = world.succeeds("rollback", "--all", "--yes", cwd=workdir, timeout=300)
     assert time.monotonic() - started < 120, "not the teardown wait's 15 minutes"
     assert f"its IAM role {outputs['role_name']} is gone; putting back" in gone.stdout + gone.stderr
     assert left_behind(world, workdir / "state.json") == []

@@ -11,7 +11,9 @@ certificate the controller serves is always signed by the CA the webhooks trust.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,15 @@ def runs_as_account(name: str) -> dict[str, Any]:
     return deployment
 
 
+@contextlib.contextmanager
+def leftovers_kit(tmp_path: Path) -> Iterator[Kit]:
+    """The controller phase's kit, with what an earlier install left in kube-system."""
+    with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
+        controller_kit(kit, ROLE)
+        seed_leftovers(kit.store, OLD_ROLE)
+        yield kit
+
+
 def shown(rid: str) -> str:
     *_, kind, namespace, name = rid.split("/")
     return f"{kind} {'/'.join(filter(None, (namespace, name)))}"
@@ -81,9 +92,7 @@ def shown(rid: str) -> str:
 def test_a_leftover_service_account_naming_another_role_is_taken_over_and_said(
     tmp_path: Path,
 ) -> None:
-    with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
-        controller_kit(kit, ROLE)
-        seed_leftovers(kit.store, OLD_ROLE)
+    with leftovers_kit(tmp_path) as kit:
         ctx = install(kit)
         account = kit.store.get("v1", "ServiceAccount", *CONTROLLER)
         assert annotation(account) == ROLE
@@ -101,9 +110,7 @@ def test_a_leftover_service_account_naming_another_role_is_taken_over_and_said(
 def test_a_service_account_a_controller_not_ours_runs_as_is_refused_before_any_write(
     tmp_path: Path,
 ) -> None:
-    with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
-        controller_kit(kit, ROLE)
-        seed_leftovers(kit.store, OLD_ROLE)
+    with leftovers_kit(tmp_path) as kit:
         kit.store.create(runs_as_account("alb-ingress"))
         planned = kit.engine.plan_phase("controller")
         with kit.watching() as entering, pytest.raises(PhaseError) as refused:
@@ -123,9 +130,7 @@ def test_a_service_account_a_controller_not_ours_runs_as_is_refused_before_any_w
 def test_a_leftover_webhook_secret_and_configuration_are_replaced_to_agree(
     tmp_path: Path,
 ) -> None:
-    with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
-        controller_kit(kit, ROLE)
-        seed_leftovers(kit.store, OLD_ROLE)
+    with leftovers_kit(tmp_path) as kit:
         old = secret_pems(kit)["tls.crt"]
         ctx = install(kit)
         assert secret_pems(kit)["tls.crt"] != old
@@ -186,9 +191,7 @@ def test_webhooks_and_secret_that_disagree_fail_verify_and_enter_renews_both(
 
 
 def test_plan_names_each_leftover_taken_over_as_run_then_does(tmp_path: Path) -> None:
-    with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
-        controller_kit(kit, ROLE)
-        seed_leftovers(kit.store, OLD_ROLE)
+    with leftovers_kit(tmp_path) as kit:
         with kit.watching() as planning:
             planned = kit.engine.plan_phase("controller")
         assert planning.kube_writes == []
@@ -221,9 +224,7 @@ def test_the_sandbox_leftovers_are_self_consistent_but_of_another_ca() -> None:
 def test_an_adopted_controller_is_still_adopted_with_leftovers_around(tmp_path: Path) -> None:
     """A controller Deployment not ours is adopted: its ServiceAccount and Secret are its
     own, never taken over."""
-    with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
-        controller_kit(kit, ROLE)
-        seed_leftovers(kit.store, OLD_ROLE)
+    with leftovers_kit(tmp_path) as kit:
         kit.store.create(foreign_controller("kube-eks-cluster"))
         kit.make_available(*CONTROLLER)
         with kit.watching() as entering:

@@ -36,6 +36,13 @@ def certificates_kit(kit: Kit) -> str:
     return zone
 
 
+def requested(kit: Kit) -> Any:
+    """The certificates phase's context once its enter has requested the certificate."""
+    ctx = kit.ctx("certificates")
+    CertificatesPhase().enter(ctx)
+    return ctx
+
+
 def certificates(kit: Kit) -> dict[str, str]:
     """ARN -> domain of every certificate in the account and region."""
     found = kit.client("acm").list_certificates()["CertificateSummaryList"]
@@ -59,6 +66,18 @@ def cnames(kit: Kit, zone: str) -> dict[str, list[str]]:
         for r in found["ResourceRecordSets"]
         if r["Type"] == "CNAME"
     }
+
+
+def delete_validation_record(kit: Kit, zone: str) -> dict[str, Any]:
+    """The zone's one validation CNAME, deleted by hand behind the phase's back."""
+    route53 = kit.client("route53")
+    found = route53.list_resource_record_sets(HostedZoneId=zone)
+    (record,) = [r for r in found["ResourceRecordSets"] if r["Type"] == "CNAME"]
+    route53.change_resource_record_sets(
+        HostedZoneId=zone,
+        ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]},
+    )
+    return record
 
 
 def tokens(activity: Any) -> list[str]:
@@ -106,8 +125,7 @@ def test_certificates_for_sans_and_the_root_wildcard_validate_in_their_zones(
             root_wildcard_certificate=True,
             subject_alternative_names=(f"kubeflow.{SUB}",),
         )
-        ctx = kit.ctx("certificates")
-        CertificatesPhase().enter(ctx)
+        ctx = requested(kit)
         by_purpose = {c["purpose"]: c["arn"] for c in ctx.outputs["certificates"]}
         assert certificates(kit) == {
             by_purpose["subdomain"]: f"*.{SUB}",
@@ -137,8 +155,7 @@ def test_certificates_not_ours_for_the_same_domain_are_never_used(
             DomainName=f"*.{SUB}", ValidationMethod="DNS", **extra
         )["CertificateArn"]
         before = cert_tags(kit, theirs)
-        ctx = kit.ctx("certificates")
-        CertificatesPhase().enter(ctx)
+        ctx = requested(kit)
         assert ctx.outputs["certificate_arn"] != theirs
         assert len(certificates(kit)) == 2
         CertificatesPhase().rollback(ctx)
@@ -190,14 +207,8 @@ def test_certificates_validation_record_deleted_behind_our_back_is_written_again
 ) -> None:
     with phase_kit(tmp_path) as kit:
         zone = certificates_kit(kit)
-        ctx = kit.ctx("certificates")
-        CertificatesPhase().enter(ctx)
-        found = kit.client("route53").list_resource_record_sets(HostedZoneId=zone)
-        (record,) = [r for r in found["ResourceRecordSets"] if r["Type"] == "CNAME"]
-        kit.client("route53").change_resource_record_sets(
-            HostedZoneId=zone,
-            ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]},
-        )
+        ctx = requested(kit)
+        record = delete_validation_record(kit, zone)
         problem = CertificatesPhase().verify(ctx)
         assert problem is not None
         assert problem.startswith("validation record ") and problem.endswith(" is gone")
@@ -211,8 +222,7 @@ def test_certificates_rollback_deletes_the_certificate_and_its_validation_record
 ) -> None:
     with phase_kit(tmp_path) as kit:
         zone = certificates_kit(kit)
-        ctx = kit.ctx("certificates")
-        CertificatesPhase().enter(ctx)
+        ctx = requested(kit)
         CertificatesPhase().rollback(ctx)
         assert certificates(kit) == {} and cnames(kit, zone) == {}
         assert ctx.record.resources == [] and ctx.record.kept == []
@@ -221,15 +231,9 @@ def test_certificates_rollback_deletes_the_certificate_and_its_validation_record
 def test_certificates_rollback_of_what_is_already_gone_is_fine(tmp_path: Path) -> None:
     with phase_kit(tmp_path) as kit:
         zone = certificates_kit(kit)
-        ctx = kit.ctx("certificates")
-        CertificatesPhase().enter(ctx)
+        ctx = requested(kit)
         kit.client("acm").delete_certificate(CertificateArn=ctx.outputs["certificate_arn"])
-        found = kit.client("route53").list_resource_record_sets(HostedZoneId=zone)
-        (record,) = [r for r in found["ResourceRecordSets"] if r["Type"] == "CNAME"]
-        kit.client("route53").change_resource_record_sets(
-            HostedZoneId=zone,
-            ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]},
-        )
+        delete_validation_record(kit, zone)
         with kit.watching() as rolling_back:
             CertificatesPhase().rollback(ctx)
         assert rolling_back.aws_writes == []
@@ -241,8 +245,7 @@ def test_certificates_rollback_waits_while_a_load_balancer_uses_the_certificate(
 ) -> None:
     with phase_kit(tmp_path) as kit:
         certificates_kit(kit)
-        ctx = kit.ctx("certificates")
-        CertificatesPhase().enter(ctx)
+        ctx = requested(kit)
         arn = ctx.outputs["certificate_arn"]
         user = "arn:aws:elasticloadbalancing:us-west-2:123456789012:loadbalancer/app/x/1"
         kit.certificate_used_by(arn, user)

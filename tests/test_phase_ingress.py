@@ -46,13 +46,32 @@ def the_ingress(kit: Kit) -> dict[str, Any] | None:
     return kit.store.get(*INGRESS)
 
 
+def ingress_entered(kit: Kit) -> Any:
+    """The ingress phase's context once its enter has applied the Ingress."""
+    ingress_kit(kit)
+    ctx = kit.ctx("ingress")
+    IngressPhase().enter(ctx)
+    return ctx
+
+
+def ingress_named(metadata: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An Ingress of our Ingress's name and namespace, as another hand writes it."""
+    name, namespace = INGRESS[2], INGRESS[3]
+    manifest: dict[str, Any] = {
+        "apiVersion": INGRESS[0],
+        "kind": INGRESS[1],
+        "metadata": {"name": name, "namespace": namespace, **metadata},
+    }
+    if spec is not None:
+        manifest["spec"] = spec
+    return manifest
+
+
 def test_ingress_is_applied_as_the_alb_needs_it_and_a_second_enter_changes_nothing(
     tmp_path: Path,
 ) -> None:
     with phase_kit(tmp_path) as kit:
-        ingress_kit(kit)
-        ctx = kit.ctx("ingress")
-        IngressPhase().enter(ctx)
+        ctx = ingress_entered(kit)
         ingress = the_ingress(kit)
         assert ingress is not None
         annotations = ingress["metadata"]["annotations"]
@@ -88,14 +107,7 @@ def test_ingress_of_that_name_not_ours_is_refused_and_left_alone(
     with phase_kit(tmp_path) as kit:
         ingress_kit(kit)
         marks = {} if whose == "unlabelled" else kit.other_state().labels
-        kit.store.create(
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "Ingress",
-                "metadata": {"name": INGRESS[2], "namespace": INGRESS[3], "labels": marks},
-                "spec": {"ingressClassName": "nginx"},
-            }
-        )
+        kit.store.create(ingress_named({"labels": marks}, {"ingressClassName": "nginx"}))
         version = the_ingress(kit)["metadata"]["resourceVersion"]
         with kit.watching() as entering, pytest.raises(PhaseError) as refused:
             IngressPhase().enter(kit.ctx("ingress"))
@@ -107,22 +119,10 @@ def test_ingress_of_that_name_not_ours_is_refused_and_left_alone(
 @pytest.mark.parametrize("drift", ["annotation", "deleted", "new certificate"])
 def test_ingress_drift_is_reported_and_enter_puts_it_right(tmp_path: Path, drift: str) -> None:
     with phase_kit(tmp_path) as kit:
-        ingress_kit(kit)
-        ctx = kit.ctx("ingress")
-        IngressPhase().enter(ctx)
+        ctx = ingress_entered(kit)
         if drift == "annotation":
             kit.store.apply(
-                {
-                    "apiVersion": "networking.k8s.io/v1",
-                    "kind": "Ingress",
-                    "metadata": {
-                        "name": INGRESS[2],
-                        "namespace": INGRESS[3],
-                        "annotations": {A + "scheme": "internal"},
-                    },
-                },
-                "kubectl",
-                force=True,
+                ingress_named({"annotations": {A + "scheme": "internal"}}), "kubectl", force=True
             )
             reason = f"Ingress annotation {A}scheme is 'internal', not 'internet-facing'"
         elif drift == "deleted":
@@ -142,9 +142,7 @@ def test_ingress_rollback_deletes_it_and_already_gone_is_fine(
     tmp_path: Path, behind_our_back: str | None
 ) -> None:
     with phase_kit(tmp_path) as kit:
-        ingress_kit(kit)
-        ctx = kit.ctx("ingress")
-        IngressPhase().enter(ctx)
+        ctx = ingress_entered(kit)
         if behind_our_back:
             kit.store.delete(*INGRESS)
         IngressPhase().rollback(ctx)
@@ -156,21 +154,9 @@ def test_ingress_rollback_leaves_one_another_state_file_labelled_and_says_so(
     tmp_path: Path,
 ) -> None:
     with phase_kit(tmp_path) as kit:
-        ingress_kit(kit)
-        ctx = kit.ctx("ingress")
-        IngressPhase().enter(ctx)
+        ctx = ingress_entered(kit)
         kit.store.apply(
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "Ingress",
-                "metadata": {
-                    "name": INGRESS[2],
-                    "namespace": INGRESS[3],
-                    "labels": kit.other_state().labels,
-                },
-            },
-            "someone-else",
-            force=True,
+            ingress_named({"labels": kit.other_state().labels}), "someone-else", force=True
         )
         IngressPhase().rollback(ctx)
         assert the_ingress(kit) is not None
@@ -196,9 +182,7 @@ def test_ingress_rollback_without_a_controller_tears_its_stack_down_by_tags_in_o
         ec2, elbv2 = kit.client("ec2"), kit.client("elbv2")
         network = eks_network(ec2)
         subnets = list(network.public.values())[:2]
-        ingress_kit(kit)
-        ctx = kit.ctx("ingress")
-        IngressPhase().enter(ctx)
+        ctx = ingress_entered(kit)
         kit.store.add_finalizer(*INGRESS, FINALIZER)
         ours, theirs = stack_tags(kit.owner.tags), stack_tags(kit.other_state().tags)
         balancer = elbv2.create_load_balancer(Name="k8s-ours", Subnets=subnets, Tags=ours)
@@ -249,14 +233,7 @@ def test_ingress_rollback_without_a_controller_tears_its_stack_down_by_tags_in_o
 
 def balancer_kit(kit: Kit, hostname: str | None = None) -> None:
     kit.namespace("istio-system")
-    kit.store.create(
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "Ingress",
-            "metadata": {"name": INGRESS[2], "namespace": INGRESS[3]},
-            "spec": {"ingressClassName": "alb"},
-        }
-    )
+    kit.store.create(ingress_named({}, {"ingressClassName": "alb"}))
     if hostname:
         point_at(kit, hostname)
 

@@ -10,6 +10,8 @@ crash sweep), and delegation checked through real DNS (here `resolver.lookup` is
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +100,36 @@ def created(ctx: Any) -> list[bool]:
     return [r.created for r in ctx.record.resources]
 
 
+def zone_ids(kit: Kit, name: str = SUB) -> list[str]:
+    return [z["Id"].removeprefix("/hostedzone/") for z in zones_named(kit, name)]
+
+
+def address(name: str, value: str) -> dict[str, Any]:
+    """A plain A record, as a neighbour's own records are."""
+    return {"Name": name + ".", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": value}]}
+
+
+def entered(kit: Kit, phase: Any) -> Any:
+    """The phase's context once its enter has run: where most tests start."""
+    ctx = kit.ctx(phase.name)
+    phase.enter(ctx)
+    return ctx
+
+
+@contextlib.contextmanager
+def zone_made(tmp_path: Path) -> Iterator[tuple[Kit, Any]]:
+    """A kit where hosted_zone has made its zone, and that phase's context."""
+    with phase_kit(tmp_path) as kit:
+        yield kit, entered(kit, HostedZonePhase())
+
+
 # ---- hosted_zone ---------------------------------------------------------------------------------
 
 
 def test_hosted_zone_is_made_tagged_as_ours_and_a_second_enter_writes_nothing(
     tmp_path: Path,
 ) -> None:
-    with phase_kit(tmp_path) as kit:
-        ctx = kit.ctx("hosted_zone")
-        HostedZonePhase().enter(ctx)
+    with zone_made(tmp_path) as (kit, ctx):
         (zone,) = zones_named(kit)
         zone_id = zone["Id"].removeprefix("/hostedzone/")
         assert not zone["Config"]["PrivateZone"]
@@ -141,7 +164,7 @@ def test_hosted_zone_named_in_the_config_is_adopted_and_rollback_leaves_it(
         assert created(ctx) == [False]
         assert HostedZonePhase().verify(ctx) is None
         HostedZonePhase().rollback(ctx)
-        assert [z["Id"].removeprefix("/hostedzone/") for z in zones_named(kit)] == [theirs]
+        assert zone_ids(kit) == [theirs]
         assert OWNER_TAG not in zone_tags(kit, theirs)
 
 
@@ -172,7 +195,7 @@ def test_hosted_zone_of_that_name_not_ours_is_refused_and_left_alone(
         assert refusal in refused.value.message and theirs in refused.value.message + str(
             refused.value.hint
         )
-        assert [z["Id"].removeprefix("/hostedzone/") for z in zones_named(kit)] == [theirs]
+        assert zone_ids(kit) == [theirs]
         assert zone_tags(kit, theirs) == before
 
 
@@ -193,8 +216,7 @@ def test_hosted_zone_private_zone_of_that_name_is_not_ours_to_use(tmp_path: Path
             VPC={"VPCRegion": "us-west-2", "VPCId": vpc},
             HostedZoneConfig={"PrivateZone": True, "Comment": "inside"},
         )["HostedZone"]["Id"]
-        ctx = kit.ctx("hosted_zone")
-        HostedZonePhase().enter(ctx)
+        ctx = entered(kit, HostedZonePhase())
         assert ctx.outputs["zone_id"] != private.removeprefix("/hostedzone/")
         assert sorted(z["Config"]["PrivateZone"] for z in zones_named(kit)) == [False, True]
 
@@ -202,9 +224,7 @@ def test_hosted_zone_private_zone_of_that_name_is_not_ours_to_use(tmp_path: Path
 def test_hosted_zone_deleted_behind_our_back_is_made_again_under_a_new_caller_reference(
     tmp_path: Path,
 ) -> None:
-    with phase_kit(tmp_path) as kit:
-        ctx = kit.ctx("hosted_zone")
-        HostedZonePhase().enter(ctx)
+    with zone_made(tmp_path) as (kit, ctx):
         (first,) = zones_named(kit)
         kit.client("route53").delete_hosted_zone(Id=first["Id"])
         problem = HostedZonePhase().verify(ctx)
@@ -223,9 +243,7 @@ def test_hosted_zone_that_lost_its_tags_is_reported_then_tagged_again_by_its_ref
     tmp_path: Path,
 ) -> None:
     """The CallerReference we created it with is AWS's word that the zone is ours."""
-    with phase_kit(tmp_path) as kit:
-        ctx = kit.ctx("hosted_zone")
-        HostedZonePhase().enter(ctx)
+    with zone_made(tmp_path) as (kit, ctx):
         zone_id = ctx.outputs["zone_id"]
         kit.client("route53").change_tags_for_resource(
             ResourceType="hostedzone", ResourceId=zone_id, RemoveTagKeys=[OWNER_TAG, STATE_TAG]
@@ -234,7 +252,7 @@ def test_hosted_zone_that_lost_its_tags_is_reported_then_tagged_again_by_its_ref
             f"hosted zone {zone_id} lost its {OWNER_TAG}/{STATE_TAG} tags"
         )
         HostedZonePhase().enter(ctx)
-        assert [z["Id"].removeprefix("/hostedzone/") for z in zones_named(kit)] == [zone_id]
+        assert zone_ids(kit) == [zone_id]
         assert zone_tags(kit, zone_id)[STATE_TAG] == kit.owner.identity
         assert HostedZonePhase().verify(ctx) is None
 
@@ -277,9 +295,7 @@ def test_hosted_zone_a_state_naming_an_untagged_zone_not_made_by_us_is_refused(
 
 
 def test_hosted_zone_rollback_deletes_the_zone_we_made(tmp_path: Path) -> None:
-    with phase_kit(tmp_path) as kit:
-        ctx = kit.ctx("hosted_zone")
-        HostedZonePhase().enter(ctx)
+    with zone_made(tmp_path) as (kit, ctx):
         HostedZonePhase().rollback(ctx)
         assert zones_named(kit) == []
         assert ctx.record.resources == [] and ctx.record.kept == []
@@ -288,20 +304,9 @@ def test_hosted_zone_rollback_deletes_the_zone_we_made(tmp_path: Path) -> None:
 def test_hosted_zone_rollback_refuses_while_it_holds_records_we_did_not_write(
     tmp_path: Path,
 ) -> None:
-    with phase_kit(tmp_path) as kit:
-        ctx = kit.ctx("hosted_zone")
-        HostedZonePhase().enter(ctx)
+    with zone_made(tmp_path) as (kit, ctx):
         zone_id = ctx.outputs["zone_id"]
-        upsert(
-            kit,
-            zone_id,
-            {
-                "Name": f"mail.{SUB}.",
-                "Type": "A",
-                "TTL": 60,
-                "ResourceRecords": [{"Value": "192.0.2.7"}],
-            },
-        )
+        upsert(kit, zone_id, address(f"mail.{SUB}", "192.0.2.7"))
         with pytest.raises(PhaseError) as refused:
             HostedZonePhase().rollback(ctx)
         assert f"mail.{SUB} A" in refused.value.message
@@ -310,9 +315,7 @@ def test_hosted_zone_rollback_refuses_while_it_holds_records_we_did_not_write(
 
 
 def test_hosted_zone_rollback_of_a_zone_already_gone_is_fine(tmp_path: Path) -> None:
-    with phase_kit(tmp_path) as kit:
-        ctx = kit.ctx("hosted_zone")
-        HostedZonePhase().enter(ctx)
+    with zone_made(tmp_path) as (kit, ctx):
         kit.client("route53").delete_hosted_zone(Id=ctx.outputs["zone_id"])
         HostedZonePhase().rollback(ctx)
         assert ctx.record.resources == [] and ctx.record.kept == []
@@ -321,9 +324,7 @@ def test_hosted_zone_rollback_of_a_zone_already_gone_is_fine(tmp_path: Path) -> 
 def test_hosted_zone_rollback_leaves_a_zone_another_state_file_tagged_and_says_so(
     tmp_path: Path,
 ) -> None:
-    with phase_kit(tmp_path) as kit:
-        ctx = kit.ctx("hosted_zone")
-        HostedZonePhase().enter(ctx)
+    with zone_made(tmp_path) as (kit, ctx):
         zone_id = ctx.outputs["zone_id"]
         kit.client("route53").change_tags_for_resource(
             ResourceType="hostedzone", ResourceId=zone_id, AddTags=kit.other_state().tags
@@ -341,16 +342,7 @@ def test_hosted_zone_rollback_leaves_a_zone_another_state_file_tagged_and_says_s
 def delegation_kit(kit: Kit, name_servers: list[str] = NAME_SERVERS) -> str:
     """The root zone in Route 53, named in the config, with a record of its own."""
     root = new_zone(kit, "example.com", "root")
-    upsert(
-        kit,
-        root,
-        {
-            "Name": "www.example.com.",
-            "Type": "A",
-            "TTL": 60,
-            "ResourceRecords": [{"Value": "192.0.2.1"}],
-        },
-    )
+    upsert(kit, root, address("www.example.com", "192.0.2.1"))
     kit.configure(root_zone_id=root)
     kit.done("hosted_zone", zone_id="ZSUB", name_servers=name_servers)
     return root
@@ -359,8 +351,7 @@ def delegation_kit(kit: Kit, name_servers: list[str] = NAME_SERVERS) -> str:
 def test_delegation_writes_the_ns_record_in_the_root_zone_once(tmp_path: Path) -> None:
     with phase_kit(tmp_path) as kit:
         root = delegation_kit(kit)
-        ctx = kit.ctx("delegation")
-        DelegationPhase().enter(ctx)
+        ctx = entered(kit, DelegationPhase())
         record = rrsets(kit, root)[(SUB, "NS")]
         assert ns_values(record) == NAME_SERVERS and record["TTL"] == 300
         assert ctx.outputs["mode"] == "route53" and created(ctx) == [True]
@@ -426,8 +417,7 @@ def test_delegation_to_other_name_servers_not_ours_is_refused(tmp_path: Path) ->
 def test_delegation_drift_is_reported_and_enter_puts_it_right(tmp_path: Path, drift: str) -> None:
     with phase_kit(tmp_path) as kit:
         root = delegation_kit(kit)
-        ctx = kit.ctx("delegation")
-        DelegationPhase().enter(ctx)
+        ctx = entered(kit, DelegationPhase())
         wanted = NAME_SERVERS
         if drift == "deleted":
             upsert(kit, root, rrsets(kit, root)[(SUB, "NS")], "DELETE")
@@ -449,8 +439,7 @@ def test_delegation_rollback_deletes_exactly_that_record(tmp_path: Path) -> None
     with phase_kit(tmp_path) as kit:
         root = delegation_kit(kit)
         before = rrsets(kit, root)
-        ctx = kit.ctx("delegation")
-        DelegationPhase().enter(ctx)
+        ctx = entered(kit, DelegationPhase())
         DelegationPhase().rollback(ctx)
         assert rrsets(kit, root) == before
         assert ctx.record.resources == []
@@ -460,8 +449,7 @@ def test_delegation_rollback_deletes_exactly_that_record(tmp_path: Path) -> None
 def test_delegation_rollback_of_a_record_already_gone_is_fine(tmp_path: Path) -> None:
     with phase_kit(tmp_path) as kit:
         root = delegation_kit(kit)
-        ctx = kit.ctx("delegation")
-        DelegationPhase().enter(ctx)
+        ctx = entered(kit, DelegationPhase())
         upsert(kit, root, rrsets(kit, root)[(SUB, "NS")], "DELETE")
         with kit.watching() as rolling_back:
             DelegationPhase().rollback(ctx)
@@ -474,8 +462,7 @@ def test_delegation_rollback_leaves_a_record_changed_behind_our_back_and_says_so
 ) -> None:
     with phase_kit(tmp_path) as kit:
         root = delegation_kit(kit)
-        ctx = kit.ctx("delegation")
-        DelegationPhase().enter(ctx)
+        ctx = entered(kit, DelegationPhase())
         upsert(kit, root, ns(SUB, ["ns.hijack.example.net"]))
         DelegationPhase().rollback(ctx)
         assert ns_values(rrsets(kit, root)[(SUB, "NS")]) == ["ns.hijack.example.net"]
@@ -507,8 +494,7 @@ def test_delegation_by_hand_goes_on_once_dns_answers_or_a_human_confirms(
     confirmations = frozenset({"delegation"}) if confirmed else frozenset()
     with phase_kit(tmp_path, confirmations=confirmations) as kit:
         kit.done("hosted_zone", zone_id="ZSUB", name_servers=NAME_SERVERS)
-        ctx = kit.ctx("delegation")
-        DelegationPhase().enter(ctx)
+        ctx = entered(kit, DelegationPhase())
         assert ctx.outputs["checked_by"] == ("operator" if confirmed else "dns")
         assert DelegationPhase().verify(ctx) is None
         dns["answers"] = []
@@ -536,8 +522,7 @@ def alias_target(kit: Kit, zone: str) -> str | None:
 def test_dns_record_aliases_the_host_to_the_alb_once(tmp_path: Path) -> None:
     with phase_kit(tmp_path) as kit:
         zone = record_kit(kit)
-        ctx = kit.ctx("dns_record")
-        DnsRecordPhase().enter(ctx)
+        ctx = entered(kit, DnsRecordPhase())
         record = rrsets(kit, zone)[(HOST, "A")]
         assert record["AliasTarget"]["HostedZoneId"].removeprefix("/hostedzone/") == ALB_ZONE
         assert alias_target(kit, zone) == ALB
@@ -553,8 +538,7 @@ def test_dns_record_already_pointing_at_the_alb_is_adopted_and_left(tmp_path: Pa
     with phase_kit(tmp_path) as kit:
         zone = record_kit(kit)
         upsert(kit, zone, alias(HOST, ALB))
-        ctx = kit.ctx("dns_record")
-        DnsRecordPhase().enter(ctx)
+        ctx = entered(kit, DnsRecordPhase())
         assert created(ctx) == [False]
         DnsRecordPhase().rollback(ctx)
         assert alias_target(kit, zone) == ALB
@@ -564,7 +548,7 @@ def test_dns_record_already_pointing_at_the_alb_is_adopted_and_left(tmp_path: Pa
     "theirs",
     [
         alias(HOST, "other-alb-1.us-west-2.elb.amazonaws.com"),
-        {"Name": HOST + ".", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "192.0.2.9"}]},
+        address(HOST, "192.0.2.9"),
     ],
     ids=["alias elsewhere", "plain address"],
 )
@@ -581,8 +565,7 @@ def test_dns_record_of_that_name_not_ours_is_refused(tmp_path: Path, theirs: dic
 def test_dns_record_deleted_behind_our_back_is_reported_and_made_again(tmp_path: Path) -> None:
     with phase_kit(tmp_path) as kit:
         zone = record_kit(kit)
-        ctx = kit.ctx("dns_record")
-        DnsRecordPhase().enter(ctx)
+        ctx = entered(kit, DnsRecordPhase())
         upsert(kit, zone, rrsets(kit, zone)[(HOST, "A")], "DELETE")
         assert DnsRecordPhase().verify(ctx) == f"{HOST} A alias {ALB} is gone"
         DnsRecordPhase().enter(ctx)
@@ -592,8 +575,7 @@ def test_dns_record_deleted_behind_our_back_is_reported_and_made_again(tmp_path:
 def test_dns_record_follows_a_new_load_balancer(tmp_path: Path) -> None:
     with phase_kit(tmp_path) as kit:
         zone = record_kit(kit)
-        ctx = kit.ctx("dns_record")
-        DnsRecordPhase().enter(ctx)
+        ctx = entered(kit, DnsRecordPhase())
         newer = "k8s-istiosys-istioing-9876543210-1.us-west-2.elb.amazonaws.com"
         kit.done("load_balancer", hostname=newer, canonical_hosted_zone_id=ALB_ZONE)
         assert DnsRecordPhase().verify(ctx) == "the load balancer changed"
@@ -607,8 +589,7 @@ def test_dns_record_rollback(tmp_path: Path, behind_our_back: str | None) -> Non
     """Deletes the record we wrote; already gone is fine; one changed since is left, said."""
     with phase_kit(tmp_path) as kit:
         zone = record_kit(kit)
-        ctx = kit.ctx("dns_record")
-        DnsRecordPhase().enter(ctx)
+        ctx = entered(kit, DnsRecordPhase())
         if behind_our_back == "deleted":
             upsert(kit, zone, rrsets(kit, zone)[(HOST, "A")], "DELETE")
         elif behind_our_back == "changed":
@@ -634,8 +615,7 @@ def test_hosted_zone_plan_names_the_zone_to_make_then_uses_it_and_never_writes(
         assert [(c.action, c.what) for c in first.changes] == [
             ("create", f"public hosted zone {SUB}")
         ]
-        ctx = kit.ctx("hosted_zone")
-        HostedZonePhase().enter(ctx)
+        ctx = entered(kit, HostedZonePhase())
         kit.engine.state.phase("hosted_zone").status = PhaseStatus.DONE
         assert kit.engine.plan_phase("hosted_zone").status == "done"
         kit.engine.state.phase("hosted_zone").status = PhaseStatus.PENDING

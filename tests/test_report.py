@@ -79,6 +79,31 @@ def test_the_live_display_prints_each_finished_phase_with_its_time() -> None:
     assert re.search(r"done in \d", text) and "Kubeflow is at https://kubeflow" in text
 
 
+class Terminal(io.StringIO):
+    """What a terminal is to rich: a stream that says it is one."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+LIVE_BEGINS = "\x1b[?25l"  # rich hides the cursor as its live display begins
+
+
+def test_the_live_display_begins_with_the_first_phase_and_not_again_once_closed() -> None:
+    """A command chooses its reporter as it starts: what it says before its first phase
+    (a rollback's preview and question, a notice) is said with no live display over it."""
+    out = Terminal()
+    reporter = LiveReporter(out)
+    reporter.notice("rolling back with the settings state.json recorded")
+    reporter.info("AWS answered Throttling to route53 ListHostedZones; retrying (attempt 1)")
+    assert LIVE_BEGINS not in out.getvalue()
+    reporter.started("ingress", "the Ingress")
+    assert out.getvalue().count(LIVE_BEGINS) == 1
+    reporter.close()
+    reporter.rolling_back("ingress")  # said after the end: in lines, the terminal left alone
+    assert out.getvalue().count(LIVE_BEGINS) == 1
+
+
 @pytest.mark.parametrize(
     "seconds, shown", [(0.04, "0.0s"), (9.95, "9.9s"), (42.4, "42s"), (185, "3m05s")]
 )

@@ -21,7 +21,16 @@ from typing import Any
 
 from . import admission, webhooks
 from .apply import SYSTEM_METADATA, server_side_apply, strip_system_metadata
-from .errors import BadRequest, Conflict, Forbidden, Gone, already_exists, not_found, stale
+from .errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    already_exists,
+    immutable,
+    not_found,
+    stale,
+)
 from .finalizers import being_deleted, check_update, drop_empty, held, marked_for_deletion
 from .history import Change, History, as_seen_by
 from .resources import NAMESPACES, Registry, ResourceType
@@ -44,6 +53,40 @@ def notifying(method: Callable[..., Any]) -> Callable[..., Any]:
             self._flush()
 
     return wrapper
+
+
+# Fields an update may not change, per (group, kind), as the API server's validation has them
+# (a Secret's type; a Deployment's or DaemonSet's selector in apps/v1): a Secret of another
+# type must be deleted and made anew, and so must a Deployment whose pods another selector
+# picks.
+IMMUTABLE = {
+    ("", "Secret"): (("type",),),
+    ("apps", "Deployment"): (("spec", "selector"),),
+    ("apps", "DaemonSet"): (("spec", "selector"),),
+}
+
+
+def check_immutable(rt: ResourceType, live: Obj, candidate: Obj) -> None:
+    for path in IMMUTABLE.get((rt.group, rt.kind), ()):
+        before, after = _at(live, path), _at(candidate, path)
+        if path == ("type",):  # a Secret's type defaults to Opaque
+            before, after = before or "Opaque", after or "Opaque"
+        if after != before:
+            name = live["metadata"]["name"]
+            shown = after if isinstance(after, str) else _go_map(after)
+            raise immutable(rt.kind, rt.group, name, ".".join(path), shown)
+
+
+def _at(obj: Obj, path: tuple[str, ...]) -> Any:
+    value: Any = obj
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _go_map(value: Any) -> str:
+    """A value as the API server's message prints it (Go's %v of a struct, roughly)."""
+    return str(value).replace("'", "")
 
 
 def _spec_part(obj: Obj) -> Obj:
@@ -432,6 +475,7 @@ class ResourceStore:
             _set_or_drop(result, "status", candidate.get("status"))
         else:
             check_update(rt, live, candidate)
+            check_immutable(rt, live, candidate)
             result = candidate
             if rt.has_status:
                 _set_or_drop(result, "status", copy.deepcopy(live.get("status")))

@@ -552,3 +552,45 @@ def test_what_a_read_returns_is_the_reader_s_own_copy(store: ObjectStore) -> Non
     again = store.get("v1", "ConfigMap", "c", "default")
     assert again is not None
     assert (again["metadata"]["labels"], again["data"]) == ({"a": "1"}, {"k": "v"})
+
+
+# ---- fields an update may not change ------------------------------------------------------------
+
+
+def deployment(name: str, app: str) -> dict:
+    labels = {"app": app}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "example/c:1"}]},
+            },
+        },
+    }
+
+
+def test_a_secrets_type_and_a_deployments_selector_cannot_change(store: ObjectStore) -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "tls", "namespace": "default"},
+        "data": {"k": "dg=="},
+    }
+    store.apply(secret, "someone")  # no type: Opaque
+    with pytest.raises(Invalid) as caught:
+        store.apply(secret | {"type": "kubernetes.io/tls"}, "someone")
+    assert 'type: Invalid value: "kubernetes.io/tls": field is immutable' in str(caught.value)
+    store.apply(secret | {"type": "Opaque"}, "someone")  # the same type, said: accepted
+
+    store.apply(deployment("web", "web"), "someone")
+    with pytest.raises(Invalid) as caught:
+        store.apply(deployment("web", "web-v2"), "someone")
+    assert "spec.selector: Invalid value:" in str(caught.value)
+    assert "field is immutable" in str(caught.value)
+    changed = deployment("web", "web")
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "example/c:2"
+    store.apply(changed, "someone")  # the rest of the spec may change

@@ -8,13 +8,14 @@ not create is never overwritten.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.aws import tolerate
 from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Found, PhaseContext
-from orchestrator.planning import CREATE, STOP, UPDATE, USE, Change
+from orchestrator.planning import CREATE, DELETE, LEAVE, UPDATE, USE, Change, Undo
 from orchestrator.store import Resource
 from orchestrator.waiting import ROUTE53_FIRST_INTERVAL
 
@@ -123,20 +124,17 @@ def get_record(ctx: PhaseContext, zone_id: str, name: str, rtype: str) -> dict[s
     return None
 
 
-def ensure_record(
+def decide_record(
     ctx: PhaseContext, zone_id: str, wanted: dict[str, Any], purpose: str
-) -> str | None:
-    """Make `wanted` exist in the zone; return the change id if a write was made."""
+) -> tuple[Change, Callable[[], str | None]]:
+    """The one decision for `wanted` in the zone: what to do (a Change, which plan lists)
+    and how (enter applies it: the change id if it wrote). A record not ours in the way
+    stops both, in the same words."""
+    shown = f"record {describe(wanted)} ({purpose})"
     rid = record_id(zone_id, wanted["Name"], wanted["Type"])
     current = get_record(ctx, zone_id, wanted["Name"], wanted["Type"])
     mine = ctx.find(KIND, rid)
     verdict = record_verdict(current, wanted, ours=bool(mine and mine.created))
-    if verdict == HOLDS:
-        if mine is None:
-            ctx.adopt(KIND, rid, zone=zone_id, rrset=current, purpose=purpose)
-        else:
-            claim(ctx, KIND, rid)  # our write, whose answer a crash may have lost
-        return None
     if verdict == FOREIGN:
         assert current is not None  # what is in the way
         raise PhaseError(
@@ -145,31 +143,47 @@ def ensure_record(
             "if that record is stale, delete it yourself, then run `orchestrator resume`; "
             "orchestrator never overwrites records it does not own",
         )
-    action = f"UPSERT {describe(wanted)}"
-    with creating(ctx, KIND, rid, action, zone=zone_id, rrset=wanted, purpose=purpose):
-        change = ctx.aws.route53.change_resource_record_sets(
-            HostedZoneId=zone_id,
-            ChangeBatch=change_batch("UPSERT", wanted, f"orchestrator {ctx.deployment}: {purpose}"),
-        )
-    return str(change["ChangeInfo"]["Id"])
+    if verdict == HOLDS:
+
+        def use() -> None:
+            if mine is None:
+                ctx.adopt(KIND, rid, zone=zone_id, rrset=current, purpose=purpose)
+            else:
+                claim(ctx, KIND, rid)  # our write, whose answer a crash may have lost
+
+        return Change(USE, shown, "already there"), use
+
+    def write() -> str:
+        action = f"UPSERT {describe(wanted)}"
+        with creating(ctx, KIND, rid, action, zone=zone_id, rrset=wanted, purpose=purpose):
+            change = ctx.aws.route53.change_resource_record_sets(
+                HostedZoneId=zone_id,
+                ChangeBatch=change_batch(
+                    "UPSERT", wanted, f"orchestrator {ctx.deployment}: {purpose}"
+                ),
+            )
+        return str(change["ChangeInfo"]["Id"])
+
+    return Change(UPDATE if current is not None else CREATE, shown, f"in zone {zone_id}"), write
+
+
+def ensure_record(
+    ctx: PhaseContext, zone_id: str, wanted: dict[str, Any], purpose: str
+) -> str | None:
+    """Make `wanted` exist in the zone; return the change id if a write was made."""
+    _, apply = decide_record(ctx, zone_id, wanted, purpose)
+    return apply()
 
 
 def plan_record(
     ctx: PhaseContext, zone_id: str | None, wanted: dict[str, Any], purpose: str
 ) -> Change:
-    """What ensure_record would do with `wanted`; a zone not made yet holds nothing."""
-    shown = f"record {describe(wanted)} ({purpose})"
+    """decide_record's change, for a plan made before the zone exists too (a zone not made
+    yet holds nothing); a record not ours in the way stops the plan, in enter's words."""
     if zone_id is None:
-        return Change(CREATE, shown, "in the new zone")
-    current = get_record(ctx, zone_id, wanted["Name"], wanted["Type"])
-    mine = ctx.find(KIND, record_id(zone_id, wanted["Name"], wanted["Type"]))
-    verdict = record_verdict(current, wanted, ours=bool(mine and mine.created))
-    if verdict == HOLDS:
-        return Change(USE, shown, "already there")
-    if verdict == FOREIGN:
-        assert current is not None  # what is in the way
-        return Change(STOP, shown, f"zone {zone_id} has {describe(current)}, not ours")
-    return Change(UPDATE if current is not None else CREATE, shown, f"in zone {zone_id}")
+        return Change(CREATE, f"record {describe(wanted)} ({purpose})", "in the new zone")
+    change, _ = decide_record(ctx, zone_id, wanted, purpose)
+    return change
 
 
 def wait_in_sync(ctx: PhaseContext, change_id: str | None, what: str) -> None:
@@ -188,25 +202,38 @@ def wait_in_sync(ctx: PhaseContext, change_id: str | None, what: str) -> None:
     )
 
 
-def delete_record(ctx: PhaseContext, resource: Resource) -> None:
-    """Delete a record this deployment created, if it still holds what we wrote."""
+def record_undo(ctx: PhaseContext, resource: Resource) -> Undo:
+    """Rollback's decision for a record this deployment created, read once: delete it if it
+    still holds what we wrote (already gone: nothing to do, deleted as far as we care);
+    leave it if it was changed since."""
     zone_id, recorded = resource.detail["zone"], resource.detail["rrset"]
     current = get_record(ctx, zone_id, recorded["Name"], recorded["Type"])
     if current is None:
-        ctx.deleted(resource)  # already gone: what rollback wants
-        return
+        return Undo(resource, DELETE, "", lambda: ctx.deleted(resource))
     if not same_record(current, recorded):
-        ctx.say(
-            f"left {describe(current)} in place: it was changed outside orchestrator "
-            f"after this deployment wrote {describe(recorded)}"
+        why = (
+            f"it was changed outside orchestrator after this deployment wrote {describe(recorded)}"
         )
-        ctx.forget(resource)
-        return
-    ctx.aws.route53.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch=change_batch("DELETE", current, f"orchestrator {ctx.deployment}: rollback"),
-    )
-    ctx.deleted(resource)
+
+        def leave() -> None:
+            ctx.say(f"left {describe(current)} in place: {why}")
+            ctx.forget(resource)
+
+        return Undo(resource, LEAVE, why, leave)
+
+    def delete() -> None:
+        ctx.aws.route53.change_resource_record_sets(
+            HostedZoneId=zone_id,
+            ChangeBatch=change_batch("DELETE", current, f"orchestrator {ctx.deployment}: rollback"),
+        )
+        ctx.deleted(resource)
+
+    return Undo(resource, DELETE, "", delete)
+
+
+def delete_record(ctx: PhaseContext, resource: Resource) -> None:
+    """Delete a record this deployment created, if it still holds what we wrote."""
+    record_undo(ctx, resource).apply()
 
 
 def record_problem(ctx: PhaseContext, resource: Resource) -> str | None:

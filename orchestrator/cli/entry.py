@@ -5,19 +5,23 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
-from typing import Any
 
 from orchestrator.cli.invocation import Invocation
-from orchestrator.cli.parser import _parser
+from orchestrator.cli.parser import parse
 from orchestrator.errors import ExitCode, Interrupted, StateWriteFailed, UsageError
 from orchestrator.hints import rewriting
 from orchestrator.startup import loading
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
+if TYPE_CHECKING:
+    from typing import Any
+
+    from orchestrator.report import Reporter
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
     # `sandbox` hands every word after it, --help included, to the sandbox's own parser.
-    args, extra = parser.parse_known_args(argv)
+    parser, args, extra = parse(sys.argv[1:] if argv is None else argv)
     if extra and args.command != "sandbox":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     invocation = Invocation.read(args, extra if args.command == "sandbox" else [])
@@ -34,15 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _handle(invocation: Invocation) -> int:
     """Run the command, then say how it ended (with --json, as a final `result` line)."""
-    from orchestrator.report import JsonReporter, Reporter
-
     session = invocation.session
-    # With --json, every way out ends with a result line; otherwise plain until a working
-    # command has asked what it must (a rollback's question) and chooses (_reporter).
-    if invocation.command in WORKING and invocation.json:
-        session.report = JsonReporter(sys.stdout, lambda text: session.hints.rewrite(text))
-    else:
-        session.report = Reporter()
+    with loading():  # rich may load here, for a live display: an interrupt exits 130 at once
+        session.report = _reporter(invocation)
     ending: list[str] = []
     code = _ended(invocation, ending)
     session.report.close()
@@ -52,6 +50,20 @@ def _handle(invocation: Invocation) -> int:
 
 # The commands that work through the engine, and report as they go.
 WORKING = ("run", "resume", "rollback", "plan")
+# Those of them that show their progress: live on a terminal, else lines headed by the time.
+PROGRESSING = ("run", "resume", "rollback")
+
+
+def _reporter(invocation: Invocation) -> Reporter:
+    """The command's voice, chosen once, from the invocation: JSON lines with --json (every
+    way out then ends with a result line); progress for run, resume and rollback (a live
+    display begins with the first phase, so after a rollback's question); else plain lines."""
+    from orchestrator.report import Reporter, choose
+
+    if invocation.command in PROGRESSING or (invocation.command in WORKING and invocation.json):
+        session = invocation.session
+        return choose(as_json=invocation.json, rewrite=lambda text: session.hints.rewrite(text))
+    return Reporter()
 
 
 def _ended(invocation: Invocation, ending: list[str]) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli.render import _kept_by_reason, _output_lines, _phase_summary, status_summary
 from orchestrator.cli.wiring import _state_location, state_store
@@ -12,7 +11,10 @@ from orchestrator.errors import ExitCode, UsageError
 from orchestrator.hints import Flags
 from orchestrator.store import ROLLBACK_ALL
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
 if TYPE_CHECKING:
+    from typing import Any
+
     from orchestrator.cli.invocation import Invocation
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from orchestrator.errors import ExitCode
 from orchestrator.store import DeploymentState, PhaseRecord, PhaseStatus
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _phase_summary(record: PhaseRecord) -> dict[str, Any]:

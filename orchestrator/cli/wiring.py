@@ -6,17 +6,17 @@ import re
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli.parser import DEFAULT_CONFIG
 from orchestrator.cli.world import sandbox_world
 from orchestrator.errors import UsageError
 from orchestrator.hints import Flags
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
 if TYPE_CHECKING:
-    from orchestrator.cli.invocation import Invocation
+    from typing import Any
 
-if TYPE_CHECKING:
+    from orchestrator.cli.invocation import Invocation
     from orchestrator.store import Store
 
 
@@ -103,8 +103,7 @@ def _engine(
         state.made_with = invocation.hints.record()
 
     def on_retry(error: Any, attempt: int) -> None:
-        # The command's voice at the time (rollback chooses it after its question).
-        invocation.report.info(f"{retry_reason(error)}; retrying (attempt {attempt})")
+        report.info(f"{retry_reason(error)}; retrying (attempt {attempt})")
 
     policy = WaitPolicy.from_args(invocation.no_wait, invocation.max_wait)
     return Engine(
@@ -162,14 +161,6 @@ def _load_state(
         say(repointed)
     check_state(state, config, phases, store.path)
     return state
-
-
-def _reporter(invocation: Invocation) -> None:
-    """The voice of a working command: JSON lines, live on a terminal, or plain lines."""
-    from orchestrator.report import choose
-
-    if not invocation.json:
-        invocation.session.report = choose(as_json=False)
 
 
 def _state_location(invocation: Invocation) -> tuple[str, str | None]:

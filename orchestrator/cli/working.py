@@ -7,7 +7,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.cli.wiring import _engine, _load_state, _prepare, _reporter
+from orchestrator.cli.wiring import _engine, _load_state, _prepare
 from orchestrator.errors import ExitCode, NeedsAction, StillWaiting, UsageError
 from orchestrator.report import JsonReporter
 from orchestrator.store import ROLLBACK_ALL, DeploymentState, PhaseStatus, Store
@@ -26,7 +26,6 @@ def _forward(invocation: Invocation) -> int:
         state = _load_state(
             store, config, phases, must_exist=invocation.resume, say=invocation.report.notice
         )
-        _reporter(invocation)
         engine = _engine(invocation, config, phases, store, state, frozenset(invocation.confirm))
         invocation.report.header(state.deployment, str(store.path))
         if invocation.resume and state.rollback_to:
@@ -74,8 +73,7 @@ def _rollback(invocation: Invocation) -> int:
                 f"`orchestrator rollback {'--all' if to is None else '--to ' + to}"
                 f"{' --recorded-settings' if invocation.recorded_settings else ''} --yes`",
             )
-        _reporter(invocation)
-        engine.report = report = invocation.report
+        report = invocation.report
         report.header(state.deployment, str(store.path))
         if isinstance(report, JsonReporter):
             report.emit("preview", steps=[step.as_dict() for step in steps])

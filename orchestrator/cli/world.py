@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from orchestrator.errors import UsageError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `status` loads this
 if TYPE_CHECKING:
+    from typing import Any
+
     from orchestrator.cli.invocation import Invocation
 
 SANDBOX_ENTRY_POINTS = "orchestrator.sandbox"

@@ -119,23 +119,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_CONNECT(self) -> None:
         self.close_connection = True
-        name, _, port = self.path.rpartition(":")
-        try:
+
+        def target() -> tuple[str, int]:
+            name, _, port = self.path.rpartition(":")
             if not name or not port.isdigit():
                 raise Refused(400, f"CONNECT wants host:port, not {self.path!r}")
-            target = self.server.route(name.strip("[]").lower().rstrip("."), int(port))
-            upstream = socket.create_connection(target, timeout=TIMEOUT)
-        except Refused as refused:
-            self._refuse(refused.status, str(refused))
-            return
-        except Exception as exc:  # noqa: BLE001 - the look-up or the front end failed
-            self._refuse(502, f"{self.path}: {exc}")
+            return self.server.route(name.strip("[]").lower().rstrip("."), int(port))
+
+        upstream = self._connect(target)
+        if upstream is None:
             return
         with upstream:
             self.send_response(200, "Connection established")
             self.end_headers()
             self.wfile.flush()
             _relay(self.connection, upstream)
+
+    def _connect(self, target: Callable[[], tuple[str, int]]) -> socket.socket | None:
+        """A connection to the front end `target` names; None once the client has been told
+        why not (the request refused, the name unknown, the front end down)."""
+        try:
+            return socket.create_connection(target(), timeout=TIMEOUT)
+        except Refused as refused:
+            self._refuse(refused.status, str(refused))
+        except Exception as exc:  # noqa: BLE001 - the look-up or the front end failed
+            self._refuse(502, f"{self.path}: {exc}")
+        return None
 
     def _refuse(self, status: int, reason: str) -> None:
         body = f"sandbox egress proxy: {reason}\n".encode()
@@ -151,20 +160,18 @@ class _Handler(BaseHTTPRequestHandler):
         front end's HTTP port as the ALB would receive it, one request per connection."""
         self.close_connection = True
         url = urlsplit(self.path)
-        try:
+
+        def target() -> tuple[str, int]:
             if url.scheme.lower() != "http" or not url.hostname:
                 raise Refused(400, f"a proxy request names an http:// URL, not {self.path!r}")
             if (url.port or 80) != 80:
                 raise Refused(403, f"port {url.port}: the world's ALBs answer plain HTTP on 80")
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
                 raise Refused(411, "a request body needs a Content-Length here")
-            target = self.server.route(url.hostname.rstrip("."), 80)
-            upstream = socket.create_connection(target, timeout=TIMEOUT)
-        except Refused as refused:
-            self._refuse(refused.status, str(refused))
-            return
-        except Exception as exc:  # noqa: BLE001 - the look-up or the front end failed
-            self._refuse(502, f"{self.path}: {exc}")
+            return self.server.route(url.hostname.rstrip("."), 80)
+
+        upstream = self._connect(target)
+        if upstream is None:
             return
         with upstream:
             upstream.sendall(self._origin_form(url.netloc, url.path or "/", url.query))

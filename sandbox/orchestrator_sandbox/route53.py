@@ -27,6 +27,11 @@
   ("... but the alias target name does not lie within the target zone, ... but that target
   was not found"). A `route53.alias_known` event spans the load balancer's creation to the
   moment Route 53 knows it, recorded the first time an alias to it is accepted.
+- A DELETE must name the record set as it is now: the same TTL and values (in any order),
+  or the same alias target. Otherwise the whole batch is refused with InvalidChangeBatch,
+  in AWS's words ("Tried to delete resource record set [name='…', type='…'] but the values
+  provided do not match the current values", or "… but it was not found"); moto deletes
+  by name and type whatever values are given with them.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def make_route53_strict(
     _use_caller_references_once_and_distinct_name_servers()
     _make_changes_take_time()
     _limit_requests()
-    _check_alias_targets()
+    _check_changes()
 
 
 def published_zones(account: str) -> list[Zone]:
@@ -356,12 +361,12 @@ def _limit_requests() -> None:
     Route53.call_action = call_action
 
 
-# ---- alias targets ---------------------------------------------------------------------------
+# ---- changes: deletes as the record set is, alias targets known ----------------------------
 
 _ELB_SUFFIXES = (".elb.amazonaws.com", ".elb.amazonaws.com.cn")
 
 
-def _check_alias_targets() -> None:
+def _check_changes() -> None:
     from moto.route53.exceptions import Route53ClientError
     from moto.route53.models import Route53Backend
 
@@ -370,6 +375,12 @@ def _check_alias_targets() -> None:
         return
 
     def change_resource_record_sets(self: Any, zoneid: str, change_list: list[Any]) -> None:
+        current = self.get_hosted_zone(zoneid).rrsets
+        for change in change_list:
+            if change["Action"] == "DELETE":
+                problem = _delete_problem(current, change["ResourceRecordSet"])
+                if problem:
+                    raise Route53ClientError("InvalidChangeBatch", f"[{problem}]")
         if RULES.alias_delay is not None:
             for change in change_list:
                 rrset = change["ResourceRecordSet"]
@@ -383,6 +394,54 @@ def _check_alias_targets() -> None:
 
     change_resource_record_sets.sandbox_patched = True  # type: ignore[attr-defined]
     Route53Backend.change_resource_record_sets = change_resource_record_sets
+
+
+def _delete_problem(current: list[Any], rrset: dict[str, Any]) -> str | None:
+    """Why Route 53 refuses to delete `rrset` from a zone holding `current` (None: it may)."""
+    name, rtype = _fqdn(rrset["Name"]), rrset["Type"]
+    head = f"Tried to delete resource record set [name='{name}', type='{rtype}']"
+    found = next(
+        (
+            r
+            for r in current
+            if _fqdn(r.name) == name
+            and r.type == rtype
+            and r.set_identifier == rrset.get("SetIdentifier")
+        ),
+        None,
+    )
+    if found is None:
+        return f"{head} but it was not found"
+    if _held(found) != _given(rrset):
+        return f"{head} but the values provided do not match the current values"
+    return None
+
+
+def _fqdn(name: str) -> str:
+    return name.lower().rstrip(".") + "."
+
+
+def _alias_key(alias: dict[str, Any] | None) -> tuple[str, str, bool] | None:
+    if not alias:
+        return None
+    evaluate = alias.get("EvaluateTargetHealth", False)
+    if isinstance(evaluate, str):  # moto keeps what the XML said
+        evaluate = evaluate.lower() == "true"
+    zone = str(alias.get("HostedZoneId", "")).split("/")[-1]
+    return (_fqdn(alias.get("DNSName", "")), zone, bool(evaluate))
+
+
+def _held(record: Any) -> tuple[Any, ...]:
+    """What a record set in the zone holds, as a DELETE must repeat it."""
+    ttl = None if record.ttl is None else int(record.ttl)
+    values = frozenset(v if isinstance(v, str) else v["Value"] for v in record.records or [])
+    return (ttl, values, _alias_key(record.alias_target))
+
+
+def _given(rrset: dict[str, Any]) -> tuple[Any, ...]:
+    ttl = rrset.get("TTL")
+    values = frozenset(r["Value"] for r in rrset.get("ResourceRecords") or [])
+    return (None if ttl is None else int(ttl), values, _alias_key(rrset.get("AliasTarget")))
 
 
 NOT_IN_ZONE = "the alias target name does not lie within the target zone"

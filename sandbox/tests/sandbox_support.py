@@ -1,5 +1,6 @@
 """What the sandbox world's own tests share: a world started in a directory and seen through
-its public APIs, waiting on a condition, and the kubectl marker.
+its public APIs, waiting on a condition, and the kubectl marker. The product's tests build on
+it (tests/harness.py): they depend on the world, never the reverse.
 
 A world starts through `python -m orchestrator sandbox up`, the way users and the product's
 tests start it (the sandbox's command line is the orchestrator's `sandbox` command): that
@@ -13,9 +14,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import boto3
 import pytest
@@ -61,7 +62,8 @@ HARNESS_CONFIG = Config(
 
 
 class World:
-    """A running sandbox world in `directory`."""
+    """A running sandbox world in `directory`. The product's tests see it the same way, with
+    more on top (tests/harness.py)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -74,10 +76,18 @@ class World:
 
     @classmethod
     def up(
-        cls, directory: Path, acm_delay: float = 1.0, alb_delay: float = 1.0, **settings: float
-    ) -> World:
-        """Start a world with short delays; `settings`: other options.SETTINGS by name
-        (tokens live 380 s, as the product's tests have them)."""
+        cls,
+        directory: Path,
+        acm_delay: float = 1.0,
+        alb_delay: float = 1.0,
+        second_team: bool = False,
+        leftovers: bool = False,
+        **settings: float,
+    ) -> Self:
+        """Start a world with short delays; `settings`: other options.SETTINGS by name.
+
+        Tokens live 380 s, so the official client refreshes them 20 s after each, as it does
+        an EKS token 9 minutes in: long runs exercise that."""
         values = {
             "acm_delay": acm_delay,
             "alb_delay": alb_delay,
@@ -88,9 +98,10 @@ class World:
             "token_ttl": 380.0,
             **settings,
         }
+        arguments = options.as_arguments(values, second_team, leftovers=leftovers)
         done = subprocess.run(
             [sys.executable, "-m", "orchestrator", "sandbox", "up", "--dir", str(directory)]
-            + options.as_arguments(values),
+            + arguments,
             capture_output=True,
             text=True,
             timeout=120,
@@ -101,7 +112,7 @@ class World:
     def down(self) -> None:
         world.down(self.directory)
 
-    def __enter__(self) -> World:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -124,6 +135,31 @@ class World:
     @property
     def root_zone_id(self) -> str:
         return self.info["seeded"]["root_zone_id"]
+
+
+W = TypeVar("W", bound=World)
+
+
+def fresh_world(kind: type[W], tmp_path: Path) -> Iterator[W]:
+    """The `world` fixture's body, for this suite's World and the product's: a fresh world
+    with short ACM and ALB delays, stopped after the test."""
+    with kind.up(tmp_path / "world", acm_delay=0.3, alb_delay=0.3) as w:
+        yield w
+
+
+@pytest.fixture
+def moto_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The environment for boto3 against moto in this process: fake credentials, its
+    region (returned), and no endpoint or profile of the machine's own."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return "us-east-1"
 
 
 def binding_crd() -> dict[str, Any]:
