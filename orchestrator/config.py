@@ -636,13 +636,23 @@ def partition_of(region: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def data_loader() -> Any:
+    """botocore's loader of its data files (endpoints, service models), as a session makes
+    it (AWS_DATA_PATH honoured), one for the process: the region checks read the endpoint
+    data through it and the AWS clients are made with it (orchestrator.aws), so that data,
+    a few hundred kilobytes of JSON, is parsed once, not once each. Imported here, not at
+    the top: only the region checks and the clients need it."""
+    import botocore.session
+
+    return botocore.session.get_session().get_component("data_loader")
+
+
+@functools.lru_cache(maxsize=1)
 def _endpoints() -> tuple[dict[str, Any], Any]:
-    """The endpoint data botocore ships, and a resolver over it. Imported here, not at the
-    top: only the region checks need it."""
-    from botocore.loaders import Loader
+    """The endpoint data botocore ships, and a resolver over it."""
     from botocore.regions import EndpointResolver
 
-    endpoints = Loader().load_data("endpoints")
+    endpoints = data_loader().load_data("endpoints")
     return endpoints, EndpointResolver(endpoints)
 
 

@@ -20,9 +20,10 @@ from moto import mock_aws
 from phasekit import Kit, eks_network, phase_kit
 from test_phase_route53 import HOST, SUB, new_zone, rrsets
 
-from orchestrator import waiting
+from orchestrator import aws, waiting
 from orchestrator.aws import Aws, AwsError
 from orchestrator.errors import StillWaiting
+from orchestrator.pacing import Pace
 from orchestrator.states.dns_record import DnsRecordPhase
 from orchestrator_sandbox import events
 from orchestrator_sandbox.route53 import make_route53_strict
@@ -39,7 +40,8 @@ def throttled(world: World) -> list[dict[str, object]]:
 
 def test_a_full_run_and_rollback_stay_under_route53s_rate_limit(tmp_path: Path) -> None:
     """Pages of one make every list as many requests as it has items: the most a run asks
-    of Route 53. Both commands end 0 at once (no resume), and nothing is left."""
+    of Route 53. The run, a no-change run and the rollback end 0 at once (no resume), and
+    nothing is left."""
     workdir = tmp_path / "work"
     workdir.mkdir()
     with World.up(tmp_path / "world", acm_delay=0.3, alb_delay=0.3, page_size=1) as world:
@@ -47,6 +49,14 @@ def test_a_full_run_and_rollback_stay_under_route53s_rate_limit(tmp_path: Path) 
         config = str(world.config)
         done = world.cli("--config", config, "run", cwd=workdir)
         assert done.returncode == 0, done.stdout + done.stderr
+        before = len(world.calls())
+        again = world.cli("--config", config, "run", cwd=workdir)
+        assert again.returncode == 0, again.stdout + again.stderr
+        # A run that changes nothing reads Route 53 once per check (the root zone, our
+        # zone and its tags, the delegation, validation and alias records): at 4 in any
+        # second, each read past the fourth waits a second for the first one's to pass.
+        asked = [c["action"] for c in world.calls()[before:] if c["service"] == "route53"]
+        assert len(asked) <= 6, asked
         gone = world.cli("--config", config, "rollback", "--all", "--yes", cwd=workdir)
         assert gone.returncode == 0, gone.stdout + gone.stderr
         assert left_behind(world, workdir / "state.json") == []
@@ -80,6 +90,15 @@ class FakeClock:
 # ---- pacing, in process ----------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def own_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file where Route 53's pace keeps its last second, the test's own: moto's endpoint
+    is AWS's, which other tests, and this user's own commands, also pace against."""
+    tail = tmp_path / "route53.pace"
+    monkeypatch.setattr(aws, "tail_file", lambda service, endpoint: tail)
+    return tail
+
+
 @pytest.fixture
 def logged(tmp_path: Path) -> Iterator[Path]:
     """The world's event log, in `tmp_path`."""
@@ -111,7 +130,145 @@ def test_route53_calls_keep_under_the_accounts_limit_from_the_first(
     finally:
         make_route53_strict()
     assert [e for e in events.read(logged) if e["kind"] == "route53.throttled"] == []
-    assert took < 8, "paced at 2 a second, 10 requests take about 5 s"
+    assert took < 8, "paced at 4 in any second, 10 requests take about 2 s"
+
+
+def test_no_second_sees_more_than_4_of_our_route53_requests_as_route53_counts_them(
+    moto_env: str, monkeypatch: pytest.MonkeyPatch, logged: Path
+) -> None:
+    """The promise is 4 in any second, as Route 53 counts them (on arrival), so that every
+    second leaves the account's other tools one request at least: with Route 53 playing a
+    limit of 4, three threads asking at once have not one request throttled."""
+    monkeypatch.delenv("ORCHESTRATOR_ROUTE53_RATE", raising=False)
+    monkeypatch.setattr(aws, "_SHARED_PACES", {})
+    make_route53_strict(rate=4)
+    try:
+        with mock_aws():
+            clients = [Aws("us-west-2").route53 for _ in range(3)]
+            threads = [
+                threading.Thread(target=lambda c=c: [c.list_hosted_zones() for _ in range(4)])
+                for c in clients
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        make_route53_strict()
+    assert [e for e in events.read(logged) if e["kind"] == "route53.throttled"] == []
+
+
+def pace_on(clock: FakeClock, tail: Path | None = None, wall: float = 0.0) -> Pace:
+    """Route 53's pace at the default 2 a second, on a fake clock (and wall clock)."""
+    return Pace(
+        2.0, burst=8, per_second=4, clock=clock, sleep=clock.sleep, tail=tail, wall=lambda: wall
+    )
+
+
+def paced(requests: int, gap: float = 0.01) -> list[float]:
+    """When each of `requests` Route 53 requests is sent, each answered `gap` seconds after
+    it was sent, and the next asked for then."""
+    clock = FakeClock()
+    pace = pace_on(clock)
+    sent = []
+    for _ in range(requests):
+        ticket = pace.take()
+        sent.append(clock.now)
+        clock.now += gap
+        pace.answered(ticket)
+    return sent
+
+
+def test_a_commands_first_route53_requests_wait_for_nothing() -> None:
+    """The pace starts full: a no-change run's side-by-side verifies, or a run's first
+    phases, do not wait for tokens no one has spent (the first request of a process used
+    to wait half a second, and each next one another half)."""
+    assert paced(4, gap=0.0) == [0.0] * 4
+
+
+def test_no_second_sees_more_than_4_route53_requests_and_they_average_2() -> None:
+    sent = paced(200)
+    # Any one second, as the world counts it (the requests of the second up to each one).
+    assert max(sum(1 for s in sent if t - 1.0 < s <= t) for t in sent) == 4
+    # Any longer span: the burst of 8, then 2 a second.
+    for first, start in enumerate(sent):
+        for last in range(first, len(sent)):
+            assert last - first + 1 <= 8 + 2.0 * (sent[last] - start) + 1e-9
+    assert (len(sent) - 8) / sent[-1] <= 2.0
+
+
+def test_a_route53_request_counts_until_its_answer_comes() -> None:
+    """Route 53 may receive a request any time before it answers (a busy machine, a slow
+    network): one unanswered still counts, and one answered late counts from its answer."""
+    clock = FakeClock()
+    pace = pace_on(clock)
+    tickets = [pace.take() for _ in range(4)]
+    clock.now = 3.0
+    pace.answered(tickets[0])
+    pace.take()
+    assert clock.now == pytest.approx(4.0 + Pace.MARGIN)
+
+
+def test_a_quiet_while_refills_the_route53_burst() -> None:
+    """After a wait of its own (a teardown, an ACM validation), a command's next requests
+    go at 4 a second again."""
+    clock = FakeClock()
+    pace = pace_on(clock)
+    for _ in range(20):
+        pace.answered(pace.take())
+    clock.now += 10.0
+    clock.sleeps.clear()
+    for _ in range(4):
+        pace.answered(pace.take())
+    assert clock.sleeps == []
+
+
+def test_a_command_counts_the_last_second_of_the_command_before(own_tail: Path) -> None:
+    """Commands run back to back (a no-change run, then a rollback) share Route 53's second:
+    the second command waits for the first one's last four answers to age out."""
+    first = FakeClock()
+    before = pace_on(first, own_tail, wall=1000.0)
+    for _ in range(4):
+        before.answered(before.take())
+    clock = FakeClock()
+    after = pace_on(clock, own_tail, wall=1000.75)
+    after.answered(after.take())
+    assert clock.sleeps == [pytest.approx(0.25 + Pace.MARGIN)]
+    # Answers more than a second old leave the next command's first second whole.
+    clock = FakeClock()
+    later = pace_on(clock, own_tail, wall=1002.0)
+    for _ in range(4):
+        later.answered(later.take())
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("kept", ["not JSON", '{"a": 1}', '["x", null]', ""])
+def test_a_garbled_route53_tail_leaves_the_pace_whole(own_tail: Path, kept: str) -> None:
+    own_tail.write_text(kept)
+    clock = FakeClock()
+    pace = pace_on(clock, own_tail, wall=1000.0)
+    for _ in range(4):
+        pace.answered(pace.take())
+    assert clock.sleeps == []
+
+
+def test_route53_clients_share_one_pace_of_4_a_second(
+    moto_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every Route 53 client of the process, at the default rate, takes its turns from one
+    pace: four requests go at once, the fifth waits for the first answer's second to pass."""
+    monkeypatch.delenv("ORCHESTRATOR_ROUTE53_RATE", raising=False)
+    monkeypatch.setattr(aws, "_SHARED_PACES", {})
+    with mock_aws():
+        clients = [Aws("us-west-2").route53 for _ in range(2)]
+        (shared,) = aws._SHARED_PACES.values()
+        clock = FakeClock()  # stands still but for the pace's own waits
+        monkeypatch.setattr(shared, "_clock", clock)
+        monkeypatch.setattr(shared, "_sleep", clock.sleep)
+        monkeypatch.setattr(shared, "_at", clock.now)
+        for client in clients * 3:
+            client.list_hosted_zones()
+    assert clock.sleeps == [pytest.approx(1.0 + Pace.MARGIN)]
 
 
 def test_waits_on_route53_poll_a_second_apart_at_first() -> None:
