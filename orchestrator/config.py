@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.builders.controller_manifests import BUNDLED_VERSION, BUNDLED_VERSIONS
 from orchestrator.errors import UsageError
 from orchestrator.store import is_s3
 
@@ -100,6 +101,7 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "kubeflow.alb.scheme": str,
     "kubeflow.alb.controller": (dict, type(None)),
     "kubeflow.alb.controller.imageRepository": (str, type(None)),
+    "kubeflow.alb.controller.version": (str, type(None)),
     "kubernetes": (dict, type(None)),
     "kubernetes.context": (str, type(None)),
     "state": (dict, type(None)),
@@ -131,6 +133,9 @@ class Config:
     alb_scheme: str = "internet-facing"
     kube_context: str | None = None
     controller_image_repository: str = DEFAULT_CONTROLLER_IMAGE_REPOSITORY
+    # The controller release to run: one this tool bundles. Not among the controller
+    # phase's inputs: changing it upgrades the controller in place, it is no other deployment.
+    controller_version: str = BUNDLED_VERSION
     # Where the state lives (`--state` wins), and the KMS key an S3 state is encrypted
     # with. Not settings: moving the state does not change the deployment.
     state_url: str | None = None
@@ -451,6 +456,8 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
             "(no tag or digest: orchestrator pins the controller's version)"
         )
 
+    controller_version = _controller_version(data, problems)
+
     context = _lookup(data, "kubernetes.context")
     if context is not None and not _CONTEXT.fullmatch(context):
         problems.append(f"kubernetes.context: {_shown(context)} is not a kubeconfig context name")
@@ -476,10 +483,26 @@ def _build(data: dict[str, Any]) -> tuple[Config, list[str]]:
         alb_scheme=scheme,
         kube_context=context,
         controller_image_repository=repository,
+        controller_version=controller_version,
         state_url=state_url,
         state_kms_key=state_kms_key,
     )
     return config, problems
+
+
+def _controller_version(data: dict[str, Any], problems: list[str]) -> str:
+    """kubeflow.alb.controller.version: a release this tool bundles (`3.5.0` is `v3.5.0`)."""
+    version = _lookup(data, "kubeflow.alb.controller.version")
+    if version is None:
+        return BUNDLED_VERSION
+    named = version if version.startswith("v") else f"v{version}"
+    if named not in BUNDLED_VERSIONS:
+        problems.append(
+            f"kubeflow.alb.controller.version: {_shown(version)} is not a release orchestrator "
+            f"bundles ({', '.join(BUNDLED_VERSIONS)}; the default is {BUNDLED_VERSION})"
+        )
+        return BUNDLED_VERSION
+    return named
 
 
 def _state(data: dict[str, Any], problems: list[str]) -> tuple[str | None, str | None]:

@@ -286,6 +286,26 @@ class Kube:
         ]
         return webhooks_called(configurations, group, resource, operation)
 
+    def webhook_failure(self, obj: dict[str, Any]) -> str | None:
+        """Why the API server would not take a create of `obj` now, or None if the admission
+        webhooks it goes through answered (admitting it, or denying it in their own words):
+        a dry run, for which the API server calls the webhooks as for a real create and
+        writes nothing."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        metadata = obj["metadata"]
+
+        def dry_run() -> str | None:
+            try:
+                resource.create(body=obj, namespace=metadata.get("namespace"), dry_run="All")
+            except Exception as exc:  # noqa: BLE001 - a refusal is the answer we look for
+                error = _translate(f"dry-run create {obj['kind']}", exc)
+                if "denied the request" in error.message:
+                    return None  # a webhook's own refusal: it answered
+                return error.message or error.reason
+            return None  # admitted
+
+        return self._call(f"dry-run create {obj['kind']}", dry_run)
+
     # ---- writes -----------------------------------------------------------------------------
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:

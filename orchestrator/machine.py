@@ -87,10 +87,12 @@ class Engine:
         aws_factory: Callable[[], Aws] | None = None,
         kube_factory: Callable[[], Kube] | None = None,
         inventory: Any = None,
+        allow_downgrade: bool = False,
     ) -> None:
         """`inventory`: finds the deployment's resources by their marks, asking the phases
         (orchestrator.inventory.Inventory: `find(ctx)`, `ours(ctx, found)`,
-        `by_other_owners(ctx, found)`)."""
+        `by_other_owners(ctx, found)`). `allow_downgrade`: the operator asked for a
+        controller older than the one that runs (`--allow-downgrade`)."""
         self.phases = {p.name: p for p in phases}
         self.order = [p.name for p in phases]
         self.state = state
@@ -102,6 +104,7 @@ class Engine:
         self._aws_factory = aws_factory
         self._kube_factory = kube_factory
         self.inventory = inventory
+        self.allow_downgrade = allow_downgrade
         self._aws: Aws | None = None
         self._kube: Kube | None = None
         # Phases verified side by side share one of each, made by whichever asks first.
@@ -220,7 +223,19 @@ class Engine:
         state should be a copy: a phase's plan may note what it read (preflight's
         observations, say) in its record for the later phases' plans."""
         stop = self.order.index(until) if until else len(self.order) - 1
-        return [self.plan_phase(name) for name in self.order[: stop + 1]]
+        plans: list[PhasePlan] = []
+        stopped: dict[str, str] = {}  # phase -> the earlier phase that run would stop at
+        for name in self.order[: stop + 1]:
+            first = next((stopped[r] for r in self.phases[name].reads if r in stopped), None)
+            if first is not None:  # what it reads would not be there: say so, not a KeyError
+                problem = f"run would stop at {first} before it"
+                plans.append(PhasePlan(name, "unknown", problem=problem))
+                stopped[name] = first
+                continue
+            plans.append(self.plan_phase(name))
+            if plans[-1].status in ("stop", "unknown"):
+                stopped[name] = name
+        return plans
 
     def plan_phase(self, name: str) -> PhasePlan:
         """One phase's plan, with every write call refused while it is made."""

@@ -177,6 +177,11 @@ class PhaseContext:
         return self.record.name in self._engine.confirmations
 
     @property
+    def allow_downgrade(self) -> bool:
+        """Whether the operator asked for a controller older than the running one."""
+        return self._engine.allow_downgrade
+
+    @property
     def owner(self) -> Owner:
         """This deployment as made by this state file: what it tags and what it may touch."""
         state = self._engine.state

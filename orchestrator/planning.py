@@ -89,13 +89,80 @@ def lines(plans: list[PhasePlan]) -> list[str]:
 
 
 def summary(plans: list[PhasePlan]) -> str:
-    changes = [c for p in plans for c in p.changes]
-    counts = {action: sum(c.action == action for c in changes) for action in WRITES}
-    done = sum(p.status == "done" for p in plans)
+    counts = _counts(plans)
     head = f"{counts[CREATE]} to create, {counts[UPDATE]} to update, {counts[DELETE]} to delete"
+    if counts[ASK]:
+        head += f", {counts[ASK]} for a human to do"
+    done = sum(p.status == "done" for p in plans)
     tail = f"{done} of {len(plans)} phases done and still true"
-    for status, said in (("stop", "would stop at"), ("unknown", "could not plan")):
-        named = [p.phase for p in plans if p.status == status]
+    for status, said in (
+        ("drifted", "drifted:"),
+        ("stop", "would stop at"),
+        ("unknown", "could not plan"),
+    ):
+        named = _phases(plans, status)
         if named:
             tail += f"; {said} {', '.join(named)}"
     return f"{head}; {tail}. Nothing was changed."
+
+
+# ---- the plan as a CI job reads it: has anything drifted? ---------------------------------
+
+# `plan --detailed-exitcode`, as Terraform's: 0 nothing to change, 2 changes, 1 anything else
+# (a phase run would stop at, one whose reads failed, or an error: a bad config too, so
+# that it never reads as "changes").
+NO_CHANGES, CHANGES, CANNOT_TELL = 0, 2, 1
+# What makes a plan one with changes: a write, or a step a human must take (delegation at
+# a registrar: the deployment is not yet what the config asks). Use, wait and check
+# alone change nothing.
+CHANGING = (*WRITES, ASK)
+
+
+def has_changes(plans: list[PhasePlan]) -> bool:
+    """Whether run would change anything: a phase drifted (done, no longer true), or one
+    whose plan lists a write or a human's step."""
+    return any(
+        plan.status == "drifted" or any(c.action in CHANGING for c in plan.changes)
+        for plan in plans
+    )
+
+
+def blocked(plans: list[PhasePlan]) -> bool:
+    """Whether the plan cannot vouch for a run: a phase would stop, or could not be read."""
+    return any(plan.status in ("stop", "unknown") for plan in plans)
+
+
+def exit_code(plans: list[PhasePlan], detailed: bool) -> int:
+    """plan's exit code: 1 when blocked; else 0, or with `detailed` 2 when run would
+    change anything."""
+    if blocked(plans):
+        return CANNOT_TELL
+    return CHANGES if detailed and has_changes(plans) else NO_CHANGES
+
+
+def summary_fields(plans: list[PhasePlan], code: int) -> dict[str, object]:
+    """The `summary` event of `plan --json`: one line a pipeline reads the plan from."""
+    counts = _counts(plans)
+    return {
+        "create": counts[CREATE],
+        "update": counts[UPDATE],
+        "delete": counts[DELETE],
+        "ask": counts[ASK],
+        "changes": has_changes(plans),
+        "drifted": _phases(plans, "drifted"),
+        "would_stop": _phases(plans, "stop"),
+        "cannot_tell": _phases(plans, "unknown"),
+        "done": len(_phases(plans, "done")),
+        "phases": len(plans),
+        "exit_code": code,
+        "message": summary(plans),
+    }
+
+
+def _counts(plans: list[PhasePlan]) -> dict[str, int]:
+    actions = [c.action for p in plans for c in p.changes]
+    return {action: actions.count(action) for action in CHANGING}
+
+
+def _phases(plans: list[PhasePlan], status: str) -> list[str]:
+    return [p.phase for p in plans if p.status == status]

@@ -21,6 +21,15 @@ security group before deleting it (deleted, the controller could never release i
 deletes the group itself once nothing the controller finalizes is left (a controller
 started after the last Ingress was being deleted never releases it).
 
+The controller runs the release `kubeflow.alb.controller.version` names (one this tool
+bundles). Another release asked of our own controller is an upgrade in place: the CRDs
+first, waited Established, then the RBAC, webhook and other objects that change, the
+Deployment last, then the wait for its rollout to end (every replica the new release's)
+and the webhook certificate checked as the API server checks it; objects that do not
+change are used as they are. The IAM policy the new release needs was put in place by
+controller_iam, the phase before. An older release than ours runs is refused unless the
+operator asks for the downgrade (`--allow-downgrade`).
+
 Plan and enter share one decision (`_decide`), and the rollback preview and rollback
 another (`rollback_plan`), the backend security group included.
 """
@@ -46,9 +55,15 @@ from orchestrator.builders.controller_manifests import (
     kinds,
 )
 from orchestrator.builders.ingress import NAME, NAMESPACE
-from orchestrator.builders.running_controller import available
+from orchestrator.builders.running_controller import (
+    available,
+    controller_version,
+    parse_version,
+    refuse_downgrade,
+    shown_version,
+)
 from orchestrator.builders.webhook_tls import serving_problem, webhook_certificates
-from orchestrator.creating import creating
+from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.kube import tolerate_not_found
 from orchestrator.ownership import DEPLOYMENT_LABEL, STATE_LABEL, Owner, not_ours, released_metadata
@@ -78,8 +93,21 @@ SERVICE_FINALIZER = "service.k8s.aws/resources"
 TLS_KEYS = ("ca.crt", "tls.crt", "tls.key")  # the webhook Secret's data
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 # What the install does with one of its objects (object_verdict), besides CREATE, UPDATE
-# (ours: applied again) and USE (another's, used as it is): take over a leftover.
+# (ours: applied again where it changed) and USE (another's, or ours unchanged, used as it
+# is): take over a leftover.
 TAKE_OVER = "take over"
+# What an upgrade creates as a dry run to know the new pods answer the webhooks: an Ingress
+# of the controller's class (its validating webhook is called for it); a name the API
+# server makes up, so that no Ingress of that name is in the way.
+WEBHOOK_PROBE = {
+    "apiVersion": "networking.k8s.io/v1",
+    "kind": "Ingress",
+    "metadata": {"generateName": "orchestrator-webhook-probe-", "namespace": CONTROLLER_NAMESPACE},
+    "spec": {
+        "ingressClassName": "alb",
+        "defaultBackend": {"service": {"name": WEBHOOK_SERVICE, "port": {"number": 443}}},
+    },
+}
 # One thing the phase does (a Change, for plan) and how (applied by enter only).
 Decision = tuple[Change, Callable[[], None]]
 # Objects an earlier install leaves that cannot work as they are: the ServiceAccount names
@@ -158,6 +186,10 @@ class ControllerPhase(Phase):
         existing = ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
         if existing is not None and not ctx.owner.owns_object(existing):
             return [self._adopting(ctx, existing), self._until_available(ctx)]
+        running = controller_version(existing)
+        refuse_downgrade(running, ctx.config.controller_version, ctx.allow_downgrade)
+        if running is not None and running != parse_version(ctx.config.controller_version):
+            return self._upgrading(ctx, shown_version(running))
         return self._installing(ctx)
 
     def _adopting(self, ctx: PhaseContext, deployment: dict[str, Any]) -> Decision:
@@ -197,6 +229,7 @@ class ControllerPhase(Phase):
             webhook_cert_pem=cert,
             webhook_key_pem=key,
             image_repository=ctx.config.controller_image_repository,
+            version=ctx.config.controller_version,
         )
 
     def _installing(self, ctx: PhaseContext) -> list[Decision]:
@@ -215,6 +248,30 @@ class ControllerPhase(Phase):
             *(decision for obj, decision in objects if obj["kind"] != CRD),
             self._webhook_check(ctx, webhook_configurations(manifests), renewal),
             self._until_available(ctx),
+            self._until_webhooks_answer(ctx),
+        ]
+
+    def _upgrading(self, ctx: PhaseContext, running: str) -> list[Decision]:
+        """Our controller, running another release than the config asks, upgraded in place:
+        the CRDs, waited Established; the objects that change (RBAC, webhooks, ...); the
+        Deployment last, its old pods serving the webhooks until the new ones are ready;
+        then the wait for the rollout to end, and the webhook certificate checked as the API
+        server checks it. Every verdict is read before the first write."""
+        tls, renewal = self._webhook_tls(ctx)
+        manifests = self._manifests(ctx, tls)
+        users = functools.cache(lambda: workloads_using_controller_identity(ctx))
+        upgrade = f"the AWS Load Balancer Controller {running} → {ctx.config.controller_version}"
+        objects = [(obj, self._object(ctx, obj, users, renewal, upgrade)) for obj in manifests]
+        definitions = [obj["metadata"]["name"] for obj in manifests if obj["kind"] == CRD]
+        rest = [(obj, decision) for obj, decision in objects if obj["kind"] != CRD]
+        rest.sort(key=lambda pair: pair[0]["kind"] == "Deployment")  # the Deployment last
+        return [
+            *(decision for obj, decision in objects if obj["kind"] == CRD),
+            self._until_established(ctx, definitions),
+            *(decision for _, decision in rest),
+            self._until_rolled_out(ctx),
+            self._webhook_check(ctx, webhook_configurations(manifests), renewal),
+            self._until_webhooks_answer(ctx),
         ]
 
     def _object(
@@ -223,10 +280,12 @@ class ControllerPhase(Phase):
         obj: dict[str, Any],
         users: Callable[[], list[str]],
         renewal: str | None,
+        upgrade: str = "",
     ) -> Decision:
         """What the install does with one object of the controller's (object_verdict), and
         how: not one that is another's and works as it is; a leftover taken over is ours
-        from then on."""
+        from then on; one of ours as it should be is left as it is. `upgrade`: the release
+        change, which the Deployment's change names."""
         meta = obj["metadata"]
         current = ctx.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
         rid = object_id(obj)
@@ -237,6 +296,12 @@ class ControllerPhase(Phase):
         if verdict.action == USE:
             change = Change(USE, described(obj), verdict.why)
             return change, lambda: _adopt(ctx, rid)  # someone else's: used as is, never deleted
+        if verdict.action == UPDATE and current is not None:
+            differs = difference(obj, current)
+            if differs is None:
+                return Change(USE, described(obj), "ours, unchanged"), lambda: _claim(ctx, rid)
+            why = upgrade if upgrade and obj["kind"] == "Deployment" else verdict.why
+            verdict = Verdict(UPDATE, why or f"changed at {differs}")
         if verdict.action == TAKE_OVER:
             change = Change(UPDATE, described(obj), f"take over: {verdict.why}")
         else:
@@ -311,6 +376,48 @@ class ControllerPhase(Phase):
         kept, renewal = kept_webhook_tls(ctx.owner, secret)
         return (kept or webhook_certificates()), renewal
 
+    def _until_rolled_out(self, ctx: PhaseContext) -> Decision:
+        """An upgrade's rollout ends when every replica runs the new release and is
+        available (as `kubectl rollout status` judges it): until then old pods may still
+        answer the webhooks."""
+        kube = ctx.kube
+        version = ctx.config.controller_version
+        what = (
+            f"Deployment {CONTROLLER_NAMESPACE}/{CONTROLLER_NAME} to roll out controller {version}"
+        )
+
+        def ready() -> bool | None:
+            deployment = kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
+            if rolled_out(deployment) and controller_version(deployment) == parse_version(version):
+                return True
+            ctx.note(failure_of(deployment) or rollout_progress(deployment))
+            return None
+
+        def wait() -> None:
+            ctx.outputs["deployment"] = f"{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
+            ctx.wait_until(what, ready, limit=900)
+
+        return Change(WAIT, f"for {what}"), wait
+
+    def _until_webhooks_answer(self, ctx: PhaseContext) -> Decision:
+        """Once its Deployment is available (after an upgrade: rolled out), the controller's
+        pods answer its admission webhooks, which every later write of an Ingress goes
+        through: an Ingress of class alb, created as a dry run (nothing is written), goes
+        through the API server's call of the controller's webhook, answered or not."""
+        what = "the controller's pods to answer its admission webhooks"
+
+        def answered() -> bool | None:
+            failure = ctx.kube.webhook_failure(WEBHOOK_PROBE)
+            if failure is None:
+                return True
+            ctx.note(failure)
+            return None
+
+        def wait() -> None:
+            ctx.wait_until(what, answered, limit=300)
+
+        return Change(WAIT, f"for {what}", "a dry-run Ingress of class alb"), wait
+
     def _until_available(self, ctx: PhaseContext) -> Decision:
         kube = ctx.kube
         what = f"Deployment {CONTROLLER_NAMESPACE}/{CONTROLLER_NAME} to be available"
@@ -350,7 +457,29 @@ class ControllerPhase(Phase):
             for version, kind, _, name in map(parse_object_id, (r.id for r in ctx.owned(KIND)))
             if kind in WEBHOOK_KINDS
         ]
-        return webhook_trust_problem(kube, webhooks)
+        return webhook_trust_problem(kube, webhooks) or self._release_drift(ctx, deployment)
+
+    def _release_drift(self, ctx: PhaseContext, deployment: dict[str, Any]) -> str | None:
+        """How what runs differs from what the configured release asks: its version, else
+        the Deployment (image, args), the CRDs or the webhook configurations."""
+        wanted = ctx.config.controller_version
+        running = controller_version(deployment)
+        if running != parse_version(wanted):
+            shown = shown_version(running) if running else "an unknown release"
+            return f"it runs {shown}, the config asks for {wanted}"
+        secret = ctx.kube.get("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE)
+        tls = secret_pems(secret)
+        if tls is None:
+            return None  # the webhook trust check above says what is wrong with it
+        for obj in self._manifests(ctx, tls):
+            if obj["kind"] not in (CRD, "Deployment", *WEBHOOK_KINDS):
+                continue
+            meta = obj["metadata"]
+            live = ctx.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+            differs = difference(obj, live) if live is not None else "it is gone"
+            if differs:
+                return f"{described(obj)} is not as controller {wanted} has it ({differs})"
+        return None
 
     def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
         return marked_objects(ctx)
@@ -469,12 +598,67 @@ def _adopt(ctx: PhaseContext, rid: str) -> None:
     ctx.adopt(KIND, rid)
 
 
+def _claim(ctx: PhaseContext, rid: str) -> None:
+    """Ours and as it should be: recorded as ours (after `import`, say), not applied."""
+    used = ctx.find(KIND, rid)
+    if used is not None and not used.created:
+        ctx.forget(used)
+    claim(ctx, KIND, rid)
+
+
+# ---- what runs, against what the configured release asks ---------------------------------------
+
+
+def difference(wanted: Any, live: Any, path: str = "") -> str | None:
+    """Where `live` differs from what applying `wanted` would make it: the first field of
+    `wanted` whose value `live` does not hold (what the API server adds is not compared);
+    None if none does."""
+    if isinstance(wanted, dict):
+        if not isinstance(live, dict):
+            return None if not wanted and live is None else path or "the object"
+        for key, value in wanted.items():
+            found = difference(value, live.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    if isinstance(wanted, list):
+        if not isinstance(live, list) or len(live) != len(wanted):
+            return None if not wanted and live is None else path
+        for index, (item, held) in enumerate(zip(wanted, live, strict=True)):
+            found = difference(item, held, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    return None if wanted == live or (wanted in ("", None) and live is None) else path
+
+
+def rolled_out(deployment: dict[str, Any] | None) -> bool:
+    """Whether a Deployment's rollout has ended, as `kubectl rollout status` judges it:
+    its latest generation seen, every replica updated and available, no old one left."""
+    if not available(deployment):
+        return False
+    status = (deployment or {}).get("status") or {}
+    wanted = ((deployment or {}).get("spec") or {}).get("replicas", 1)
+    updated = status.get("updatedReplicas") or 0
+    return (
+        updated >= wanted
+        and (status.get("replicas") or 0) <= updated
+        and (status.get("availableReplicas") or 0) >= updated
+    )
+
+
+def rollout_progress(deployment: dict[str, Any] | None) -> str:
+    status = (deployment or {}).get("status") or {}
+    wanted = ((deployment or {}).get("spec") or {}).get("replicas", 1)
+    return f"{status.get('updatedReplicas') or 0} of {wanted} replicas updated"
+
+
 # ---- leftovers of an earlier install, and the webhook certificate -----------------------------
 
 
 @dataclass(frozen=True)
 class Verdict:
-    action: str  # CREATE, UPDATE (ours: applied again), TAKE_OVER or USE
+    action: str  # CREATE, UPDATE (ours: applied again if changed), TAKE_OVER or USE
     why: str = ""
 
 
@@ -495,7 +679,7 @@ def object_verdict(
     if applied or ctx.owner.owns_object(current):
         if obj["kind"] == "Secret" and renewal:
             return Verdict(UPDATE, f"a new webhook certificate: the one there {renewal}")
-        return Verdict(UPDATE, "applied again")
+        return Verdict(UPDATE)  # applied again if it differs from what it should be
     kind = obj["kind"]
     works = kind == "ServiceAccount" and role_of(current) == role_of(obj)
     if kind not in LEFTOVER_KINDS or works:

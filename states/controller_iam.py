@@ -4,6 +4,11 @@ The cluster's IAM OIDC provider (used if it exists, created only if missing), an
 policy with what the controller needs, and a role that only the controller's service
 account can assume, with the policy attached. ARNs are built in the caller's partition.
 
+The policy is the one the configured controller release needs (each bundled release
+brings its own): a release that needs other permissions makes the policy's document change
+to a new default version, before the controller is upgraded (the next phase), and plan
+names the actions that change.
+
 The OIDC provider is shared by nature: every IRSA role of the cluster (EBS CSI, Kubeflow's
 S3 access, Karpenter, ...) trusts it. Rollback deletes one this deployment created only
 while no role not ours trusts it, and keeps the role and policy while a controller left in
@@ -26,9 +31,11 @@ from orchestrator.builders.controller_manifests import (
     STS_AUDIENCE,
     controller_policy,
     oidc_provider_arn,
+    permissions,
     policy_arn,
     trust_policy,
 )
+from orchestrator.builders.running_controller import controller_version, refuse_downgrade
 from orchestrator.creating import claim, creating
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import (
@@ -148,7 +155,7 @@ class ControllerIamPhase(Phase):
         self, ctx: PhaseContext, arn: str, name: str, partition: str
     ) -> tuple[Change, Callable[[], None]]:
         iam = ctx.aws.iam
-        document = controller_policy(partition)
+        document = controller_policy(partition, ctx.config.controller_version)
         current = tolerate(lambda: iam.get_policy(PolicyArn=arn)["Policy"], NO_ENTITY)
         if current is None:
 
@@ -169,14 +176,26 @@ class ControllerIamPhase(Phase):
             # used as it is, never changed or deleted
             return Change(USE, f"IAM policy {arn}", RELEASED), lambda: _adopt(ctx, POLICY, arn)
         version = iam.get_policy_version(PolicyArn=arn, VersionId=current["DefaultVersionId"])
-        if same_document(version["PolicyVersion"]["Document"], document):
+        live = _document(version["PolicyVersion"]["Document"])
+        if same_document(live, document):
             return Change(USE, f"IAM policy {arn}"), lambda: _claim(ctx, POLICY, arn)
+        self._no_downgrade(ctx)
 
         def update() -> None:
             claim(ctx, POLICY, arn)
             self._new_version(ctx, arn, document)
 
-        return Change(UPDATE, f"IAM policy {arn}", "a new default version"), update
+        why = f"a new default version, for controller {ctx.config.controller_version}: "
+        return Change(UPDATE, f"IAM policy {arn}", why + document_change(live, document)), update
+
+    def _no_downgrade(self, ctx: PhaseContext) -> None:
+        """The policy of an older release than our controller runs is not put in place
+        unless asked for (the controller phase refuses the downgrade in the same words)."""
+        kube = ctx.kube
+        deployment = kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
+        if deployment is not None and ctx.owner.owns_object(deployment):
+            running = controller_version(deployment)
+            refuse_downgrade(running, ctx.config.controller_version, ctx.allow_downgrade)
 
     def _new_version(self, ctx: PhaseContext, arn: str, document: dict[str, Any]) -> None:
         iam = ctx.aws.iam
@@ -264,8 +283,12 @@ class ControllerIamPhase(Phase):
         ).get("ClientIDList", [])
         if STS_AUDIENCE not in audiences:
             return f"OIDC provider {out['oidc_provider_arn']} no longer accepts {STS_AUDIENCE}"
-        if tolerate(iam.get_policy, NO_ENTITY, PolicyArn=out["policy_arn"]) is None:
+        policy = tolerate(iam.get_policy, NO_ENTITY, PolicyArn=out["policy_arn"])
+        if policy is None:
             return f"policy {out['policy_arn']} is gone"
+        drift = self._policy_drift(ctx, out["policy_arn"], policy["Policy"]["DefaultVersionId"])
+        if drift:
+            return drift
         role = tolerate(lambda: iam.get_role(RoleName=out["role_name"])["Role"], NO_ENTITY)
         if role is None:
             return f"role {out['role_name']} is gone"
@@ -277,6 +300,21 @@ class ControllerIamPhase(Phase):
         if not any(p["PolicyArn"] == out["policy_arn"] for p in attached):
             return f"policy {out['policy_arn']} is no longer attached to {out['role_name']}"
         return None
+
+    def _policy_drift(self, ctx: PhaseContext, arn: str, default_version: str) -> str | None:
+        """Why our policy's document is not the one the configured controller release
+        needs (another release's, or edited by hand); None if it is, or not ours to change."""
+        if not any(r.id == arn for r in ctx.owned(POLICY)):
+            return None
+        version = ctx.aws.iam.get_policy_version(PolicyArn=arn, VersionId=default_version)
+        live = _document(version["PolicyVersion"]["Document"])
+        wanted = controller_policy(_partition(ctx), ctx.config.controller_version)
+        if same_document(live, wanted):
+            return None
+        return (
+            f"policy {arn} is not the one controller {ctx.config.controller_version} needs "
+            f"(that one {document_change(live, wanted)})"
+        )
 
     def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
         return marked_iam(ctx, search.cluster)
@@ -551,6 +589,29 @@ def _document(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     return dict(json.loads(unquote(str(value))))
+
+
+def document_change(live: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """What a new policy document changes of what the live one grants, briefly: the actions
+    it adds and removes, or those whose resources or conditions change."""
+    before, after = set(permissions(live)), set(permissions(wanted))
+    old_actions = {row[1] for row in before}
+    new_actions = {row[1] for row in after}
+    parts = []
+    if new_actions - old_actions:
+        parts.append(f"adds {_few(new_actions - old_actions)}")
+    if old_actions - new_actions:
+        parts.append(f"removes {_few(old_actions - new_actions)}")
+    reworded = {row[1] for row in before ^ after} & old_actions & new_actions
+    if reworded:
+        parts.append(f"changes the resources or conditions of {_few(reworded)}")
+    return "; ".join(parts) or "grants the same (its statements are cut differently)"
+
+
+def _few(actions: set[str], shown: int = 3) -> str:
+    names = sorted(actions)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def iam_tags(ctx: PhaseContext, kind: str, rid: str) -> list[dict[str, str]]:

@@ -3,8 +3,11 @@
 The AWS identity and its partition; the EKS cluster (ACTIVE, its VPC, OIDC issuer and API
 server); that the kubeconfig context talks to that very cluster (its API server URL and
 CA match what EKS reports), so nothing is installed into another cluster by mistake; the
-root zone; the Istio ingress gateway; and that the VPC has subnets of the right kind in
-two Availability Zones for the ALB.
+root zone; the Istio ingress gateway; that the VPC has subnets of the right kind in
+two Availability Zones for the ALB; and that a load balancer controller someone else
+installed (adopted, never changed) is a release that has what our Ingress needs
+(running_controller.MINIMUM): an older one would ignore what it does not know, and the
+ALB would lack it.
 """
 
 from __future__ import annotations
@@ -16,9 +19,18 @@ from urllib.parse import urlsplit
 
 from orchestrator.aws import AwsError, partition_of
 from orchestrator.builders import subnets as discovery
+from orchestrator.builders.controller_manifests import CONTROLLER_NAME, CONTROLLER_NAMESPACE
 from orchestrator.builders.ingress import GATEWAY_SERVICE
 from orchestrator.builders.ingress import NAMESPACE as GATEWAY_NAMESPACE
 from orchestrator.builders.records import plain
+from orchestrator.builders.running_controller import (
+    MINIMUM,
+    MINIMUM_CHART,
+    VERSION_LABEL,
+    controller_version,
+    shown_version,
+    too_old,
+)
 from orchestrator.errors import PhaseError
 from orchestrator.phase import Phase, PhaseContext
 from orchestrator.planning import CHECK, Change
@@ -71,6 +83,7 @@ class PreflightPhase(Phase):
             self._check_root_zone(ctx)
         self._check_same_cluster(ctx, cluster)
         kubernetes_version = self._check_kubernetes(ctx)
+        self._check_adopted_controller(ctx)
         vpc = cluster.get("resourcesVpcConfig", {})
         zones = self._check_subnets(ctx, vpc["vpcId"])
         return {
@@ -183,6 +196,40 @@ class PreflightPhase(Phase):
                 "(kubernetes.context in the config)",
             )
         return str(version)
+
+    def _check_adopted_controller(self, ctx: PhaseContext) -> None:
+        """A controller in kube-system that this deployment did not install is used as it
+        is, so it must be a release that has what our Ingress needs: one too old ignores
+        what it does not know, and the ALB would quietly lack it. Ours is the controller
+        phase's business (it installs, or upgrades, the configured version)."""
+        deployment = ctx.kube.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
+        if deployment is None or ctx.owner.owns_object(deployment):
+            return
+        version = controller_version(deployment)
+        if not too_old(version):
+            return
+        where = f"{CONTROLLER_NAMESPACE}/{CONTROLLER_NAME}"
+        minimum = shown_version(MINIMUM)
+        found = (
+            f"runs {shown_version(version)}"
+            if version
+            else f"runs a release its image tag and its {VERSION_LABEL} label do not name"
+        )
+        label = (
+            f"; if it is {minimum} or later, label its Deployment {VERSION_LABEL}=<its release>"
+            if version is None
+            else ""
+        )
+        raise PhaseError(
+            f"the AWS Load Balancer Controller {where}, not installed by orchestrator, "
+            f"{found}; this tool's Ingress needs {minimum} or later (subnet discovery by "
+            "route tables, ssl-redirect, IngressClassParams), and orchestrator never changes "
+            "a controller it did not install",
+            f"upgrade it (`helm upgrade {CONTROLLER_NAME} eks/aws-load-balancer-controller "
+            f"-n {CONTROLLER_NAMESPACE} --reuse-values --version {MINIMUM_CHART}` or later), "
+            f"or remove it and let orchestrator install its own{label}; then run "
+            "`orchestrator resume`",
+        )
 
     def _check_subnets(self, ctx: PhaseContext, vpc_id: str) -> dict[str, list[str]]:
         """Per zone, the subnets an ALB of the configured scheme can sit in; two zones needed."""

@@ -24,8 +24,9 @@ import botocore.loaders
 import botocore.session
 from moto import mock_aws
 
-from kube_api_emulator import KubeApiServer, write_kubeconfig
+from kube_api_emulator import KubeApiServer, webhooks, write_kubeconfig
 from orchestrator.aws import Aws
+from orchestrator.builders.controller_manifests import CONTROLLER_NAME
 from orchestrator.config import Config
 from orchestrator.kube import Kube
 from orchestrator.machine import Engine
@@ -142,7 +143,11 @@ class Kit:
             self.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
     def make_available(self, name: str, namespace: str) -> None:
-        """Mark a Deployment available, as kubelet and the deployment controller would."""
+        """Mark a Deployment available, as kubelet and the deployment controller would. The
+        load balancer controller's pods then answer its admission webhooks (admitting
+        everything), unless the test gave the cluster a webhook caller of its own."""
+        if name == CONTROLLER_NAME and self.store.webhook_caller is webhooks.no_pods:
+            self.store.webhook_caller = lambda webhook, request: {"allowed": True}
         live = self.store.get("apps/v1", "Deployment", name, namespace)
         assert live is not None, f"no Deployment {namespace}/{name}"
         replicas = (live.get("spec") or {}).get("replicas", 1)
@@ -208,7 +213,7 @@ class Activity:
         return [
             f"{r.get('method')} {r.get('path')}"
             for r in self.kube_requests
-            if r.get("method") not in ("GET", "HEAD")
+            if r.get("method") not in ("GET", "HEAD") and "dryRun=All" not in str(r.get("path"))
         ]
 
     def calls(self, operation: str) -> list[AwsCall]:

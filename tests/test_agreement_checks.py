@@ -178,6 +178,12 @@ def no_root_zone(kit: Kit) -> None:
     kit.configure(root_zone_id="Z0NOSUCHZONE")
 
 
+def adopted_controller_too_old(kit: Kit) -> None:
+    from test_adopted_controller import REPOSITORY, arrange, deployment
+
+    arrange(kit, deployment(f"{REPOSITORY}:v2.4.0"))
+
+
 REFUSALS = {
     "no cluster": no_cluster,
     "cluster updating": cluster_updating,
@@ -185,6 +191,7 @@ REFUSALS = {
     "kubeconfig of another cluster": another_cluster,
     "subnets in one zone": one_zone,
     "root zone missing": no_root_zone,
+    "adopted controller too old": adopted_controller_too_old,
 }
 
 

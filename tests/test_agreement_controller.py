@@ -81,12 +81,13 @@ def test_fresh_plan_lists_every_object_the_waits_and_the_check(tmp_path: Path) -
         assert waits == [
             "for the controller's CustomResourceDefinitions to be Established",
             f"for {DEPLOYMENT_SHOWN} to be available",
+            "for the controller's pods to answer its admission webhooks",
         ]
         (check,) = [c.what for c in changes if c.action == CHECK]
         assert "webhook certificate" in check
-        # Entered again: each object applied again, as plan says.
+        # Entered again: each object, unchanged, used as it is (nothing written), as plan says.
         again = enter_as_planned(kit)
-        assert {c.action for c in again} == {UPDATE, WAIT, CHECK}
+        assert {c.action for c in again} == {USE, WAIT, CHECK}
 
 
 def test_adopt_a_controller_installed_by_someone_else_plans_use_and_writes_nothing(

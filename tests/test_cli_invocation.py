@@ -52,6 +52,17 @@ def test_flags_before_or_after_the_command_and_the_sandbox_words() -> None:
     assert read("sandbox", "up", "--dir", "d").arguments == ("up", "--dir", "d")
 
 
+def test_downgrade_and_detailed_exit_codes_are_read_where_they_belong() -> None:
+    assert read("plan", "--detailed-exitcode", "--allow-downgrade").detailed_exitcode
+    assert read("plan", "--allow-downgrade").allow_downgrade
+    for command in ("run", "resume"):
+        asked = read(command, "--allow-downgrade")
+        assert asked.allow_downgrade and not asked.detailed_exitcode
+    assert not read("run").allow_downgrade and not read("plan").detailed_exitcode
+    for command, flag in (("run", "--detailed-exitcode"), ("rollback", "--allow-downgrade")):
+        assert flag not in options(_parser(), command)
+
+
 def test_an_option_the_invocation_does_not_know_fails_loudly() -> None:
     args = argparse.Namespace(command="status", handler="reading:_status", new_option=1)
     with pytest.raises(TypeError, match="new_option"):

@@ -46,6 +46,8 @@ def test_bash_completes_the_command_however_it_is_run(
     assert bash_offers(bash, f"{program} sandbox ") == ["up", "down", "status"]
     assert bash_offers(bash, f"{program} outputs ") == list(KNOWN)
     assert bash_offers(bash, f"{program} outputs name") == ["name_servers"]
+    assert bash_offers(bash, f"{program} plan --det") == ["--detailed-exitcode"]
+    assert bash_offers(bash, f"{program} resume --allow") == ["--allow-downgrade"]
 
 
 def test_bash_leaves_other_python_lines_alone(capsys: pytest.CaptureFixture[str]) -> None:

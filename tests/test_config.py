@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.builders.controller_manifests import BUNDLED_VERSION, BUNDLED_VERSIONS
 from orchestrator.config import (
     ACM_FIRST_NAME_MAX,
     ACM_NAMES_MAX,
@@ -652,3 +653,17 @@ def test_a_partition_without_a_known_registry_needs_the_repository_named(tmp_pat
         f"kubeflow: {{alb: {{controller: {{imageRepository: {mirror}}}}}}}\n"
     )
     assert load_config(write(tmp_path, text)).controller_image_repository == mirror
+
+
+def test_the_controller_version_is_a_bundled_release_defaulting_to_the_newest(
+    tmp_path: Path,
+) -> None:
+    assert load_config(write(tmp_path, config_with())).controller_version == BUNDLED_VERSION
+    for given, meant in (("v3.4.3", "v3.4.3"), ("3.4.3", "v3.4.3"), ("v3.5.0", "v3.5.0")):
+        text = config_with() + f"kubeflow: {{alb: {{controller: {{version: '{given}'}}}}}}\n"
+        assert load_config(write(tmp_path, text)).controller_version == meant
+    message = refusal(
+        tmp_path, config_with() + "kubeflow: {alb: {controller: {version: v2.4.0}}}\n"
+    )
+    assert "kubeflow.alb.controller.version: 'v2.4.0' is not a release" in message
+    assert all(version in message for version in BUNDLED_VERSIONS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import urllib.parse
@@ -15,6 +16,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from orchestrator.builders.controller_manifests import (
+    BUNDLED_VERSION,
+    BUNDLED_VERSIONS,
     CONTROLLER_NAME,
     CONTROLLER_NAMESPACE,
     SERVICE_ACCOUNT,
@@ -23,8 +26,10 @@ from orchestrator.builders.controller_manifests import (
     controller_manifests,
     controller_policy,
     oidc_provider_arn,
+    permissions,
     trust_policy,
 )
+from orchestrator.builders.running_controller import controller_version, parse_version
 from orchestrator.builders.webhook_tls import webhook_certificates
 
 LABELS = {"app.kubernetes.io/managed-by": "orchestrator", "orchestrator.dev/deployment": "dep-1"}
@@ -82,10 +87,11 @@ def pod_spec(objects: list[Obj]) -> Obj:
 # ---- the template file --------------------------------------------------------------------------
 
 
-def test_the_template_parses_as_plain_kubernetes_objects() -> None:
+@pytest.mark.parametrize("version", BUNDLED_VERSIONS)
+def test_the_template_parses_as_plain_kubernetes_objects(version: str) -> None:
     text = (
         resources.files("orchestrator.builders")
-        .joinpath("manifests", "aws-load-balancer-controller.yaml")
+        .joinpath("manifests", version, "aws-load-balancer-controller.yaml")
         .read_text()
     )
     assert "{{" not in text, "no templating syntax: the builder fills values in Python"
@@ -590,3 +596,94 @@ def test_iam_accepts_both_documents(moto_env: str) -> None:
 def _document(stored: Any) -> Any:
     """IAM returns a policy document URL-encoded, or (boto3) already parsed."""
     return stored if isinstance(stored, dict) else json.loads(urllib.parse.unquote(stored))
+
+
+# ---- one bundle per controller release ---------------------------------------------------------
+
+# The effective permissions of upstream's docs/install/iam_policy.json at each bundled
+# release's tag of github.com/kubernetes-sigs/aws-load-balancer-controller, as the sha256 of
+# `json.dumps(permissions(document))` (permissions: orchestrator.builders.
+# controller_manifests). Recompute one with, in a clone of upstream:
+#   git show v3.5.0:docs/install/iam_policy.json | python -c 'import json, sys, hashlib;
+#   from orchestrator.builders.controller_manifests import permissions;
+#   print(hashlib.sha256(json.dumps(permissions(json.load(sys.stdin))).encode()).hexdigest())'
+# The file is byte-identical from v2.13.1 to v3.5.0, so both digests are the same.
+UPSTREAM_PERMISSIONS = {
+    "v3.4.3": "fd399c6ca968d382abbada85cc217482ac2e1e190e9c4ecf26a52694836e78fe",
+    "v3.5.0": "fd399c6ca968d382abbada85cc217482ac2e1e190e9c4ecf26a52694836e78fe",
+}
+
+
+def permissions_digest(document: Obj) -> str:
+    return hashlib.sha256(json.dumps(permissions(document)).encode()).hexdigest()
+
+
+def test_each_bundled_release_has_its_manifests_and_policy_and_the_newest_is_the_default() -> None:
+    bundled = resources.files("orchestrator.builders").joinpath("manifests")
+    assert sorted(d.name for d in bundled.iterdir() if d.is_dir()) == sorted(BUNDLED_VERSIONS)
+    assert set(UPSTREAM_PERMISSIONS) == set(BUNDLED_VERSIONS)
+    assert max(BUNDLED_VERSIONS, key=parse_version) == BUNDLED_VERSION
+
+
+@pytest.mark.parametrize("version", BUNDLED_VERSIONS)
+def test_each_bundle_runs_the_image_of_its_release(
+    pems: tuple[str, str, str], version: str
+) -> None:
+    deployment = one(build(pems, version=version), "Deployment")
+    assert controller_version(deployment) == parse_version(version)
+    mirrored = one(build(pems, version=version, image_repository="r.example/alb"), "Deployment")
+    image = mirrored["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"r.example/alb:{version}"
+
+
+@pytest.mark.parametrize("version", BUNDLED_VERSIONS)
+def test_each_bundles_policy_grants_what_upstreams_policy_of_that_release_grants(
+    version: str,
+) -> None:
+    assert permissions_digest(controller_policy(version=version)) == UPSTREAM_PERMISSIONS[version]
+
+
+def test_permissions_do_not_depend_on_how_statements_are_cut() -> None:
+    cut_one_way = {
+        "Statement": [
+            {"Sid": "A", "Effect": "Allow", "Action": ["ec2:A", "ec2:B"], "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": "ec2:A",
+                "Resource": "*",
+                "Condition": {"Null": {"aws:ResourceTag/t": "false"}},
+            },
+            {
+                "Effect": "Allow",
+                "Action": "ec2:C",
+                "Resource": ["x", "y"],
+                "Condition": {"StringEquals": {"k": ["b", "a"]}},
+            },
+        ]
+    }
+    cut_another = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "ec2:C",
+                "Resource": "y",
+                "Condition": {"StringEquals": {"k": ["a", "b"]}},
+            },
+            {"Effect": "Allow", "Action": "ec2:B", "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": ["ec2:C"],
+                "Resource": "x",
+                "Condition": {"StringEquals": {"k": ["a", "b"]}},
+            },
+            {"Effect": "Allow", "Action": "ec2:A", "Resource": ["*"]},
+        ]
+    }
+    assert permissions(cut_one_way) == permissions(cut_another)
+    narrower = {"Statement": cut_another["Statement"][:-1]}
+    assert permissions(narrower) != permissions(cut_one_way)
+
+
+def test_an_unbundled_release_is_refused() -> None:
+    with pytest.raises(ValueError, match="v3.5.0"):
+        controller_policy(version="v9.9.9")

@@ -13,6 +13,10 @@ shared state), where each crash also leaves the command's lock behind, whose lea
 run out before the next command takes it over; there, the lock must be gone and no
 local state file made once a command ends well.
 
+A last sweep crashes a controller upgrade (installed at the previous bundled release, then
+run with the config asking the newer) before and after each of its writes, and checks the
+resumed upgrade ends at the new release with its policy, nothing duplicated.
+
 The CLI runs are forked from a warm interpreter (forkserver.py): each is a process of
 its own, but does not pay the second of imports and model parsing a `python -m` start
 costs, which made the sweep most of CI's time.
@@ -22,14 +26,22 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from forkserver import ForkServer
-from harness import SUBDOMAIN, World, footprint, read_state, wait_for
+from harness import SUBDOMAIN, World, footprint, kube_client, kube_get, read_state, wait_for
 
+from orchestrator.builders.controller_manifests import (
+    CONTROLLER_NAME,
+    CONTROLLER_NAMESPACE,
+    controller_policy,
+)
+from orchestrator.builders.running_controller import controller_version, parse_version
 from orchestrator.failpoints import EXIT_CODE
 
 pytestmark = pytest.mark.complete  # slow: CI runs it (`pytest --complete`)
@@ -280,6 +292,110 @@ def test_crash_at_every_mutating_call_then_resume(tmp_path: Path, store: str, ch
             f"{swept['before']}; second crashes {sweeper.second_crashes}; CLI runs "
             f"{sweeper.runs}; problems {len(problems)}"
         )
+        assert problems == [], "\n".join(problems)
+    finally:
+        sweeper.close()
+
+
+# ---- the controller upgraded in place --------------------------------------------------------
+
+OLD_CONTROLLER, NEW_CONTROLLER = "v3.4.3", "v3.5.0"
+
+
+def config_asking(sweeper: Sweeper, version: str) -> str:
+    """The world's config, asking for controller `version`."""
+    settings = yaml.safe_load(sweeper.world.config.read_text())
+    kubeflow = settings.get("kubeflow") or {}
+    alb = kubeflow.get("alb") or {}
+    alb["controller"] = {**(alb.get("controller") or {}), "version": version}
+    settings["kubeflow"] = {**kubeflow, "alb": alb}
+    path = sweeper.directory / f"config-{version}.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return str(path)
+
+
+def policy_edited_by_hand(sweeper: Sweeper, deployment: str) -> str:
+    """Our controller policy, its default version granting one statement less (edited by
+    hand): the upgrade then writes the policy too, before the controller. Its ARN."""
+    iam = sweeper.world.client("iam")
+    (arn,) = [
+        p["Arn"]
+        for p in iam.list_policies(Scope="Local")["Policies"]
+        if p["PolicyName"] == f"alb-controller-{deployment}"[:64]
+    ]
+    versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+    if len(versions) >= 5:  # IAM keeps five
+        oldest = min(
+            (v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"]
+        )
+        iam.delete_policy_version(PolicyArn=arn, VersionId=oldest["VersionId"])
+    document = controller_policy(version=NEW_CONTROLLER)
+    document["Statement"] = document["Statement"][1:]
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(document), SetAsDefault=True)
+    return arn
+
+
+def upgrade_problems(sweeper: Sweeper, where: str, arn: str, expected: Counter[str]) -> list[str]:
+    """What is wrong after an upgrade ended: not the new release, not its policy, or
+    anything duplicated or missing."""
+    problems = []
+    deployment = kube_get(
+        kube_client(sweeper.world), "apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE
+    )
+    if controller_version(deployment) != parse_version(NEW_CONTROLLER):
+        problems.append(f"{where}: the controller runs {controller_version(deployment)}")
+    iam = sweeper.world.client("iam")
+    default = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=default)["PolicyVersion"]
+    if _document(document["Document"]) != controller_policy(version=NEW_CONTROLLER):
+        problems.append(f"{where}: the policy is not the new release's")
+    made = inventory(sweeper.world, sweeper.state()["deployment"])
+    if made != expected:
+        problems.append(f"{where}: {dict(made - expected)} extra, {dict(expected - made)} missing")
+    return problems
+
+
+def _document(stored: Any) -> Any:
+    return stored if isinstance(stored, dict) else json.loads(urllib.parse.unquote(stored))
+
+
+def test_crash_at_every_write_of_a_controller_upgrade_then_resume(tmp_path: Path) -> None:
+    """Installed at the previous release, upgraded with a crash before and after each of
+    the upgrade's writes (the policy's new version, the controller's objects), resumed:
+    the new release runs with its policy, nothing duplicated. Between points the world is
+    put back at the previous release (`--allow-downgrade`) and the policy edited again."""
+    sweeper = Sweeper(tmp_path, "local")
+    try:
+        old, new = (config_asking(sweeper, v) for v in (OLD_CONTROLLER, NEW_CONTROLLER))
+        until = ("--until", "controller")
+        sweeper.fresh_workdir("upgrade")
+        sweeper.config = old
+        assert sweeper.cli("run", *until).returncode == 0
+        deployment = sweeper.state()["deployment"]
+        arn = policy_edited_by_hand(sweeper, deployment)
+        sweeper.config, log = new, tmp_path / "upgrade.log"
+        assert sweeper.cli("run", *until, log=log).returncode == 0
+        writes = len(log.read_text().splitlines())
+        assert writes >= 2, writes  # the policy, then the Deployment
+        expected = inventory(sweeper.world, deployment)
+        assert upgrade_problems(sweeper, "clean", arn, expected) == []
+        problems = []
+        for n in range(1, writes + 1):
+            for mode in ("before", "after"):
+                sweeper.config = old
+                back = sweeper.cli("run", *until, "--allow-downgrade")
+                assert back.returncode == 0, back.stdout + back.stderr
+                policy_edited_by_hand(sweeper, deployment)
+                sweeper.config = new
+                crashed = sweeper.cli("run", *until, failpoint=f"{mode}:{n}")
+                if crashed.returncode != EXIT_CODE:
+                    problems.append(f"upgrade {mode}:{n} did not crash: {crashed.returncode}")
+                resumed = sweeper.cli("resume", *until)
+                if resumed.returncode != 0:
+                    problems.append(f"resume after upgrade {mode}:{n}: {resumed.stderr}")
+                    continue
+                problems += upgrade_problems(sweeper, f"upgrade {mode}:{n}", arn, expected)
+        print(f"\ncrash sweep of the upgrade: {writes} writes, {2 * writes} points")
         assert problems == [], "\n".join(problems)
     finally:
         sweeper.close()

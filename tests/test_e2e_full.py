@@ -364,7 +364,8 @@ def install_team_controller(world: World) -> str:
                         "containers": [
                             {
                                 "name": "controller",
-                                "image": "lbc:v2",
+                                # The oldest release preflight lets us adopt.
+                                "image": "lbc:v2.13.0",
                                 "args": ["--cluster-name=kube-eks-cluster"],
                             }
                         ],

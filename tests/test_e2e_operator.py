@@ -198,8 +198,9 @@ def test_plain_lines_carry_a_timestamp_without_a_terminal(world: World, workdir:
 @pytest.mark.complete
 def test_plan_names_what_run_would_make_and_writes_nothing(world: World, workdir: Path) -> None:
     config = str(world.config)
-    planned = world.cli("--config", config, "plan", cwd=workdir)
-    assert planned.returncode == 0, planned.stdout + planned.stderr
+    # Drift checks in CI: exit 2 while run has anything to do, 0 once it has done it.
+    planned = world.cli("--config", config, "plan", "--detailed-exitcode", cwd=workdir)
+    assert planned.returncode == 2, planned.stdout + planned.stderr
     assert world.writes() == [] and len(world.kube_writes()) == 0
     assert not (workdir / "state.json").exists()
     text = planned.stdout
@@ -223,6 +224,9 @@ def test_plan_names_what_run_would_make_and_writes_nothing(world: World, workdir
         ).returncode
         == 0
     )
+    until = ("--until", "certificates_issued", "--detailed-exitcode")
+    unchanged = world.cli("--config", config, "plan", *until, cwd=workdir)
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
     state = (workdir / "state.json").read_bytes()
     writes = len(world.writes())
     role = json.loads(state)["phases"][4]["outputs"]["role_name"]
@@ -230,8 +234,8 @@ def test_plan_names_what_run_would_make_and_writes_nothing(world: World, workdir
     # Drift, by hand (not counted: the world's log counts the orchestrator's calls).
     world.client("iam").detach_role_policy(RoleName=role, PolicyArn=policy)
 
-    again = world.cli("--config", config, "plan", "--json", cwd=workdir)
-    assert again.returncode == 0, again.stderr
+    again = world.cli("--config", config, "plan", "--json", "--detailed-exitcode", cwd=workdir)
+    assert again.returncode == 2, again.stderr
     events = [json.loads(line) for line in again.stdout.splitlines()]
     plans = {e["phase"]: e for e in events if e["event"] == "plan"}
     assert plans["hosted_zone"]["status"] == "done" and plans["hosted_zone"]["changes"] == []
@@ -241,7 +245,10 @@ def test_plan_names_what_run_would_make_and_writes_nothing(world: World, workdir
         "controller_iam"
     ]["changes"]
     assert plans["ingress"]["status"] == "to_do"
-    assert events[-1]["event"] == "result" and events[-1]["exit_code"] == 0
+    *_, summary, result = events
+    assert summary["event"] == "summary" and summary["drifted"] == ["controller_iam"]
+    assert summary["changes"] and summary["create"] >= 2 and summary["exit_code"] == 2
+    assert result["event"] == "result" and result["exit_code"] == 2
     assert len(world.writes()) == writes and (workdir / "state.json").read_bytes() == state
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import cli
+from orchestrator.builders.controller_manifests import BUNDLED_VERSIONS
 from orchestrator.errors import ExitCode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +50,9 @@ def test_a_production_wheel_installs_alone_without_the_sandbox(tmp_path: Path) -
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith("-info")}
     assert tops == {"orchestrator"}
     assert "orchestrator/states/ingress.py" in names
-    assert "orchestrator/builders/manifests/aws-load-balancer-controller.yaml" in names
+    for version in BUNDLED_VERSIONS:
+        for name in ("aws-load-balancer-controller.yaml", "iam-policy.json"):
+            assert f"orchestrator/builders/manifests/{version}/{name}" in names
     assert not [n for n in names if "sandbox" in n.split("/")[-1] or "kube_api" in n]
 
     home = tmp_path / "venv"

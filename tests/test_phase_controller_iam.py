@@ -16,8 +16,12 @@ from typing import Any
 import pytest
 from phasekit import ACCOUNT, Kit, phase_kit
 
+from orchestrator import calls
+from orchestrator.builders.controller_manifests import controller_policy
 from orchestrator.errors import PhaseError
 from orchestrator.ownership import OWNER_TAG, STATE_TAG
+from orchestrator.planning import UPDATE, USE
+from orchestrator.states import controller_iam
 from orchestrator.states.controller_iam import ControllerIamPhase
 
 HOST = "oidc.eks.us-west-2.amazonaws.com/id/CAFE"
@@ -273,3 +277,111 @@ def test_controller_iam_rollback_leaves_a_role_another_state_file_tagged_and_say
         assert {"iam:role", "iam:role-policy-attachment"} <= kept
         assert f"left iam:role-policy-attachment {role_name(kit)}|" in kit.said()
         assert "its tags say it is not this state file's" in kit.said()
+
+
+# ---- the policy of the configured controller release ---------------------------------------------
+
+OLDER_NEEDS_LESS = "elasticloadbalancing:ModifyListenerAttributes"
+
+
+def policies_by_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle made for the test: v3.4.3's policy lacks one action v3.5.0's grants (the
+    bundled two are the same: upstream's did not change between them)."""
+    bundled = controller_iam.controller_policy
+
+    def policy(partition: str = "aws", version: str = "v3.5.0") -> dict[str, Any]:
+        document = bundled(partition, version)
+        if version == "v3.4.3":
+            for statement in document["Statement"]:
+                actions = statement["Action"]
+                if isinstance(actions, list) and OLDER_NEEDS_LESS in actions:
+                    actions.remove(OLDER_NEEDS_LESS)
+        return document
+
+    monkeypatch.setattr(controller_iam, "controller_policy", policy)
+
+
+def default_document(iam: Any, arn: str) -> Any:
+    default = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    return iam.get_policy_version(PolicyArn=arn, VersionId=default)["PolicyVersion"]["Document"]
+
+
+def test_another_controller_release_updates_the_policy_naming_what_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies_by_release(monkeypatch)
+    with phase_kit(tmp_path) as kit:
+        iam = iam_kit(kit)
+        kit.configure(controller_version="v3.4.3")
+        ctx = kit.ctx("controller_iam")
+        ControllerIamPhase().enter(ctx)
+        assert ControllerIamPhase().verify(ctx) is None
+        kit.configure(controller_version="v3.5.0")
+        ctx = kit.ctx("controller_iam")
+        drift = ControllerIamPhase().verify(ctx)
+        assert drift == (
+            f"policy {policy_arn(kit)} is not the one controller v3.5.0 needs "
+            f"(that one adds {OLDER_NEEDS_LESS})"
+        )
+        with calls.read_only("plan"):
+            (change,) = [c for c in ControllerIamPhase().plan(ctx) if "IAM policy" in c.what]
+        assert change.action == UPDATE
+        assert change.why.endswith(f"for controller v3.5.0: adds {OLDER_NEEDS_LESS}")
+        ControllerIamPhase().enter(ctx)
+        assert ControllerIamPhase().verify(ctx) is None
+        assert default_document(iam, policy_arn(kit)) == controller_policy(version="v3.5.0")
+
+
+def test_the_same_policy_for_both_releases_plans_no_change(tmp_path: Path) -> None:
+    with phase_kit(tmp_path) as kit:
+        iam_kit(kit)
+        kit.configure(controller_version="v3.4.3")
+        ControllerIamPhase().enter(kit.ctx("controller_iam"))
+        kit.configure(controller_version="v3.5.0")
+        ctx = kit.ctx("controller_iam")
+        assert ControllerIamPhase().verify(ctx) is None
+        with calls.read_only("plan"):
+            assert {c.action for c in ControllerIamPhase().plan(ctx)} == {USE}
+
+
+def test_an_older_releases_policy_is_refused_while_ours_runs_newer_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies_by_release(monkeypatch)
+    with phase_kit(tmp_path) as kit:
+        iam = iam_kit(kit)
+        ctx = kit.ctx("controller_iam")
+        ControllerIamPhase().enter(ctx)
+        kit.namespace("kube-system")
+        kit.store.create(our_controller(kit, "v3.5.0"))
+        kit.configure(controller_version="v3.4.3")
+        ctx = kit.ctx("controller_iam")
+        with pytest.raises(PhaseError) as refused, calls.read_only("plan"):
+            ControllerIamPhase().plan(ctx)
+        assert "runs v3.5.0 and the config asks for v3.4.3" in refused.value.message
+        assert "--allow-downgrade" in refused.value.hint
+        kit.engine.allow_downgrade = True
+        ControllerIamPhase().enter(ctx)
+        older = controller_iam.controller_policy(version="v3.4.3")
+        assert default_document(iam, policy_arn(kit)) == older
+
+
+def our_controller(kit: Kit, version: str) -> dict[str, Any]:
+    """A controller Deployment this deployment installed, running `version`."""
+    image = f"public.ecr.aws/eks/aws-load-balancer-controller:{version}"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "aws-load-balancer-controller",
+            "namespace": "kube-system",
+            "labels": kit.owner.labels,
+        },
+        "spec": {
+            "selector": {"matchLabels": {"app": "c"}},
+            "template": {
+                "metadata": {"labels": {"app": "c"}},
+                "spec": {"containers": [{"name": "controller", "image": image}]},
+            },
+        },
+    }

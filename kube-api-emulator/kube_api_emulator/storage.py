@@ -491,6 +491,7 @@ class ResourceStore:
         if admit:
             old = self._out(rt, live)
             result = self._admit(rt, "UPDATE", result, old, subresource, dry_run) or result
+            meta = result.setdefault("metadata", {})  # the admitted object is a copy
         if _spec_part(result) != _spec_part(live):
             meta["generation"] = int(live_meta.get("generation") or 0) + 1
         if being_deleted(result) and not held(rt, result):

@@ -1,14 +1,17 @@
 """The AWS Load Balancer Controller's Kubernetes objects and IAM documents, built (pure).
 
-The objects come from the template `manifests/aws-load-balancer-controller.yaml` and the
-controller's permissions from `manifests/iam-policy.json`, both package data; this module
-fills in what differs per cluster and deployment and puts the objects in apply order.
+The objects come from the template `manifests/<version>/aws-load-balancer-controller.yaml`
+and the controller's permissions from `manifests/<version>/iam-policy.json`, both package
+data, one pair per controller release this tool bundles (each made from the upstream
+release it names); this module fills in what differs per cluster and deployment and puts
+the objects in apply order.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -25,6 +28,11 @@ STS_AUDIENCE = "sts.amazonaws.com"
 
 TEMPLATE = "aws-load-balancer-controller.yaml"
 POLICY = "iam-policy.json"
+
+# The controller releases bundled (a directory of manifests each), oldest first; the
+# newest is what `kubeflow.alb.controller.version` defaults to.
+BUNDLED_VERSIONS = ("v3.4.3", "v3.5.0")
+BUNDLED_VERSION = BUNDLED_VERSIONS[-1]
 
 # Definitions before the objects that use them, identity before the workload that runs as
 # it, the workload before the webhooks that call it, the class last. Rollback reverses it.
@@ -49,9 +57,11 @@ Obj = dict[str, Any]
 
 
 def kinds() -> list[tuple[str, str]]:
-    """(apiVersion, kind) of every object the controller is made of, in apply order: read
-    from the template itself, so that what the sweep looks for cannot drift from it."""
-    objects = sorted(_template(), key=lambda o: APPLY_ORDER.index(o["kind"]))
+    """(apiVersion, kind) of every object the controller is made of, in apply order, in
+    any bundled version: read from the templates themselves, so that what the sweep looks
+    for cannot drift from them."""
+    objects = [o for version in BUNDLED_VERSIONS for o in _template(version)]
+    objects.sort(key=lambda o: APPLY_ORDER.index(o["kind"]))
     return list(dict.fromkeys((o["apiVersion"], o["kind"]) for o in objects))
 
 
@@ -67,9 +77,11 @@ def controller_manifests(
     webhook_key_pem: str,
     image_repository: str | None = None,
     replicas: int = 2,
+    version: str = BUNDLED_VERSION,
 ) -> list[Obj]:
-    """Every object the controller needs, for this cluster, in the order to apply them."""
-    objects = sorted(_template(), key=lambda o: APPLY_ORDER.index(o["kind"]))
+    """Every object the controller `version` needs, for this cluster, in the order to
+    apply them."""
+    objects = sorted(_template(version), key=lambda o: APPLY_ORDER.index(o["kind"]))
     ca_bundle = _b64(webhook_ca_pem)
     tls = {"ca.crt": webhook_ca_pem, "tls.crt": webhook_cert_pem, "tls.key": webhook_key_pem}
     for obj in objects:
@@ -124,17 +136,19 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def _template() -> list[Obj]:
+def _template(version: str = BUNDLED_VERSION) -> list[Obj]:
     """A fresh copy of the template's objects, so callers may change what they get."""
-    return [doc for doc in yaml.safe_load_all(_package_text(TEMPLATE)) if doc]
+    return [doc for doc in yaml.safe_load_all(_package_text(version, TEMPLATE)) if doc]
 
 
 @cache
-def _package_text(name: str) -> str:
+def _package_text(version: str, name: str) -> str:
+    if version not in BUNDLED_VERSIONS:
+        raise ValueError(f"controller {version} is not bundled ({', '.join(BUNDLED_VERSIONS)})")
     # importlib.resources rather than a path next to __file__: works from a wheel or zip too.
     return (
         resources.files("orchestrator.builders")
-        .joinpath("manifests", name)
+        .joinpath("manifests", version, name)
         .read_text(encoding="utf-8")
     )
 
@@ -158,10 +172,42 @@ def cluster_name_of(deployment: Obj) -> str | None:
 # ---- IAM -------------------------------------------------------------------------------------
 
 
-def controller_policy(partition: str = "aws") -> Obj:
-    """The identity policy with what the controller needs on AWS (a fresh copy), its ARNs
-    in `partition` (upstream ships the same policy per partition, only the ARNs differ)."""
-    return json.loads(_package_text(POLICY).replace('"arn:aws:', f'"arn:{partition}:'))
+def controller_policy(partition: str = "aws", version: str = BUNDLED_VERSION) -> Obj:
+    """The identity policy with what the controller `version` needs on AWS (a fresh copy),
+    its ARNs in `partition` (upstream ships the same policy per partition, only the ARNs
+    differ)."""
+    text = _package_text(version, POLICY)
+    return json.loads(text.replace('"arn:aws:', f'"arn:{partition}:'))
+
+
+Permission = tuple[str, str, str, str]  # (Effect, Action, Resource, Condition as JSON)
+
+
+def permissions(document: Obj) -> list[Permission]:
+    """A policy document's effective permissions, in a canonical form that does not depend
+    on how its statements are cut (Sids, grouping, order): one (Effect, Action, Resource,
+    Condition) per action and resource, the condition's values as sorted lists; an Allow
+    under a condition is left out where the same Allow holds without one (it grants
+    nothing more). Sorted."""
+    rows = set(_rows(document))
+    plain = {row[:3] for row in rows if row[3] == "{}"}
+    return sorted(row for row in rows if row[3] == "{}" or row[:3] not in plain)
+
+
+def _rows(document: Obj) -> Iterator[Permission]:
+    for statement in _listed(document.get("Statement")):
+        condition = {
+            operator: {key: sorted(_listed(value)) for key, value in keys.items()}
+            for operator, keys in (statement.get("Condition") or {}).items()
+        }
+        shown = json.dumps(condition, sort_keys=True)
+        for action in _listed(statement.get("Action")):
+            for resource in _listed(statement.get("Resource", "*")):
+                yield statement["Effect"], action, resource, shown
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
 
 
 def issuer_host(issuer: str) -> str:

@@ -20,10 +20,16 @@ if TYPE_CHECKING:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # `sandbox` hands every word after it, --help included, to the sandbox's own parser.
-    parser, args, extra = parse(sys.argv[1:] if argv is None else argv)
-    if extra and args.command != "sandbox":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    words = sys.argv[1:] if argv is None else argv
+    try:
+        # `sandbox` hands every word after it, --help included, to the sandbox's own parser.
+        parser, args, extra = parse(words)
+        if extra and args.command != "sandbox":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as refused:
+        if refused.code == ExitCode.USAGE and _detailed(words):  # 2 would read as "changes"
+            raise SystemExit(ExitCode.PHASE_FAILED) from None
+        raise
     invocation = Invocation.read(args, extra if args.command == "sandbox" else [])
     signal.signal(signal.SIGTERM, _interrupt)  # a CI time-out stops us like Ctrl-C does
     try:
@@ -34,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `orchestrator status | head`: the reader left; nothing to say
         sys.stdout = None
         return ExitCode.OK
+
+
+def _detailed(words: list[str]) -> bool:
+    """Whether the command line asks for plan's detailed exit codes, as argparse reads it
+    (a flag may be cut short while it stays unambiguous)."""
+    return any(len(word) > 2 and "--detailed-exitcode".startswith(word) for word in words)
 
 
 def _handle(invocation: Invocation) -> int:
@@ -84,7 +96,8 @@ def _ended(invocation: Invocation, ending: list[str]) -> int:
         return int(handler(invocation))
     except UsageError as exc:
         say(f"error: {exc}")
-        return ExitCode.USAGE
+        # plan --detailed-exitcode answers 2 for changes: a bad config must not read so.
+        return ExitCode.PHASE_FAILED if invocation.detailed_exitcode else ExitCode.USAGE
     except StateWriteFailed as exc:
         say(
             f"error: {exc}; the command stopped there, and the state file holds what was "

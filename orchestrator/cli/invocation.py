@@ -48,6 +48,8 @@ OPTIONS: dict[str, Any] = {
     "max_wait": None,
     "resume": False,
     "confirm": frozenset(),
+    "allow_downgrade": False,  # run, resume, plan: a controller older than the one running
+    "detailed_exitcode": False,  # plan: 0 no changes, 2 changes, 1 anything else
     "to": None,
     "all": False,
     "yes": False,
@@ -83,6 +85,8 @@ class Invocation:
     max_wait: float | None
     resume: bool
     confirm: frozenset[str]
+    allow_downgrade: bool
+    detailed_exitcode: bool
     to: str | None
     all: bool
     yes: bool

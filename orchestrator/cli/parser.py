@@ -202,6 +202,21 @@ def _rollback(p: argparse.ArgumentParser, phases: list[str], completing: bool) -
 
 def _plan(p: argparse.ArgumentParser, phases: list[str], completing: bool) -> None:
     p.add_argument("--until", choices=phases, metavar="PHASE", help="plan only up to this phase")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 with no changes, 2 with changes, 1 on an error or a phase run would "
+        "stop at (a bad config too), as Terraform's plan does: for drift checks in CI",
+    )
+
+
+def _downgrade(p: argparse.ArgumentParser, phases: list[str], completing: bool) -> None:
+    p.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="go ahead when the config asks for a controller older than the one that runs "
+        "(refused without it)",
+    )
 
 
 def _import(p: argparse.ArgumentParser, phases: list[str], completing: bool) -> None:
@@ -267,6 +282,7 @@ COMMANDS = {
         _waits,
         _json_lines,
         _run,
+        _downgrade,
     ),
     "resume": Command(
         "continue from the state file",
@@ -279,6 +295,7 @@ COMMANDS = {
         _waits,
         _json_lines,
         _resume,
+        _downgrade,
     ),
     "rollback": Command(
         "undo phases, newest first",
@@ -299,13 +316,22 @@ COMMANDS = {
         "For each phase: done and still true, or what run would create, change or delete "
         "there, by name (zone, records, certificates, IAM role and policy, subnet tags, "
         "Kubernetes objects). Reads only: every write call is refused while it runs, and "
-        "the state file is not written.\n\nexit codes: 0 run would go through; 1 run would "
-        "stop at a phase (something not ours is in the way, say), or its reads failed",
-        "  orchestrator plan\n  orchestrator plan --json | jq -c 'select(.event == \"plan\")'",
+        "the state file is not written, nor locked: a plan never holds up a run. With "
+        "--json, a `summary` event (counts to create, update and delete, the phases "
+        "drifted, that would stop or could not be read, and the exit code) comes just "
+        "before the `result`.\n\nexit codes: 0 run would go through; 1 run would "
+        "stop at a phase (something not ours is in the way, say), or its reads failed; 2 "
+        "usage or config error.\n\nWith --detailed-exitcode (drift checks in CI, as "
+        "Terraform's): 0 no changes; 2 changes (a phase drifted, or run would create, update "
+        "or delete something, or needs a human's step); 1 anything else: a phase run would "
+        "stop at, reads that failed, a usage or config error",
+        "  orchestrator plan\n  orchestrator plan --json | jq -c 'select(.event == \"plan\")'\n"
+        "  orchestrator --state s3://team-state/kubeflow/state.json plan --detailed-exitcode",
         "working:_plan",
         _sandbox,
         _plan,
         _json_lines,
+        _downgrade,
     ),
     "import": Command(
         "rebuild a lost state file from the deployment's tags and labels",
@@ -409,7 +435,8 @@ def _top_epilog(phases: list[str]) -> str:
     codes = (
         "exit codes: 0 done; 1 a phase failed (state saved); 2 usage, config or state "
         "error (nothing changed); 3 stopped while waiting or waiting for a human (resume "
-        "later); 130 interrupted (state saved)"
+        "later); 130 interrupted (state saved). plan --detailed-exitcode: 0 no changes, 2 "
+        "changes, 1 anything else (a usage or config error too)"
     )
     return (
         f"phases, in the order run runs them:\n{numbered}\n\n{codes}\n\n"

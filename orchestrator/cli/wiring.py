@@ -117,6 +117,7 @@ def _engine(
         aws_factory=lambda: Aws(config.region, on_retry=on_retry),
         kube_factory=lambda: _kube(config),
         inventory=Inventory(phases),
+        allow_downgrade=invocation.allow_downgrade,
     )
 
 

@@ -139,17 +139,19 @@ def _plan(invocation: Invocation) -> int:
     )
     engine = _engine(invocation, config, phases, Unsaved(store), state)
     plans = engine.plan(invocation.until)
+    code = planning.exit_code(plans, invocation.detailed_exitcode)
     report = invocation.report
     if isinstance(report, JsonReporter):
         report.header(state.deployment, str(store.path))
         for plan in plans:
             report.emit("plan", **plan.as_dict())
+        # One line a pipeline reads the plan from; `result` stays the last line.
+        report.emit("summary", **planning.summary_fields(plans, code))
     else:
         print(f"plan for deployment {state.deployment} (state: {store.path}):")
         print("\n".join(planning.lines(plans)))
         print(planning.summary(plans))
-    blocked = any(plan.status in ("stop", "unknown") for plan in plans)
-    return ExitCode.PHASE_FAILED if blocked else ExitCode.OK
+    return code
 
 
 class Unsaved:

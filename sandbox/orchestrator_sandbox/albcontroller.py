@@ -29,6 +29,13 @@ controller started when the last Ingress is already being deleted never releases
 also runs the controller's TargetGroupBinding reconciler (targets.py), which registers
 made-up pod addresses.
 
+It plays the release its Deployment runs (albmodel.release_of: the image tag, else Helm's
+version label): an older release lacks what a newer one has (albmodel's feature table), as
+the real one does: an annotation it does not know is ignored, without an Event, and the
+ALB lacks that setting. Each start of a controller process (a new Deployment, or a new
+generation of it) is a `controller.started` event in the world's log with the release it
+runs (`version`); the real controller names its version in its log only, not in an Event.
+
 Two waits go to the world's event log (events.py): `alb.active` (from the ALB's creation
 to its activation, after the controller's rollout and its certificates' issue) and
 `alb.teardown` (from when the controller first sees the Ingress being deleted to when it
@@ -47,13 +54,18 @@ from botocore.exceptions import ClientError
 from kube_api_emulator import ObjectStore
 from orchestrator_sandbox import events
 from orchestrator_sandbox.albmodel import (
+    DISCOVERY_BY_REACHABILITY,
     IngressModel,
     ModelError,
+    Release,
     ServiceTarget,
+    has,
     hostname_of,
     is_alb,
     read_model,
+    release_of,
     service_target,
+    shown,
 )
 from orchestrator_sandbox.albprovision import AlbProvisioner, Deployed, Plan
 from orchestrator_sandbox.deployments import is_available, service_account_of
@@ -166,6 +178,10 @@ class AlbControllerSimulator(Reconciler):
         if process != self._process:
             self._process = process
             self._backend_group_used = False
+            if controller is not None:
+                now = self.clock()
+                version = shown(release_of(controller))
+                events.record("controller.started", CONTROLLER_SUBJECT, now, now, version=version)
 
     def _running_controller(self) -> Obj | None:
         deployment = self.store.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
@@ -184,7 +200,7 @@ class AlbControllerSimulator(Reconciler):
             self.store.add_finalizer(*INGRESS, meta["name"], meta.get("namespace"), FINALIZER)
         self._known.add(key)
         try:
-            model = read_model(ingress)
+            model = read_model(ingress, release_of(controller))
             desired = (model, self._target(model))
             deployed = self._deployed.get(key)
             if deployed is not None and deployed[0] == desired:
@@ -278,7 +294,7 @@ class AlbControllerSimulator(Reconciler):
                 "build", f"ingress: {model.stack}: no certificate found for host: {host}"
             )
         vpc_id = self._vpc_id(controller)
-        subnets = self._subnets(model, vpc_id)
+        subnets = self._subnets(model, vpc_id, release_of(controller))
         role = self._credentials(controller)
         balancer = (
             f"arn:aws:elasticloadbalancing:{self.region}:{self.account}:loadbalancer/app/"
@@ -288,12 +304,15 @@ class AlbControllerSimulator(Reconciler):
         self._check_certificates(model)
         return Plan(vpc_id, subnets, target)
 
-    def _subnets(self, model: IngressModel, vpc_id: str) -> tuple[str, ...]:
+    def _subnets(
+        self, model: IngressModel, vpc_id: str, release: Release | None
+    ) -> tuple[str, ...]:
         """An existing ALB of the same scheme keeps its subnets; a new one discovers them."""
         for balancer in self.provisioner.balancers(model.stack):
             if balancer["Scheme"] == model.scheme:
                 return tuple(zone["SubnetId"] for zone in balancer.get("AvailabilityZones", []))
-        chosen = discover(self.ec2, vpc_id, self.cluster, model.scheme)
+        reachability = has(release, DISCOVERY_BY_REACHABILITY)
+        chosen = discover(self.ec2, vpc_id, self.cluster, model.scheme, reachability)
         return tuple(s["SubnetId"] for s in chosen)
 
     def _vpc_id(self, controller: Obj) -> str:

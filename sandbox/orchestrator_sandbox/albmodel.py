@@ -3,6 +3,11 @@
 The Ingress's spec and `alb.ingress.kubernetes.io/*` annotations become an `IngressModel`;
 what cannot be parsed is a `ModelError`, which the simulator turns into the Event the
 real controller records ("Failed build model due to ...").
+
+The controller plays the release its Deployment runs (`release_of`): a release older than
+the one that brought a feature does not have it. An annotation it does not know, it ignores
+without a word (it reads only the keys it knows), so what the user sees is the ALB without
+that setting: `ssl-redirect` on a release before v2.2.0 leaves the HTTP listener forwarding.
 """
 
 from __future__ import annotations
@@ -17,6 +22,46 @@ Obj = dict[str, Any]
 
 PREFIX = "alb.ingress.kubernetes.io/"
 DEFAULT_SSL_POLICY = "ELBSecurityPolicy-2016-08"
+
+Release = tuple[int, int, int]
+# The release that brought each feature an older one lacks (upstream's source at each tag):
+# "ssl-redirect" joined pkg/annotations/constants.go in v2.2.0; subnet discovery by
+# reachability (pkg/networking/subnet_resolver.go) in v2.13.0 (its docs say 2.12.1, a
+# release never tagged); before it, only role-tagged subnets are candidates.
+SSL_REDIRECT: Release = (2, 2, 0)
+DISCOVERY_BY_REACHABILITY: Release = (2, 13, 0)
+# A controller's release as its image tag names it (v2.4.0, v2.4.0-eksbuild.1).
+_RELEASE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
+VERSION_LABEL = "app.kubernetes.io/version"  # Helm's chart puts the release here too
+
+
+def release_of(deployment: Obj) -> Release | None:
+    """The release the controller's Deployment runs: its container's image tag, else the
+    version label Helm put on it; None if neither tells (an image by digest, `latest`)."""
+    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    names: list[str | None] = []
+    for container in pod.get("containers") or []:
+        image = str(container.get("image") or "")
+        last = image.rsplit("/", 1)[-1]
+        if "@" not in image and ":" in last:
+            names.append(last.rsplit(":", 1)[-1])
+    names.append(((deployment.get("metadata") or {}).get("labels") or {}).get(VERSION_LABEL))
+    for name in names:
+        found = _RELEASE.match(name or "")
+        if found:
+            major, minor, patch = (int(part) for part in found.groups())
+            return major, minor, patch
+    return None
+
+
+def has(release: Release | None, feature: Release) -> bool:
+    """Whether a controller of `release` has a feature; one of unknown release plays the
+    newest, which has every feature."""
+    return release is None or release >= feature
+
+
+def shown(release: Release | None) -> str:
+    return "v{}.{}.{}".format(*release) if release else "unknown"
 
 
 class ModelError(Exception):
@@ -120,8 +165,9 @@ def is_alb(ingress: Obj) -> bool:
     return annotations.get("kubernetes.io/ingress.class") == "alb"
 
 
-def read_model(ingress: Obj) -> IngressModel:
-    """The Ingress's spec and annotations; ModelError("build") for what cannot be parsed."""
+def read_model(ingress: Obj, release: Release | None = None) -> IngressModel:
+    """The Ingress's spec and annotations, as a controller of `release` (None: the newest)
+    reads them; ModelError("build") for what cannot be parsed."""
     meta = ingress["metadata"]
     annotations = meta.get("annotations") or {}
 
@@ -134,7 +180,7 @@ def read_model(ingress: Obj) -> IngressModel:
     target_type = annotation("target-type", "instance")
     if target_type not in ("instance", "ip"):
         raise ModelError("build", f"unknown targetType: {target_type}")
-    redirect = annotation("ssl-redirect")
+    redirect = annotation("ssl-redirect") if has(release, SSL_REDIRECT) else None
     if redirect is not None and not redirect.strip().isdigit():
         raise ModelError("build", f'failed to parse int annotation, ssl-redirect: "{redirect}"')
     certificates = (annotation("certificate-arn") or "").split(",")

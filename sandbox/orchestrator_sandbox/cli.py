@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 
 from orchestrator.cli import seconds
 from orchestrator.errors import ExitCode
 from orchestrator_sandbox import world
 from orchestrator_sandbox.options import (
+    ADOPTED_CONTROLLER_HELP,
     LEFTOVERS_HELP,
     PROFILES,
     SECOND_TEAM_HELP,
@@ -60,6 +62,7 @@ def _act(args: argparse.Namespace, directory: Path) -> int:
             profile=args.profile,
             time_scale=args.time_scale,
             leftovers=args.leftovers,
+            adopted_controller=args.adopted_controller,
         )
         print(world.describe(directory, info))
         print(
@@ -115,7 +118,20 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--second-team", action="store_true", help=SECOND_TEAM_HELP)
     parser.add_argument("--leftovers", action="store_true", help=LEFTOVERS_HELP)
+    parser.add_argument(
+        "--adopted-controller",
+        type=_release,
+        metavar="VERSION",
+        help=ADOPTED_CONTROLLER_HELP,
+    )
     return parser
+
+
+def _release(text: str) -> str:
+    """A controller release as its image tag names it: v2.4.0."""
+    if re.fullmatch(r"v\d+\.\d+\.\d+", text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a release like v2.4.0")
+    return text
 
 
 def _scale(text: str) -> float:

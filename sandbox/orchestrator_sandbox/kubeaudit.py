@@ -54,7 +54,8 @@ def entry(cluster: str, request: dict[str, Any]) -> dict[str, Any]:
         "path": request["path"],
         "user_agent": request.get("user_agent", ""),
         "status": request["status"],
-        "write": method in WRITE_METHODS,
+        # A dry run (?dryRun=All) goes through admission and writes nothing.
+        "write": method in WRITE_METHODS and "dryRun=All" not in request["path"],
         "user": request.get("user"),
     }
 

@@ -1,7 +1,8 @@
 """What the sandbox cluster holds before any deployment: Kubeflow's namespaces and the
 Istio ingress gateway Service that the ALB will send traffic to; and, when the world is
-asked for them, another team's application with an ALB Ingress of its own, and the
-leftovers of an earlier install of the load balancer controller."""
+asked for them, another team's application with an ALB Ingress of its own, the
+leftovers of an earlier install of the load balancer controller, or a controller someone
+else installed with Helm, at a release of their choosing."""
 
 from __future__ import annotations
 
@@ -195,6 +196,90 @@ def seed_leftovers(store: Any, role_arn: str) -> None:
             ],
         }
     )
+
+
+# ---- a controller someone else installed -------------------------------------------------------
+# As `helm install aws-load-balancer-controller eks/aws-load-balancer-controller -n
+# kube-system --set clusterName=...` makes it: the chart's labels (its chart version is
+# 1.<minor>.<patch> for a v2 release, the release's own for v3), the image of that release,
+# the CRDs the chart ships (their gist: any field accepted). Not seeded: the chart's
+# webhooks, RBAC, IngressClass and IngressClassParams, which the simulator does not need.
+ADOPTED_IMAGE = "public.ecr.aws/eks/aws-load-balancer-controller"
+CRD_API = "apiextensions.k8s.io/v1"
+
+
+def chart_version(release: str) -> str:
+    """The Helm chart version that installs a controller release (v2.4.0 -> 1.4.0)."""
+    major, rest = release.removeprefix("v").split(".", 1)
+    return f"1.{rest}" if major == "2" else f"{major}.{rest}"
+
+
+def seed_adopted_controller(store: Any, release: str, cluster: str, role_arn: str) -> None:
+    """A controller of `release` for `cluster` in kube-system, installed by Helm, not by
+    orchestrator: its ServiceAccount naming `role_arn` (unless one is there) and its
+    Deployment."""
+    name, namespace = "aws-load-balancer-controller", "kube-system"
+    selector = {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}
+    labels = {
+        **selector,
+        "helm.sh/chart": f"{name}-{chart_version(release)}",
+        "app.kubernetes.io/version": release,
+        "app.kubernetes.io/managed-by": "Helm",
+    }
+    helm = {"meta.helm.sh/release-name": name, "meta.helm.sh/release-namespace": namespace}
+    meta = {"name": name, "namespace": namespace, "labels": labels, "annotations": helm}
+    for kind, plural in (
+        ("TargetGroupBinding", "targetgroupbindings"),
+        ("IngressClassParams", "ingressclassparams"),
+    ):
+        if store.get(CRD_API, "CustomResourceDefinition", f"{plural}.elbv2.k8s.aws") is None:
+            store.create(_crd(kind, plural, namespaced=kind == "TargetGroupBinding"))
+    if store.get("v1", "ServiceAccount", name, namespace) is None:
+        account = {**meta, "annotations": {**helm, "eks.amazonaws.com/role-arn": role_arn}}
+        store.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account})
+    container = {
+        "name": name,
+        "image": f"{ADOPTED_IMAGE}:{release}",
+        "args": [f"--cluster-name={cluster}", "--ingress-class=alb"],
+    }
+    store.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": selector},
+                    "spec": {"serviceAccountName": name, "containers": [container]},
+                },
+            },
+        }
+    )
+
+
+def _crd(kind: str, plural: str, namespaced: bool) -> dict[str, Any]:
+    version = {
+        "name": "v1beta1",
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "schema": {
+            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    }
+    return {
+        "apiVersion": CRD_API,
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.elbv2.k8s.aws"},
+        "spec": {
+            "group": "elbv2.k8s.aws",
+            "scope": "Namespaced" if namespaced else "Cluster",
+            "names": {"kind": kind, "plural": plural},
+            "versions": [version],
+        },
+    }
 
 
 def old_webhook_certificates() -> tuple[str, str, str]:

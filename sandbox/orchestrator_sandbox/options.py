@@ -100,6 +100,12 @@ LEFTOVERS_HELP = (
 )
 
 
+ADOPTED_CONTROLLER_HELP = (
+    "seed an AWS Load Balancer Controller of this release (v2.4.0) in the production "
+    "cluster, installed by Helm, not by orchestrator"
+)
+
+
 def defaults() -> dict[str, float]:
     return {s.name: s.default for s in SETTINGS}
 
@@ -120,6 +126,7 @@ def as_arguments(
     profile: str | None = None,
     time_scale: float = 1.0,
     leftovers: bool = False,
+    adopted_controller: str | None = None,
 ) -> list[str]:
     """The world process's command-line arguments for these settings. The profile and time
     scale are only recorded by the world (in world.json): `values` already applies them."""
@@ -131,4 +138,5 @@ def as_arguments(
     if time_scale != 1.0:
         arguments += ["--time-scale", str(time_scale)]
     arguments += ["--leftovers"] if leftovers else []
+    arguments += ["--adopted-controller", adopted_controller] if adopted_controller else []
     return arguments + (["--second-team"] if second_team else [])

@@ -227,6 +227,36 @@ def seed_leftover_role(iam: Any, cluster_arn: str, oidc_issuer: str) -> str:
     return str(role["Arn"])
 
 
+# The role of a controller someone else installed with Helm (`--adopted-controller`), made
+# as AWS's guide has it made: trusting the controller's ServiceAccount, allowed what the
+# controller does (here broadly: the world checks CreateLoadBalancer).
+ADOPTED_CONTROLLER_ROLE = "AmazonEKSLoadBalancerControllerRole-helm"
+ADOPTED_CONTROLLER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["elasticloadbalancing:*", "ec2:*", "acm:DescribeCertificate"],
+            "Resource": "*",
+        }
+    ],
+}
+
+
+def seed_adopted_controller_role(iam: Any, cluster_arn: str, oidc_issuer: str) -> str:
+    """The adopted controller's IRSA role; its ARN, which its ServiceAccount names."""
+    trust = irsa_trust(cluster_arn, oidc_issuer, "kube-system", "aws-load-balancer-controller")
+    role = iam.create_role(
+        RoleName=ADOPTED_CONTROLLER_ROLE, AssumeRolePolicyDocument=json.dumps(trust)
+    )["Role"]
+    iam.put_role_policy(
+        RoleName=ADOPTED_CONTROLLER_ROLE,
+        PolicyName="load-balancer-controller",
+        PolicyDocument=json.dumps(ADOPTED_CONTROLLER_POLICY),
+    )
+    return str(role["Arn"])
+
+
 def seed_root_zone(route53: Any) -> str:
     """The public root zone with its unrelated records; its id."""
     zone = route53.create_hosted_zone(Name=ROOT_DOMAIN, CallerReference="sandbox-root-zone")

@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(setting.flag, dest=setting.name, type=float, default=setting.default)
     parser.add_argument("--second-team", action="store_true")
     parser.add_argument("--leftovers", action="store_true")
+    parser.add_argument("--adopted-controller")
     # Recorded only: the settings given already apply them (options.profile_settings).
     parser.add_argument("--profile", choices=sorted(options.PROFILES))
     parser.add_argument("--time-scale", type=float, default=1.0)
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         settings,
         second_team=args.second_team,
         leftovers=args.leftovers,
+        adopted_controller=args.adopted_controller,
         profile=args.profile,
         time_scale=args.time_scale,
     )
@@ -130,11 +132,13 @@ class World:
         profile: str | None = None,
         time_scale: float = 1.0,
         leftovers: bool = False,
+        adopted_controller: str | None = None,
     ) -> None:
         self.directory = directory
         self.settings = {**options.defaults(), **settings}
         self.second_team = second_team
         self.leftovers = leftovers
+        self.adopted_controller = adopted_controller
         self.profile = profile
         self.time_scale = time_scale
         self.endpoints: dict[str, str] = {}
@@ -165,6 +169,7 @@ class World:
         from orchestrator_sandbox.seed import (
             deployment_config,
             seed,
+            seed_adopted_controller_role,
             seed_leftover_role,
             use_distinct_cluster_identities,
         )
@@ -199,6 +204,11 @@ class World:
             alias_delay=self.settings["alias_delay"],
         )
         neighbour = self._start_neighbour(clients, seeded[SITES[0]])
+        if self.adopted_controller:
+            primary = seeded[SITES[0]]
+            primary["adopted_role_arn"] = seed_adopted_controller_role(
+                clients["iam"], primary["cluster_arn"], primary["oidc_issuer"]
+            )
         if self.leftovers:
             primary = seeded[SITES[0]]
             primary["leftover_role_arn"] = seed_leftover_role(
@@ -266,6 +276,7 @@ class World:
                     "time_scale": self.time_scale,
                     "second_team": self.second_team,
                     "leftovers": self.leftovers,
+                    "adopted_controller": self.adopted_controller,
                     "warnings": self.warnings,
                 },
                 indent=2,
@@ -306,7 +317,12 @@ class World:
         from orchestrator_sandbox.albcontroller import AlbControllerSimulator
         from orchestrator_sandbox.deployments import DeploymentRollouts
         from orchestrator_sandbox.events import record_crd_establishment
-        from orchestrator_sandbox.kubeseed import seed_cluster, seed_data_team, seed_leftovers
+        from orchestrator_sandbox.kubeseed import (
+            seed_adopted_controller,
+            seed_cluster,
+            seed_data_team,
+            seed_leftovers,
+        )
         from orchestrator_sandbox.kubetoken import exec_args
         from orchestrator_sandbox.seed import publish_cluster_endpoint
         from orchestrator_sandbox.webhookserver import ControllerWebhooks
@@ -328,6 +344,9 @@ class World:
             seed_data_team(kube.store, facts["data_team_role_arn"])
         if self.leftovers and site.key is None:
             seed_leftovers(kube.store, facts["leftover_role_arn"])
+        if self.adopted_controller and site.key is None:
+            role = facts["adopted_role_arn"]
+            seed_adopted_controller(kube.store, self.adopted_controller, name, role)
         record_crd_establishment(kube.store, name)  # after seeding: the estate's CRDs are old
         publish_cluster_endpoint(ACCOUNT, REGION, name, kube.url, tls.ca_pem)
         rollouts = DeploymentRollouts(kube.store, self.settings["rollout_delay"], cluster=name)

@@ -146,11 +146,14 @@ def zone_types(ec2: Any) -> dict[str, str]:
     return {z["ZoneId"]: z.get("ZoneType", AVAILABILITY_ZONE) for z in zones}
 
 
-def discover(ec2: Any, vpc_id: str, cluster: str, scheme: str) -> list[Obj]:
-    """The subnets the controller gives a new ALB of `scheme` (see the module doc)."""
+def discover(
+    ec2: Any, vpc_id: str, cluster: str, scheme: str, by_reachability: bool = True
+) -> list[Obj]:
+    """The subnets the controller gives a new ALB of `scheme` (see the module doc). A
+    controller before v2.13.0 (`by_reachability` False) knows role-tagged subnets only."""
     subnets = vpc_subnets(ec2, vpc_id)
     found = role_tagged(subnets, scheme)
-    if not found:
+    if not found and by_reachability:
         found = reachable_for(subnets, vpc_route_tables(ec2, vpc_id), scheme)
     return choose(found, cluster, zone_types(ec2))
 

@@ -66,6 +66,7 @@ def up(
     profile: str | None = None,
     time_scale: float = 1.0,
     leftovers: bool = False,
+    adopted_controller: str | None = None,
 ) -> dict[str, Any]:
     """Start the world in `directory` unless it is already running there. `settings`: the
     delays of options.SETTINGS (by name) that differ from their defaults; `profile` and
@@ -80,7 +81,7 @@ def up(
             info = running(directory)
             if info is None:
                 world_args = options.as_arguments(
-                    settings or {}, second_team, profile, time_scale, leftovers
+                    settings or {}, second_team, profile, time_scale, leftovers, adopted_controller
                 )
                 info = _start(directory, world_args)
     except StartInterrupted:

@@ -82,6 +82,7 @@ class World:
         alb_delay: float = 1.0,
         second_team: bool = False,
         leftovers: bool = False,
+        adopted_controller: str | None = None,
         **settings: float,
     ) -> Self:
         """Start a world with short delays; `settings`: other options.SETTINGS by name.
@@ -98,7 +99,9 @@ class World:
             "token_ttl": 380.0,
             **settings,
         }
-        arguments = options.as_arguments(values, second_team, leftovers=leftovers)
+        arguments = options.as_arguments(
+            values, second_team, leftovers=leftovers, adopted_controller=adopted_controller
+        )
         done = subprocess.run(
             [sys.executable, "-m", "orchestrator", "sandbox", "up", "--dir", str(directory)]
             + arguments,
