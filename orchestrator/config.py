@@ -198,6 +198,34 @@ def load_config(path: str | Path) -> Config:
     return config
 
 
+def written_back(path: str | Path) -> dict[str, Any]:
+    """The keys the old setup script wrote into its config (ids and ARNs of what it made),
+    as dotted keys: `load_config` accepts and ignores them; `import --from-setup-script`
+    reads them. Only strings count: anything else was not written by the script."""
+    path = Path(path)
+    data = _parse_yaml(_read(path), path)
+    found: dict[str, Any] = {}
+
+    def walk(node: dict[Any, Any], prefix: str) -> None:
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, f"{dotted}.")
+            elif isinstance(value, str) and _written_by_script(dotted, str(key)):
+                found[dotted] = value
+
+    walk(data, "")
+    return found
+
+
+def _written_by_script(dotted: str, key: str) -> bool:
+    return (
+        key.endswith(_LEGACY_SUFFIX)
+        or dotted == "route53.subDomain.hostedZoneId"
+        or any(dotted == k or dotted.startswith(k + ".") for k in _LEGACY_KEYS)
+    )
+
+
 def _report(path: Path, problems: list[str]) -> str:
     """One line for one problem; a line each under a heading for several."""
     if len(problems) == 1:

@@ -55,6 +55,7 @@ OPTIONS: dict[str, Any] = {
     "yes": False,
     "recorded_settings": False,
     "take_ownership": False,
+    "from_setup_script": False,  # import: what the old setup script made
     "name": None,  # outputs NAME
     "action": "",  # state pull|push
     "file": "",  # state pull|push FILE
@@ -92,6 +93,7 @@ class Invocation:
     yes: bool
     recorded_settings: bool
     take_ownership: bool
+    from_setup_script: bool
     name: str | None
     action: str
     file: str

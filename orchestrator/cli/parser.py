@@ -225,6 +225,14 @@ def _import(p: argparse.ArgumentParser, phases: list[str], completing: bool) -> 
         action="store_true",
         help="write the state file (without it, only show what was found)",
     )
+    p.add_argument(
+        "--from-setup-script",
+        action="store_true",
+        help="find what the old setup script made (its config's written-back ids), check "
+        "each is what it would have made; with --take-ownership, mark the matches as this "
+        "deployment's and write the state file",
+    )
+    p.add_argument("--json", action="store_true", help="with --from-setup-script: one JSON object")
 
 
 def _status(p: argparse.ArgumentParser, phases: list[str], completing: bool) -> None:
@@ -338,7 +346,8 @@ COMMANDS = {
         "Show what in AWS and Kubernetes carries this deployment's tags and labels; with "
         "--take-ownership, write a state file that owns it (only when the one that made it "
         "is lost).",
-        "  orchestrator import\n  orchestrator import --take-ownership",
+        "  orchestrator import\n  orchestrator import --take-ownership\n"
+        "  orchestrator import --from-setup-script [--take-ownership]",
         "importing:_import",
         _sandbox,
         _import,

@@ -44,6 +44,8 @@ removes its finalizer).
 
 from __future__ import annotations
 
+import base64
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -187,7 +189,7 @@ class AlbControllerSimulator(Reconciler):
         deployment = self.store.get("apps/v1", "Deployment", CONTROLLER_NAME, CONTROLLER_NAMESPACE)
         if deployment is None or not is_available(deployment):
             return None
-        cluster = container_flag(deployment, "--cluster-name")
+        cluster = container_flag(deployment, "--cluster-name", self.store)
         if cluster is not None and cluster != self.cluster:
             return None  # it serves another cluster: this one's Ingresses are not its business
         return deployment
@@ -317,7 +319,7 @@ class AlbControllerSimulator(Reconciler):
 
     def _vpc_id(self, controller: Obj) -> str:
         """`--aws-vpc-id`, else the VPC the controller runs in: its cluster's."""
-        flagged = container_flag(controller, "--aws-vpc-id")
+        flagged = container_flag(controller, "--aws-vpc-id", self.store)
         if flagged:
             return flagged
         config = self.eks.describe_cluster(name=self.cluster)["cluster"]["resourcesVpcConfig"]
@@ -415,18 +417,62 @@ def _deleting(ingress: Obj) -> bool:
     return bool((ingress.get("metadata") or {}).get("deletionTimestamp"))
 
 
-def container_flag(deployment: Obj, flag: str) -> str | None:
+def container_flag(deployment: Obj, flag: str, store: ObjectStore | None = None) -> str | None:
     """The value of a flag (`--name=value` or `--name value`) the Deployment's containers
-    are started with, if any.
+    are started with, if any; with `store`, its `$(VAR)` references expanded from the
+    container's environment, as the kubelet does before it starts the container (the old
+    setup script's controller takes `--cluster-name=$(CLUSTER_NAME)` from a ConfigMap).
 
     The simulator stands for the real controller, an outside program, so it reads its own
     flags rather than borrow the orchestrator's parser (its builders.controller_manifests)."""
     spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    namespace = (deployment.get("metadata") or {}).get("namespace")
     for container in spec.get("containers") or []:
         words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+        if store is not None:
+            env = container_env(store, container, namespace)
+            words = [expand(word, env) for word in words]
         for i, word in enumerate(words):
             if word.startswith(f"{flag}="):
                 return word.partition("=")[2]
             if word == flag and i + 1 < len(words):
                 return words[i + 1]
     return None
+
+
+def container_env(store: ObjectStore, container: Obj, namespace: str | None) -> dict[str, str]:
+    """The container's environment variables the kubelet can resolve: plain values and keys
+    of ConfigMaps and Secrets that exist (a missing one would keep the pod from starting)."""
+    env: dict[str, str] = {}
+    for variable in container.get("env") or []:
+        source = variable.get("valueFrom") or {}
+        if "value" in variable:
+            env[variable["name"]] = str(variable["value"])
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            found = store.get("v1", "ConfigMap", ref.get("name", ""), namespace) or {}
+            value = (found.get("data") or {}).get(ref.get("key", ""))
+            if value is not None:
+                env[variable["name"]] = str(value)
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            found = store.get("v1", "Secret", ref.get("name", ""), namespace) or {}
+            value = (found.get("data") or {}).get(ref.get("key", ""))
+            if value is not None:
+                env[variable["name"]] = base64.b64decode(value).decode()
+    return env
+
+
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand(word: str, env: dict[str, str]) -> str:
+    """`$(NAME)` replaced by NAME's value, `$$` by `$`; an unknown name stays as written."""
+
+    def replace(found: re.Match[str]) -> str:
+        name = found.group(1)
+        if name is None:
+            return "$"
+        return env.get(name, found.group(0))
+
+    return _REFERENCE.sub(replace, word)

@@ -20,6 +20,8 @@ from orchestrator_sandbox.options import (
     PROFILES,
     SECOND_TEAM_HELP,
     SETTINGS,
+    SETUP_SCRIPT_CONFIG,
+    SETUP_SCRIPT_HELP,
     profile_settings,
 )
 
@@ -37,7 +39,13 @@ def use(directory: Path) -> Path:
 
 
 def main(argv: list[str], prog: str = "orchestrator sandbox") -> int:
-    args = _parser(prog).parse_args(argv)
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    if args.setup_script and (args.leftovers or args.adopted_controller):
+        # Each makes the controller's ServiceAccount: one cluster holds one.
+        parser.error(
+            "--setup-script makes its own controller: not with --leftovers or --adopted-controller"
+        )
     directory = Path(args.dir)
     try:
         return _act(args, directory)
@@ -63,12 +71,15 @@ def _act(args: argparse.Namespace, directory: Path) -> int:
             time_scale=args.time_scale,
             leftovers=args.leftovers,
             adopted_controller=args.adopted_controller,
+            setup_script=args.setup_script,
         )
         print(world.describe(directory, info))
         print(
             f"use it: source {directory / 'env'}; "
             f"orchestrator --config {directory / 'config.yaml'} run"
         )
+        if args.setup_script:
+            print(f"the old setup script's written-back config: {directory / SETUP_SCRIPT_CONFIG}")
         return ExitCode.OK
     if args.action == "down":
         print("sandbox stopped" if world.down(directory) else "sandbox was not running")
@@ -124,6 +135,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="VERSION",
         help=ADOPTED_CONTROLLER_HELP,
     )
+    parser.add_argument("--setup-script", action="store_true", help=SETUP_SCRIPT_HELP)
     return parser
 
 

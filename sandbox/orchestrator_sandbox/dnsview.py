@@ -123,6 +123,9 @@ def _delegation_point(zone: Zone, name: str) -> str | None:
     return max(cuts, key=len) if cuts else None
 
 
+ELB_DOMAIN = ".elb.amazonaws.com"
+
+
 def resolve(
     zones: list[Zone],
     name: str,
@@ -131,6 +134,12 @@ def resolve(
     depth: int = 0,
 ) -> Answer:
     zone = authoritative(zones, name)
+    if zone is None and rtype == "A" and name.endswith(ELB_DOMAIN):
+        # AWS's DNS answers a load balancer's own name: a CNAME to it resolves (the old
+        # setup script points `kubeflow.<subdomain>` at its ALB so).
+        addresses = alias_address(name)
+        if addresses:
+            return Answer("NOERROR", [(name, "A", 60, address) for address in addresses])
     if zone is None or depth > MAX_CHASE:
         return Answer("NXDOMAIN" if zone is None else "SERVFAIL")
     rrset = zone.records.get((name, rtype))

@@ -106,6 +106,15 @@ ADOPTED_CONTROLLER_HELP = (
 )
 
 
+SETUP_SCRIPT_CONFIG = "config-setup-script.yaml"  # in the world's directory
+SETUP_SCRIPT_HELP = (
+    "seed a deployment made by the old setup script (awslabs/kubeflow-manifests' "
+    "setup_load_balancer.py) for the production cluster, as it makes one: untagged zone, "
+    "certificates, eksctl's role, the kustomize controller v2.4.7, the Ingress, its ALB, a "
+    "CNAME to it; and the config it writes back (config-setup-script.yaml)"
+)
+
+
 def defaults() -> dict[str, float]:
     return {s.name: s.default for s in SETTINGS}
 
@@ -127,6 +136,7 @@ def as_arguments(
     time_scale: float = 1.0,
     leftovers: bool = False,
     adopted_controller: str | None = None,
+    setup_script: bool = False,
 ) -> list[str]:
     """The world process's command-line arguments for these settings. The profile and time
     scale are only recorded by the world (in world.json): `values` already applies them."""
@@ -139,4 +149,5 @@ def as_arguments(
         arguments += ["--time-scale", str(time_scale)]
     arguments += ["--leftovers"] if leftovers else []
     arguments += ["--adopted-controller", adopted_controller] if adopted_controller else []
+    arguments += ["--setup-script"] if setup_script else []
     return arguments + (["--second-team"] if second_team else [])

@@ -32,6 +32,12 @@
   in AWS's words ("Tried to delete resource record set [name='…', type='…'] but the values
   provided do not match the current values", or "… but it was not found"); moto deletes
   by name and type whatever values are given with them.
+- A CNAME holds its name alone (RFC 1034): a batch that would leave a CNAME and another
+  record set of the same name is refused with InvalidChangeBatch, in AWS's words ("RRSet of
+  type A with DNS name … is not permitted because a conflicting RRSet of type  CNAME with the
+  same DNS name already exists in zone …", or "RRSet of type CNAME … is not permitted as it
+  conflicts with other records with the same DNS name in zone …"); replacing one with the
+  other takes a DELETE and a CREATE in one batch. moto keeps both.
 """
 
 from __future__ import annotations
@@ -381,6 +387,9 @@ def _check_changes() -> None:
                 problem = _delete_problem(current, change["ResourceRecordSet"])
                 if problem:
                     raise Route53ClientError("InvalidChangeBatch", f"[{problem}]")
+        problem = _cname_problem(self.get_hosted_zone(zoneid).name, current, change_list)
+        if problem:
+            raise Route53ClientError("InvalidChangeBatch", f"[{problem}]")
         if RULES.alias_delay is not None:
             for change in change_list:
                 rrset = change["ResourceRecordSet"]
@@ -394,6 +403,34 @@ def _check_changes() -> None:
 
     change_resource_record_sets.sandbox_patched = True  # type: ignore[attr-defined]
     Route53Backend.change_resource_record_sets = change_resource_record_sets
+
+
+def _cname_problem(zone: str, current: list[Any], change_list: list[Any]) -> str | None:
+    """Why Route 53 refuses a batch that would leave a CNAME beside another record set of
+    the same name (None: it does not)."""
+    before = {(_fqdn(r.name), r.type) for r in current}
+    after = set(before)
+    for change in change_list:
+        rrset = change["ResourceRecordSet"]
+        key = (_fqdn(rrset["Name"]), rrset["Type"])
+        if change["Action"] == "DELETE":
+            after.discard(key)
+        else:
+            after.add(key)
+    for name, rtype in sorted(after - before):
+        others = {t for n, t in after if n == name} - {rtype}
+        if rtype == "CNAME" and others:
+            return (
+                f"RRSet of type CNAME with DNS name {name} is not permitted as it conflicts "
+                f"with other records with the same DNS name in zone {_fqdn(zone)}"
+            )
+        if rtype != "CNAME" and "CNAME" in others:
+            return (
+                f"RRSet of type {rtype} with DNS name {name} is not permitted because a "
+                f"conflicting RRSet of type  CNAME with the same DNS name already exists in "
+                f"zone {_fqdn(zone)}"
+            )
+    return None
 
 
 def _delete_problem(current: list[Any], rrset: dict[str, Any]) -> str | None:

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--second-team", action="store_true")
     parser.add_argument("--leftovers", action="store_true")
     parser.add_argument("--adopted-controller")
+    parser.add_argument("--setup-script", action="store_true")
     # Recorded only: the settings given already apply them (options.profile_settings).
     parser.add_argument("--profile", choices=sorted(options.PROFILES))
     parser.add_argument("--time-scale", type=float, default=1.0)
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         second_team=args.second_team,
         leftovers=args.leftovers,
         adopted_controller=args.adopted_controller,
+        setup_script=args.setup_script,
         profile=args.profile,
         time_scale=args.time_scale,
     )
@@ -133,12 +135,15 @@ class World:
         time_scale: float = 1.0,
         leftovers: bool = False,
         adopted_controller: str | None = None,
+        setup_script: bool = False,
     ) -> None:
         self.directory = directory
         self.settings = {**options.defaults(), **settings}
         self.second_team = second_team
         self.leftovers = leftovers
         self.adopted_controller = adopted_controller
+        self.setup_script = setup_script
+        self._stores: dict[ClusterSite, Any] = {}  # each cluster's object store, for seeding
         self.profile = profile
         self.time_scale = time_scale
         self.endpoints: dict[str, str] = {}
@@ -259,6 +264,8 @@ class World:
         for site, facts in seeded.items():
             config = deployment_config(facts, site.estate.subdomain, site.config_context)
             self._write(site.config_name, config)
+        if self.setup_script:
+            self._run_setup_script(clients, seeded[SITES[0]])
         self._write("env", self._env())
         self._write(
             "world.json",
@@ -277,6 +284,7 @@ class World:
                     "second_team": self.second_team,
                     "leftovers": self.leftovers,
                     "adopted_controller": self.adopted_controller,
+                    "setup_script": self.setup_script,
                     "warnings": self.warnings,
                 },
                 indent=2,
@@ -286,6 +294,17 @@ class World:
     def stop(self) -> None:
         for stopper in reversed(self._stoppers):
             stopper()
+
+    def _run_setup_script(self, clients: dict[str, Any], primary: dict[str, Any]) -> None:
+        """Play the old setup script on the primary cluster, from its config, once the world
+        runs (the script waits on ACM and the controller); world.json publishes what it
+        made as `seeded.setup_script`."""
+        from orchestrator_sandbox.setupscript import run_setup_script
+
+        site = SITES[0]
+        config = (self.directory / site.config_name).read_text()
+        made = run_setup_script(clients, self._stores[site], primary, config, self.directory)
+        primary["setup_script"] = made.published()
 
     def _start_moto(self) -> str:
         from moto.server import DomainDispatcherApplication, create_backend_app
@@ -339,6 +358,7 @@ class World:
         kube.store.webhook_caller = ControllerWebhooks(kube.store)
         kube.start()
         self._stoppers.append(kube.stop)
+        self._stores[site] = kube.store
         seed_cluster(kube.store)
         if self.second_team and site.key is None:
             seed_data_team(kube.store, facts["data_team_role_arn"])

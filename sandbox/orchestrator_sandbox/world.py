@@ -67,6 +67,7 @@ def up(
     time_scale: float = 1.0,
     leftovers: bool = False,
     adopted_controller: str | None = None,
+    setup_script: bool = False,
 ) -> dict[str, Any]:
     """Start the world in `directory` unless it is already running there. `settings`: the
     delays of options.SETTINGS (by name) that differ from their defaults; `profile` and
@@ -81,7 +82,13 @@ def up(
             info = running(directory)
             if info is None:
                 world_args = options.as_arguments(
-                    settings or {}, second_team, profile, time_scale, leftovers, adopted_controller
+                    settings or {},
+                    second_team,
+                    profile,
+                    time_scale,
+                    leftovers,
+                    adopted_controller,
+                    setup_script,
                 )
                 info = _start(directory, world_args)
     except StartInterrupted:

@@ -22,7 +22,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from orchestrator_sandbox import options, world
+from orchestrator_sandbox import options, setupscript, world
+from orchestrator_sandbox.setupscript import SetupScriptDeployment
 
 REGION = "us-west-2"
 
@@ -83,6 +84,7 @@ class World:
         second_team: bool = False,
         leftovers: bool = False,
         adopted_controller: str | None = None,
+        setup_script: bool = False,
         **settings: float,
     ) -> Self:
         """Start a world with short delays; `settings`: other options.SETTINGS by name.
@@ -100,7 +102,11 @@ class World:
             **settings,
         }
         arguments = options.as_arguments(
-            values, second_team, leftovers=leftovers, adopted_controller=adopted_controller
+            values,
+            second_team,
+            leftovers=leftovers,
+            adopted_controller=adopted_controller,
+            setup_script=setup_script,
         )
         done = subprocess.run(
             [sys.executable, "-m", "orchestrator", "sandbox", "up", "--dir", str(directory)]
@@ -138,6 +144,11 @@ class World:
     @property
     def root_zone_id(self) -> str:
         return self.info["seeded"]["root_zone_id"]
+
+    @property
+    def setup_script(self) -> SetupScriptDeployment:
+        """What the old setup script made in a world started with `setup_script=True`."""
+        return setupscript.read(self.info)
 
 
 W = TypeVar("W", bound=World)
