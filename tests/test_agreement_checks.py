@@ -39,6 +39,13 @@ THEIRS = {
         "TTL": 60,
         "ResourceRecords": [{"Value": "192.0.2.9"}],
     },
+    # A name with a CNAME can have no other record: Route 53 would refuse our alias beside it.
+    "a CNAME": {
+        "Name": HOST + ".",
+        "Type": "CNAME",
+        "TTL": 300,
+        "ResourceRecords": [{"Value": "old-alb-1.us-west-2.elb.amazonaws.com"}],
+    },
 }
 
 
@@ -99,6 +106,30 @@ def test_dns_record_plan_stops_where_enter_stops_with_its_words(
         upsert(kit, zone, theirs)
         words = stops_as_enter_does(kit, DnsRecordPhase())
         assert "which this deployment did not create" in words
+
+
+def test_dns_record_replaces_a_cname_of_ours_with_its_alias_in_one_change(
+    tmp_path: Path,
+) -> None:
+    """The old setup script pointed kubeflow.<subdomain> at its ALB with a CNAME; taken over
+    (import --from-setup-script records it as this deployment's), the alias replaces it in
+    one change batch, so the name never answers nothing."""
+    phase = DnsRecordPhase()
+    with phase_kit(tmp_path) as kit:
+        zone = record_kit(kit)
+        cname = THEIRS["a CNAME"]
+        upsert(kit, zone, cname)
+        ctx = kit.ctx(phase.name)
+        ctx.intend("route53:record", f"{zone}/{HOST}/CNAME", "take over", zone=zone, rrset=cname)
+        changes = check_enter_as_planned(kit, phase)
+        (change,) = [c for c in changes if c.action in WRITES]
+        assert change.action == UPDATE and change.why.startswith(f"replaces {HOST} CNAME")
+        (batch,) = [c for c in kit.aws_calls if c.operation == "ChangeResourceRecordSets"][-1:]
+        actions = [c["Action"] for c in batch.params["ChangeBatch"]["Changes"]]
+        assert actions == ["DELETE", "CREATE"]
+        assert (HOST, "CNAME") not in rrsets(kit, zone)
+        assert (HOST, "A") in rrsets(kit, zone)
+        assert [r.id for r in ctx.owned("route53:record")] == [f"{zone}/{HOST}/A"]
 
 
 @pytest.mark.parametrize("behind_our_back", [None, "changed", "deleted"])

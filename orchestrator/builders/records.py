@@ -132,6 +132,9 @@ def decide_record(
     stops both, in the same words."""
     shown = f"record {describe(wanted)} ({purpose})"
     rid = record_id(zone_id, wanted["Name"], wanted["Type"])
+    in_the_way = _cname_in_the_way(ctx, zone_id, wanted, purpose)
+    if in_the_way is not None:
+        return _replacing(ctx, zone_id, wanted, purpose, *in_the_way)
     current = get_record(ctx, zone_id, wanted["Name"], wanted["Type"])
     mine = ctx.find(KIND, rid)
     verdict = record_verdict(current, wanted, ours=bool(mine and mine.created))
@@ -165,6 +168,62 @@ def decide_record(
         return str(change["ChangeInfo"]["Id"])
 
     return Change(UPDATE if current is not None else CREATE, shown, f"in zone {zone_id}"), write
+
+
+def _cname_in_the_way(
+    ctx: PhaseContext, zone_id: str, wanted: dict[str, Any], purpose: str
+) -> tuple[Resource, dict[str, Any]] | None:
+    """A name that has a CNAME can hold no other record (Route 53 refuses one beside it):
+    the CNAME of ours in the way of `wanted` (one the old setup script made, taken over),
+    to be replaced (with the CNAME as it is now: a DELETE must give it so); one not ours
+    stops, in the words plan and enter share."""
+    if wanted["Type"] == "CNAME":
+        return None
+    cname = get_record(ctx, zone_id, wanted["Name"], "CNAME")
+    if cname is None:
+        return None
+    ours = ctx.find(KIND, record_id(zone_id, wanted["Name"], "CNAME"))
+    if ours is None or not ours.created:
+        raise PhaseError(
+            f"zone {zone_id} already has {describe(cname)}, which this deployment did not "
+            f"create; it needs {describe(wanted)} ({purpose}), and a name that has a CNAME "
+            "can have no other record",
+            "if that record is stale, delete it yourself, then run `orchestrator resume`; "
+            "orchestrator never overwrites records it does not own",
+        )
+    return ours, cname
+
+
+def _replacing(
+    ctx: PhaseContext,
+    zone_id: str,
+    wanted: dict[str, Any],
+    purpose: str,
+    cname: Resource,
+    old: dict[str, Any],
+) -> tuple[Change, Callable[[], str | None]]:
+    """Our CNAME replaced by `wanted` in one change: Route 53 applies a batch whole, so the
+    name never answers nothing."""
+    rid = record_id(zone_id, wanted["Name"], wanted["Type"])
+
+    def replace() -> str:
+        action = f"replace {describe(old)} with {describe(wanted)}"
+        with creating(ctx, KIND, rid, action, zone=zone_id, rrset=wanted, purpose=purpose):
+            change = ctx.aws.route53.change_resource_record_sets(
+                HostedZoneId=zone_id,
+                ChangeBatch={
+                    "Comment": f"orchestrator {ctx.deployment}: {purpose}",
+                    "Changes": [
+                        {"Action": "DELETE", "ResourceRecordSet": old},
+                        {"Action": "CREATE", "ResourceRecordSet": wanted},
+                    ],
+                },
+            )
+        ctx.forget(cname)
+        return str(change["ChangeInfo"]["Id"])
+
+    shown = f"record {describe(wanted)} ({purpose})"
+    return Change(UPDATE, shown, f"replaces {describe(old)}, in one change"), replace
 
 
 def ensure_record(
