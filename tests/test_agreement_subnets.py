@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 from agreement import check_enter_as_planned, check_rollback_as_previewed
-from phasekit import ACCOUNT, Kit, eks_network, phase_kit, tags_of
+from phasekit import Kit, eks_network, phase_kit, tags_of
 from test_phase_network import vpc_using_role_tags
-from test_subnets import cluster_tags, public_subnet
+from test_subnets import neighbour_by_reachability
 
 from orchestrator.errors import PhaseError
 from orchestrator.planning import CREATE, DELETE, USE, WRITES, Change
 from orchestrator.states.subnet_tags import KIND, SubnetTagsPhase, marker_key
-from orchestrator_sandbox.network import place_on_outpost
 
 ROLE = "kubernetes.io/role/elb"
 CLUSTER = "kube-eks-cluster"
@@ -125,15 +124,7 @@ def test_plan_stops_where_tags_would_blind_a_neighbours_controller(tmp_path: Pat
     """foreign: role tags on our subnets would switch cluster x's controller, which finds
     its own subnets by reachability, to role tags where it has none."""
     with phase_kit(tmp_path) as kit:
-        ec2 = kit.client("ec2")
-        network = eks_network(ec2)
-        a, b, c = network.public.values()
-        b2 = public_subnet(ec2, network, "10.0.96.0/19", "b")
-        outpost = public_subnet(ec2, network, "10.0.224.0/19", "c")
-        place_on_outpost(ACCOUNT, "us-west-2", outpost, "arn:aws:outposts:us-west-2:1:outpost/op-1")
-        cluster_tags(ec2, [a, b, outpost], CLUSTER)
-        cluster_tags(ec2, [b2, c], "x")
-        kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
+        neighbour_by_reachability(kit)
         assert "would stop the load balancer controllers of other" in (
             assert_plan_stops_as_enter_does(kit)
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from phasekit import ACCOUNT, Network, eks_network, phase_kit, tags_of
+from phasekit import ACCOUNT, Kit, Network, eks_network, phase_kit, tags_of
 
 from orchestrator.builders.subnets import (
     Subnet,
@@ -347,6 +347,22 @@ def neighbour_resolves(ec2: Any, vpc_id: str, cluster: str) -> list[str]:
     ]
 
 
+def neighbour_by_reachability(kit: Kit) -> tuple[Network, list[str], list[str]]:
+    """Our public subnets in zones a and b, and one on an Outpost in zone c (mixed locales
+    for our controller), beside cluster x's (b2, c), which its controller finds by
+    reachability; preflight done. The network, ours to tag (a, b), and x's (b2, c)."""
+    ec2 = kit.client("ec2")
+    network = eks_network(ec2)
+    a, b, c = network.public.values()
+    b2 = public_subnet(ec2, network, "10.0.96.0/19", "b")
+    outpost = public_subnet(ec2, network, "10.0.224.0/19", "c")
+    place_on_outpost(ACCOUNT, "us-west-2", outpost, "arn:aws:outposts:us-west-2:1:outpost/op-1")
+    cluster_tags(ec2, [a, b, outpost], "kube-eks-cluster")
+    cluster_tags(ec2, [b2, c], "x")
+    kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
+    return network, [a, b], [b2, c]
+
+
 def test_the_phase_refuses_to_switch_a_vpc_that_a_neighbour_finds_by_reachability(
     tmp_path: Path,
 ) -> None:
@@ -354,15 +370,8 @@ def test_the_phase_refuses_to_switch_a_vpc_that_a_neighbour_finds_by_reachabilit
     our controller. Role tags on a and b would fix that, but switch cluster x's controller,
     which finds its own subnets (b2, c) by reachability, to role tags where it has none."""
     with phase_kit(tmp_path) as kit:
+        network, (a, b), neighbours = neighbour_by_reachability(kit)
         ec2 = kit.client("ec2")
-        network = eks_network(ec2)
-        a, b, c = network.public.values()
-        b2 = public_subnet(ec2, network, "10.0.96.0/19", "b")
-        outpost = public_subnet(ec2, network, "10.0.224.0/19", "c")
-        place_on_outpost(ACCOUNT, "us-west-2", outpost, "arn:aws:outposts:us-west-2:1:outpost/op-1")
-        cluster_tags(ec2, [a, b, outpost], "kube-eks-cluster")
-        cluster_tags(ec2, [b2, c], "x")
-        kit.done("preflight", vpc_id=network.vpc_id, subnet_ids=[])
         with kit.watching() as entering, pytest.raises(PhaseError) as refused:
             SubnetTagsPhase().enter(kit.ctx("subnet_tags"))
         assert entering.aws_writes == []
@@ -370,7 +379,7 @@ def test_the_phase_refuses_to_switch_a_vpc_that_a_neighbour_finds_by_reachabilit
             refused.value.message
         )
         assert "cluster x (unable to resolve at least one subnet." in refused.value.message
-        assert neighbour_resolves(ec2, network.vpc_id, "x") == sorted([b2, c])
+        assert neighbour_resolves(ec2, network.vpc_id, "x") == sorted(neighbours)
         with pytest.raises(ModelError, match="subnets in multiple locales"):
             neighbour_resolves(ec2, network.vpc_id, "kube-eks-cluster")
 
