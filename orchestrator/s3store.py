@@ -107,6 +107,7 @@ class S3StateStore:
         self._warn = warn or (lambda message: print(message, file=sys.stderr))
         self._s3: AwsClient | None = None
         self._etag: str | None = None  # of the state as this command last read or wrote it
+        self._unanswered: bytes | None = None  # a write sent, and not answered yet
         self._lease = _Lease()
 
     @property
@@ -171,16 +172,15 @@ class S3StateStore:
         self._lease.check(self.path)
         state.updated_at = now()
         state.revision = (state.revision or 0) + 1
-        condition = {"IfMatch": self._etag} if self._etag else {"IfNoneMatch": "*"}
+        body = state.to_json().encode()
+        cut_short, self._unanswered = self._unanswered, None  # a write Ctrl-C interrupted
         try:
-            put = self.s3.put_object(
-                Bucket=self.bucket,
-                Key=self.key,
-                Body=state.to_json().encode(),
-                ContentType="application/json",
-                **self._encryption(),
-                **condition,
-            )
+            try:
+                put = self._put(body)
+            except AwsError as exc:
+                if exc.code not in TAKEN or not self._landed(cut_short):
+                    raise
+                put = self._put(body)
         except AwsError as exc:
             state.revision -= 1
             if exc.code in TAKEN:
@@ -191,6 +191,36 @@ class S3StateStore:
                 ) from None
             raise StateWriteFailed(self.path, f"{exc.code}: {exc.message}") from None
         self._etag = put["ETag"]
+
+    def _put(self, body: bytes) -> dict[str, Any]:
+        """The conditional write; until S3 answers, `body` may or may not be there (Ctrl-C
+        while it is sent), so it is kept to be recognised by the next save."""
+        condition = {"IfMatch": self._etag} if self._etag else {"IfNoneMatch": "*"}
+        self._unanswered = body
+        put = self.s3.put_object(
+            Bucket=self.bucket,
+            Key=self.key,
+            Body=body,
+            ContentType="application/json",
+            **self._encryption(),
+            **condition,
+        )
+        self._unanswered = None
+        return put
+
+    def _landed(self, sent: bytes | None) -> bool:
+        """Whether S3 holds what this command's interrupted write sent (then the state is
+        ours, not another command's: its ETag is taken and the save goes on)."""
+        if sent is None:
+            return False
+        try:
+            got = self.s3.get_object(Bucket=self.bucket, Key=self.key)
+        except AwsError:
+            return False
+        if got["Body"].read(MAX_STATE_BYTES + 1) != sent:
+            return False
+        self._etag = got["ETag"]
+        return True
 
     def check_held(self) -> None:
         """StateConflict if this command's lock was taken over (its renewal found it so)."""

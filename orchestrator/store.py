@@ -435,6 +435,13 @@ class StateStore:
         except OSError as exc:
             state.revision -= 1
             raise StateWriteFailed(self.path, exc.strerror or str(exc)) from None
+        except BaseException:
+            # Ctrl-C after the file was replaced (while its directory is synced, say): the
+            # file holds our write, and the save that records the interrupt must not take it
+            # for another command's.
+            if _revision_of(self.real) == state.revision:
+                self._revision = state.revision
+            raise
         self._revision = state.revision
 
     def discard(self) -> None:

@@ -45,7 +45,8 @@ def test_a_run_after_a_rollback_interrupted_in_the_teardown_ends_with_the_endpoi
         what="the Ingress to be Terminating",
     )
     rollback.send_signal(signal.SIGINT)
-    assert rollback.wait(timeout=30) == ExitCode.INTERRUPTED
+    out, err = rollback.communicate(timeout=30)
+    assert rollback.returncode == ExitCode.INTERRUPTED, out + err
     assert kube_get(kube, *INGRESS) is not None, "interrupted before the teardown ended"
 
     again = world.start("--config", config, "run", cwd=workdir)

@@ -81,6 +81,39 @@ def test_a_writer_that_read_an_older_state_cannot_overwrite_the_newer(s3: Any) -
     assert store().load(PHASES).revision == 2
 
 
+def test_a_save_interrupted_after_s3_took_it_is_not_taken_for_another_commands(
+    s3: Any,
+) -> None:
+    """Ctrl-C after the write reached S3 but before its answer was read: the save that
+    then records the interrupt recognises its own write and goes on."""
+    mine = store()
+    mine.save(a_state())
+    state = mine.load(PHASES)
+    real = mine.s3
+
+    class Interrupted:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def put_object(self, **kwargs: Any) -> Any:
+            real.put_object(**kwargs)
+            raise KeyboardInterrupt
+
+    mine._s3 = Interrupted()  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        mine.save(state)
+    mine._s3 = real
+    state.phase("preflight").status = "failed"
+    mine.save(state)
+    assert store().load(PHASES).phase("preflight").status == "failed"
+    # Another command's write is still refused.
+    other = store()
+    theirs = other.load(PHASES)
+    other.save(theirs)
+    with pytest.raises(StateConflict):
+        mine.save(state)
+
+
 def test_a_second_command_is_refused_naming_the_holder_and_the_lock_goes_with_the_first(
     s3: Any,
 ) -> None:

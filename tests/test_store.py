@@ -153,6 +153,27 @@ def test_a_save_never_overwrites_a_newer_state(tmp_path: Path) -> None:
     assert StateStore(tmp_path / "state.json").load(NAMES).phase("a").status == "done"
 
 
+def test_a_save_interrupted_after_its_write_is_not_taken_for_another_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the directory is synced, after the file was replaced: the save that
+    then records the interrupt goes through (it once stopped as a conflict, exit 2)."""
+    store = fresh(tmp_path)
+    state = store.load(NAMES)
+    state.phase("a").status = "in_progress"
+
+    def interrupted(directory: Path) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr("orchestrator.store._fsync_dir", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            store.save(state)
+    state.phase("a").status = "failed"
+    store.save(state)
+    assert StateStore(tmp_path / "state.json").load(NAMES).phase("a").status == "failed"
+
+
 def test_a_new_state_is_not_written_over_one_made_meanwhile(tmp_path: Path) -> None:
     late = StateStore(tmp_path / "state.json")
     assert not late.exists()
