@@ -333,6 +333,25 @@ class Kube:
         )
         return applied.to_dict()
 
+    def replace(self, obj: dict[str, Any], resource_version: str) -> dict[str, Any]:
+        """Write the whole object over the one at `resource_version` (an update, not an
+        apply): every field another manager set and `obj` lacks goes, which server-side
+        apply would keep. Refused (409) if the object changed since it was read."""
+        metadata = obj["metadata"]
+        body = {**obj, "metadata": {**metadata, "resourceVersion": resource_version}}
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        replaced = self._call(
+            f"replace {obj['kind']} {metadata['name']}",
+            lambda: resource.replace(
+                body=body,
+                name=metadata["name"],
+                namespace=metadata.get("namespace"),
+                field_manager=FIELD_MANAGER,
+            ),
+            mutating=True,
+        )
+        return replaced.to_dict()
+
     def remove_finalizer(
         self, api_version: str, kind: str, name: str, namespace: str | None, finalizer: str
     ) -> bool:

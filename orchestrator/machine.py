@@ -36,7 +36,7 @@ from orchestrator.lifecycle import (
 )
 from orchestrator.lifecycle import MOVES as MOVES  # read from the engine by the CLI's tests
 from orchestrator.phase import Phase, PhaseContext
-from orchestrator.planning import PhasePlan
+from orchestrator.planning import DELETE, PhasePlan
 from orchestrator.report import Reporter
 from orchestrator.store import (
     ROLLBACK_ALL,
@@ -148,6 +148,7 @@ class Engine:
                     self.refuse_other_owners()
                 if not self._run_phase(name, verdicts.pop(name, None)):
                     verdicts.clear()  # what was verified ahead may not hold after an enter
+                self._retire_after(name)
 
     def _verify_ahead(self, names: list[str], pool: ThreadPoolExecutor) -> dict[str, Future[Any]]:
         """Start verifying, side by side, the done phases a run begins with: a run over a
@@ -180,6 +181,21 @@ class Engine:
             self.report.drifted(name, problem)
         self._enter(phase, record, ctx)
         return False
+
+    def _retire_after(self, done: str) -> None:
+        """With phase `done` done, delete what the phases waiting for it replaced (see
+        Phase.retirement), each in its own phase's record; on every run, so a run that
+        stopped in between does it next time."""
+        for name in self.order:
+            phase, record = self.phases[name], self.state.phase(name)
+            if phase.retires_after != done or record.status != DONE:
+                continue
+            retirement = functools.partial(phase.retirement, PhaseContext(self, record))
+            deletes = [u for u in self._guard(name, record, retirement) if u.action == DELETE]
+            if deletes:
+                self.report.info(f"{name}: deleting what it replaced, now that {done} is done")
+            for undo in deletes:  # a failure is the phase's: entered again, then retired
+                self._guard(name, record, undo.apply)
 
     def _enter(self, phase: Phase, record: PhaseRecord, ctx: PhaseContext) -> None:
         self.move(record, "enter")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from orchestrator.lifecycle import note_intent, note_seen, note_wait
 from orchestrator.ownership import OWNER_TAG, Owner, kept_mark
-from orchestrator.planning import CHECK, Change
+from orchestrator.planning import CHECK, Change, Undo
 from orchestrator.store import PhaseRecord, PhaseStatus, Resource
 from orchestrator.waiting import FIRST_INTERVAL, wait_until
 
@@ -78,6 +78,8 @@ class Phase:
     reads: ClassVar[tuple[str, ...]] = ()
     # What else goes when rollback deletes this phase's resources (the rollback preview).
     rollback_also: ClassVar[str] = ""
+    # The later phase after which what this one replaced is deleted (see `retirement`).
+    retires_after: ClassVar[str | None] = None
 
     def heading(self, config: Config) -> str:
         """The title, with the deployment's own names: {host} and {subdomain}."""
@@ -97,6 +99,13 @@ class Phase:
 
     def rollback(self, ctx: PhaseContext) -> None:
         """Undo what this phase created. Adopted resources are left alone."""
+
+    def retirement(self, ctx: PhaseContext) -> list[Undo]:
+        """What this phase made or took over and replaced, to delete now that the phase
+        `retires_after` names is done (the old setup script's IAM role, once the controller
+        runs as ours): the engine applies the deletes, each read as a rollback reads it, and
+        leaves the rest recorded for a later run. Reads only."""
+        return []
 
     def restorable(self, ctx: PhaseContext) -> bool:
         """Whether `restore` can bring back what this phase made (see PhaseContext.restore)."""

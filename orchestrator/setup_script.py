@@ -18,6 +18,7 @@ tests/test_import_setup_script.py checks them against the phases'.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -32,12 +33,14 @@ from orchestrator.builders.controller_manifests import (
     ROLE_ANNOTATION,
     SERVICE_ACCOUNT,
     STS_AUDIENCE,
+    controller_manifests,
     issuer_host,
     oidc_provider_arn,
 )
 from orchestrator.builders.ingress import NAME as INGRESS_NAME
 from orchestrator.builders.ingress import NAMESPACE as INGRESS_NAMESPACE
 from orchestrator.config import Config
+from orchestrator.kube import tolerate_not_found
 from orchestrator.ownership import DEPLOYMENT_LABEL, OWNER_TAG, tag_map
 from orchestrator.phase import Found, PhaseContext
 
@@ -52,6 +55,22 @@ OBJECT_KIND = "kubernetes:object"
 # The script's conventions.
 POLICY_PREFIX = "alb_ingress_controller_"
 CONTROLLER_DEPLOYMENT = "aws-load-balancer-controller"  # its kustomize base's name
+# Every object of its kustomize base carries this label (commonLabels); the webhook's Secret,
+# made by cert-manager, is the one the Deployment mounts.
+KUSTOMIZE_LABEL = "kustomize.component=aws-load-balancer-controller"
+KUSTOMIZE_KINDS = (  # (apiVersion, kind, namespaced): the base's, but its Deployment's
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition", False),
+    ("v1", "ConfigMap", True),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", False),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", False),
+    ("rbac.authorization.k8s.io/v1", "Role", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", True),
+    ("v1", "Service", True),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", False),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", False),
+    ("networking.k8s.io/v1", "IngressClass", False),
+    ("elbv2.k8s.aws/v1beta1", "IngressClassParams", False),
+)
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 CERTIFICATE_ANNOTATION = "alb.ingress.kubernetes.io/certificate-arn"
 
@@ -125,7 +144,10 @@ def survey(ctx: PhaseContext, old: OldSetup) -> list[Finding]:
     findings += certificate_findings(ctx, old, zone_id)
     policy = policy_finding(ctx, old)
     findings += [policy, *role_findings(ctx, old, policy)]
-    findings.append(controller_finding(ctx, old))
+    controller = controller_finding(ctx, old)
+    findings.append(controller)
+    if controller.matches:
+        findings += controller_object_findings(ctx)
     subdomain_certificate = next(
         (f.id for f in findings if f.matches and f.what == f"certificate *.{ctx.config.subdomain}"),
         None,
@@ -420,6 +442,61 @@ def controller_finding(ctx: PhaseContext, old: OldSetup) -> Finding:
     return _object_finding(ctx, what, ("apps/v1", "Deployment"), live, why, action)
 
 
+def controller_object_findings(ctx: PhaseContext) -> list[Finding]:
+    """The rest of the script's controller install: each object its kustomize base made
+    (by the base's label) and the webhook Secret its Deployment mounts. Run updates those
+    this tool's release also has, and deletes the others once its controller runs."""
+    ours = _release_objects(ctx)
+    objects: list[tuple[str, str, dict[str, Any]]] = []
+    for api_version, kind, namespaced in KUSTOMIZE_KINDS:
+        namespace = CONTROLLER_NAMESPACE if namespaced else None
+        listing = functools.partial(
+            ctx.kube.list, api_version, kind, namespace, label_selector=KUSTOMIZE_LABEL
+        )
+        listed = tolerate_not_found(listing)  # None: a kind not served (its CRD is gone)
+        objects += [(api_version, kind, obj) for obj in listed or []]
+    deployment = ctx.kube.get("apps/v1", "Deployment", CONTROLLER_DEPLOYMENT, CONTROLLER_NAMESPACE)
+    pod = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+    for volume in pod.get("volumes") or []:
+        name = (volume.get("secret") or {}).get("secretName")
+        secret = ctx.kube.get("v1", "Secret", name, CONTROLLER_NAMESPACE) if name else None
+        if secret is not None:
+            objects.append(("v1", "Secret", secret))
+    findings = []
+    for api_version, kind, obj in objects:
+        meta = obj["metadata"]
+        oid = _object_id(api_version, kind, meta)
+        what = f"controller's {kind}"
+        why = "of the script's controller install"
+        if oid in ours:
+            action = "run updates it to ours"
+        else:
+            why += f"; controller {ctx.config.controller_version} has none"
+            action = "run deletes it once its own controller runs"
+        findings.append(_object_finding(ctx, what, (api_version, kind), obj, why, action))
+    return findings
+
+
+def _release_objects(ctx: PhaseContext) -> set[str]:
+    """The ids of the objects the configured controller release is made of."""
+    manifests = controller_manifests(
+        cluster_name=ctx.config.cluster_name,
+        region=ctx.config.region,
+        vpc_id="",
+        role_arn="",
+        labels={},
+        webhook_ca_pem="",
+        webhook_cert_pem="",
+        webhook_key_pem="",
+        version=ctx.config.controller_version,
+    )
+    return {_object_id(o["apiVersion"], o["kind"], o["metadata"]) for o in manifests}
+
+
+def _object_id(api_version: str, kind: str, meta: dict[str, Any]) -> str:
+    return "/".join((api_version, kind, meta.get("namespace") or "", meta["name"]))
+
+
 def _cluster_name(ctx: PhaseContext, container: dict[str, Any]) -> str | None:
     """The container's --cluster-name, as the kubelet hands it over: the script's kustomize
     writes `--cluster-name=$(CLUSTER_NAME)`, an env var from its ConfigMap."""
@@ -516,7 +593,7 @@ def _object_finding(
     api_version, kind = api
     meta = obj["metadata"]
     namespace, name = meta.get("namespace"), meta["name"]
-    oid = "/".join((api_version, kind, namespace or "", name))
+    oid = _object_id(api_version, kind, meta)
     labels = meta.get("labels") or {}
     if DEPLOYMENT_LABEL in labels:
         return Finding(

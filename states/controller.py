@@ -52,6 +52,7 @@ from orchestrator.builders.controller_manifests import (
     WEBHOOK_SERVICE,
     cluster_name_of,
     controller_manifests,
+    keeping_selector,
     kinds,
 )
 from orchestrator.builders.ingress import NAME, NAMESPACE
@@ -108,10 +109,14 @@ WEBHOOK_PROBE = {
         "defaultBackend": {"service": {"name": WEBHOOK_SERVICE, "port": {"number": 443}}},
     },
 }
-# One thing the phase does (a Change, for plan) and how (applied by enter only).
-Decision = tuple[Change, Callable[[], None]]
+# One thing the phase does (a Change, for plan; None: record-keeping plan does not show)
+# and how (applied by enter only).
+Decision = tuple[Change | None, Callable[[], None]]
 # Objects an earlier install leaves that cannot work as they are: the ServiceAccount names
 # that install's role, and the Secret's certificate must be signed by the webhooks' CA.
+# Kinds no release is made of, but an earlier install taken over may hold (the old setup
+# script's kustomize ConfigMap): searched by marks too, until the phase deletes them.
+TAKEN_OVER_KINDS = (("v1", "ConfigMap"),)
 LEFTOVER_KINDS = ("ServiceAccount", "Secret", *WEBHOOK_KINDS)
 
 
@@ -155,7 +160,7 @@ class ControllerPhase(Phase):
     reads = ("preflight", "controller_iam")
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
-        return [change for change, _ in self._decide(ctx)]
+        return [change for change, _ in self._decide(ctx) if change is not None]
 
     def enter(self, ctx: PhaseContext) -> None:
         for _, apply in self._decide(ctx):  # every read and refusal before the first write
@@ -249,6 +254,7 @@ class ControllerPhase(Phase):
             self._webhook_check(ctx, webhook_configurations(manifests), renewal),
             self._until_available(ctx),
             self._until_webhooks_answer(ctx),
+            *self._retiring(ctx, manifests),
         ]
 
     def _upgrading(self, ctx: PhaseContext, running: str) -> list[Decision]:
@@ -272,6 +278,7 @@ class ControllerPhase(Phase):
             self._until_rolled_out(ctx),
             self._webhook_check(ctx, webhook_configurations(manifests), renewal),
             self._until_webhooks_answer(ctx),
+            *self._retiring(ctx, manifests),
         ]
 
     def _object(
@@ -290,6 +297,10 @@ class ControllerPhase(Phase):
         current = ctx.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
         rid = object_id(obj)
         mine = ctx.find(KIND, rid)
+        # A Deployment another install made (taken over) keeps its selector, and is
+        # replaced whole, not applied: apply keeps what that install set and ours lacks.
+        kept = keeping_selector(obj, current) if obj["kind"] == "Deployment" else obj
+        written_over, obj = kept is not obj, kept
         verdict = object_verdict(
             ctx, obj, current, mine is not None and mine.created, users, renewal
         )
@@ -315,7 +326,10 @@ class ControllerPhase(Phase):
                 if verdict.action == TAKE_OVER and other_secret_type(obj, current):
                     # A Secret's type cannot change: the leftover goes, ours replaces it.
                     ctx.kube.delete("v1", "Secret", TLS_SECRET, CONTROLLER_NAMESPACE)
-                ctx.kube.apply(obj)
+                if written_over and current is not None:
+                    ctx.kube.replace(obj, current["metadata"]["resourceVersion"])
+                else:
+                    ctx.kube.apply(obj)
             if verdict.action == TAKE_OVER:
                 ctx.say(
                     f"took over {described(obj)}: {verdict.why}; it is this deployment's now "
@@ -323,6 +337,37 @@ class ControllerPhase(Phase):
                 )
 
         return change, apply
+
+    def _retiring(self, ctx: PhaseContext, manifests: list[dict[str, Any]]) -> list[Decision]:
+        """What this deployment applied that the configured release does not have (the old
+        setup script's install, taken over: its ConfigMap, its RBAC under other names, its
+        webhook Secret): deleted last, once the new controller runs without them. Only
+        what its labels still say is ours; one gone already leaves the record."""
+        decisions: list[Decision] = []
+        for resource, live in self._retired(ctx, manifests):
+            if live is None:
+                decisions.append((None, functools.partial(ctx.forget, resource)))
+                continue
+            what = described(live)
+            why = f"an earlier install's; controller {ctx.config.controller_version} has none"
+            decisions.append((Change(DELETE, what, why), _retire(ctx, resource, what)))
+        return decisions
+
+    def _retired(
+        self, ctx: PhaseContext, manifests: list[dict[str, Any]]
+    ) -> list[tuple[Resource, dict[str, Any] | None]]:
+        """Each object this deployment applied that is not among `manifests`, as it is now
+        (None: gone), if it is gone or still ours."""
+        wanted = {object_id(obj) for obj in manifests}
+        found = []
+        for resource in ctx.owned(KIND):
+            if resource.id in wanted:
+                continue
+            api_version, kind, namespace, name = parse_object_id(resource.id)
+            live = ctx.kube.get(api_version, kind, name, namespace)
+            if live is None or ctx.owner.owns_object(live):
+                found.append((resource, live))
+        return found
 
     def _until_established(self, ctx: PhaseContext, names: list[str]) -> Decision:
         """The API server serves a CRD's kind only once the CRD is Established."""
@@ -471,14 +516,20 @@ class ControllerPhase(Phase):
         tls = secret_pems(secret)
         if tls is None:
             return None  # the webhook trust check above says what is wrong with it
-        for obj in self._manifests(ctx, tls):
+        manifests = self._manifests(ctx, tls)
+        for obj in manifests:
             if obj["kind"] not in (CRD, "Deployment", *WEBHOOK_KINDS):
                 continue
             meta = obj["metadata"]
             live = ctx.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+            if obj["kind"] == "Deployment":
+                obj = keeping_selector(obj, live)
             differs = difference(obj, live) if live is not None else "it is gone"
             if differs:
                 return f"{described(obj)} is not as controller {wanted} has it ({differs})"
+        for _, live in self._retired(ctx, manifests):
+            if live is not None:
+                return f"{described(live)} is no part of controller {wanted}: still there"
         return None
 
     def marked(self, ctx: PhaseContext, search: Search) -> list[Found]:
@@ -592,6 +643,17 @@ def _deleting(
         ctx.deleted(resource)
 
     return delete
+
+
+def _retire(ctx: PhaseContext, resource: Resource, what: str) -> Callable[[], None]:
+    def retire() -> None:
+        api_version, kind, namespace, name = parse_object_id(resource.id)
+        ctx.kube.delete(api_version, kind, name, namespace)
+        release = ctx.config.controller_version
+        ctx.say(f"deleted {what}: an earlier install's, which controller {release} does not have")
+        ctx.forget(resource)
+
+    return retire
 
 
 def _adopt(ctx: PhaseContext, rid: str) -> None:
@@ -941,7 +1003,7 @@ def marked_objects(ctx: PhaseContext) -> list[Found]:
     Shared: a rollback leaves the controller while others' Ingresses use it."""
     selector = f"{DEPLOYMENT_LABEL}={ctx.deployment}"
     found = []
-    for api_version, kind in kinds():
+    for api_version, kind in [*kinds(), *TAKEN_OVER_KINDS]:
         # A kind not served (a CRD's, deleted) has nothing of ours.
         listing = functools.partial(ctx.kube.list, api_version, kind, label_selector=selector)
         listed = tolerate_not_found(listing)

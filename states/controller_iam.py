@@ -81,9 +81,37 @@ class ControllerIamPhase(Phase):
     inputs = ("cluster.name", "cluster.region")
     outputs = ("role_arn", "role_name", "policy_arn", "oidc_provider_arn")
     reads = ("preflight",)
+    retires_after = "controller"
 
     def plan(self, ctx: PhaseContext) -> list[Change]:
-        return [change for change, _ in self._decide(ctx)]
+        role_name, _ = names(ctx.deployment)
+        why = f"replaced by this phase's: deleted once the controller runs as {role_name}"
+        retired = [Change(DELETE, _described(r), why) for r in self._replaced(ctx)]
+        return [*(change for change, _ in self._decide(ctx)), *retired]
+
+    def retirement(self, ctx: PhaseContext) -> list[Undo]:
+        """The IAM entities taken over from the old setup script (its policy, its eksctl
+        role, their attachment), replaced by this phase's: once the controller runs as our
+        role, each goes as a rollback would take it (left while the controller still runs
+        as it, or if its tags say it is not ours)."""
+        replaced = {r.id for r in self._replaced(ctx)}
+        if not replaced:
+            return []
+        return [undo for undo in self.rollback_plan(ctx) if undo.resource.id in replaced]
+
+    def _replaced(self, ctx: PhaseContext) -> list[Resource]:
+        """What the record holds as ours that is not this phase's own role, policy or their
+        attachment (the provider is the cluster's: never replaced)."""
+        role_name, policy_name = names(ctx.deployment)
+
+        def own(resource: Resource) -> bool:
+            if resource.kind == ROLE:
+                return resource.id == role_name
+            if resource.kind == POLICY:
+                return resource.id.endswith(f":policy/{policy_name}")
+            return resource.id.split("|", 1)[0] == role_name
+
+        return [r for kind in (ATTACHMENT, ROLE, POLICY) for r in ctx.owned(kind) if not own(r)]
 
     def enter(self, ctx: PhaseContext) -> None:
         decisions = self._decide(ctx)  # every look-up (and refusal) before the first write
@@ -444,6 +472,13 @@ class ControllerIamPhase(Phase):
             if not version["IsDefaultVersion"]:
                 iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
         tolerate(iam.delete_policy, NO_ENTITY, PolicyArn=arn)
+
+
+def _described(resource: Resource) -> str:
+    if resource.kind == ATTACHMENT:
+        role, policy = resource.id.split("|", 1)
+        return f"IAM policy {policy} attached to role {role}"
+    return f"IAM {'role' if resource.kind == ROLE else 'policy'} {resource.id}"
 
 
 _NOT_OURS = "its tags say it is not this state file's"

@@ -5,11 +5,16 @@ world, its clients, waiting, the kubectl marker), whose names it also offers."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import sandbox_support
 from footprint import footprint as shared_footprint
@@ -197,3 +202,59 @@ def left_behind(world_: World, state_path: Path) -> list[str]:
     """What a rolled-back deployment left, but what its state says it kept on purpose."""
     state = read_state(state_path)
     return footprint(world_, state["deployment"], kept_ids(state))
+
+
+# ---- the endpoint, as a user's browser reaches it ---------------------------------------------
+
+
+def https_status(world_: World, host: str, timeout: float = 5.0) -> int:
+    """GET https://HOST/ as a browser in the world would: through the world's proxy
+    (HTTPS_PROXY, which resolves the name in the world's DNS), trusting the world's CA
+    (SSL_CERT_FILE), on a new connection; the HTTP status (redirects not followed). Raises
+    OSError or ssl.SSLError if no answer comes."""
+    proxy = urlsplit(world_.env["HTTPS_PROXY"])
+    context = ssl.create_default_context(cafile=world_.env["SSL_CERT_FILE"])
+    assert proxy.hostname is not None
+    connection = http.client.HTTPSConnection(
+        proxy.hostname, proxy.port, timeout=timeout, context=context
+    )
+    connection.set_tunnel(host, 443)
+    try:
+        connection.request("GET", "/", headers={"User-Agent": "test-harness-probe"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+class EndpointProbe:
+    """GETs https://HOST/ every `every` seconds on a thread, from `with` to its end, and
+    records each failure (an error, or HTTP 500 and up: the ALB's own 502/503/504) with
+    its time since the start."""
+
+    def __init__(self, world_: World, host: str, every: float = 0.05) -> None:
+        self.world, self.host, self.every = world_, host, every
+        self.requests = 0
+        self.failures: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> EndpointProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        started = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                status = https_status(self.world, self.host)
+                failure = f"HTTP {status}" if status >= 500 else None
+            except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            self.requests += 1
+            if failure:
+                self.failures.append((round(time.monotonic() - started, 2), failure))
+            self._stop.wait(self.every)

@@ -153,8 +153,33 @@ def _kube_objects(kit: Kit, role_arn: str, certificate: str) -> None:
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": "aws-load-balancer-controller-config", "namespace": "kube-system"},
+            "metadata": {
+                "name": "aws-load-balancer-controller-config",
+                "namespace": "kube-system",
+                "labels": labels,
+            },
             "data": {"clusterName": "kube-eks-cluster"},
+        }
+    )
+    kit.store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "aws-load-balancer-webhook-service",
+                "namespace": "kube-system",
+                "labels": labels,
+            },
+            "spec": {"ports": [{"port": 443, "targetPort": 9443}], "selector": labels},
+        }
+    )
+    kit.store.create(  # cert-manager's, for the kustomize Certificate: no kustomize label
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "aws-load-balancer-webhook-tls", "namespace": "kube-system"},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": "", "tls.key": ""},
         }
     )
     kit.store.create(
@@ -178,6 +203,12 @@ def _kube_objects(kit: Kit, role_arn: str, certificate: str) -> None:
                                 "image": "public.ecr.aws/eks/aws-load-balancer-controller:v2.4.7",
                                 "args": ["--cluster-name=$(CLUSTER_NAME)", "--ingress-class=alb"],
                                 "env": [{"name": "CLUSTER_NAME", "valueFrom": CLUSTER_FROM}],
+                            }
+                        ],
+                        "volumes": [
+                            {
+                                "name": "cert",
+                                "secret": {"secretName": "aws-load-balancer-webhook-tls"},
                             }
                         ],
                     },
@@ -244,8 +275,17 @@ EVERY_CHECK = [
     "IAM role",
     "controller's ServiceAccount",
     "controller Deployment",
+    "controller's ConfigMap",
+    "controller's Service",
+    "controller's Secret",
     "Ingress",
     f"DNS record {HOST}",
+]
+# The kustomize install's objects the seed makes, besides its Deployment (all in kube-system).
+KUSTOMIZE_OBJECTS = [
+    ("ConfigMap", "aws-load-balancer-controller-config"),
+    ("Service", "aws-load-balancer-webhook-service"),
+    ("Secret", "aws-load-balancer-webhook-tls"),
 ]
 
 
@@ -330,6 +370,37 @@ def test_take_ownership_marks_the_matches_and_writes_a_state_status_shows(
             f"{phase} " in shown and "in_progress" in shown.split(f"  {phase} ")[1].split("\n")[0]
         )
     assert "preflight            pending" in shown
+
+
+def test_the_rest_of_the_scripts_controller_is_found_by_its_label_and_taken_over(
+    tmp_path: Path,
+) -> None:
+    """Each object of the kustomize install (by its label) and the webhook Secret the
+    Deployment mounts: taken over, recorded in the controller phase; what this tool's
+    release also has is to be updated, the rest to go once the new controller runs. An
+    object without the install's label is not looked at."""
+    with phase_kit(tmp_path, configured(root_zone_id="Z0")) as kit:
+        seeded = seed_old_setup(kit)
+        kit.store.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "other", "namespace": "kube-system"},
+                "spec": {"ports": [{"port": 443}]},
+            }
+        )
+        findings = take_over_setup_script(kit.engine, old(kit, seeded), take_ownership=True)
+        shown = {f.id: f.action for f in findings if f.what.startswith("controller's ")}
+        ids = {kind: f"v1/{kind}/kube-system/{name}" for kind, name in KUSTOMIZE_OBJECTS}
+        assert shown[ids["Service"]].endswith("run updates it to ours")
+        for kind in ("ConfigMap", "Secret"):
+            assert shown[ids[kind]].endswith("run deletes it once its own controller runs")
+        assert "v1/Service/kube-system/other" not in shown
+        for kind, name in KUSTOMIZE_OBJECTS:
+            assert kit.owner.owns_object(kit.store.get("v1", kind, name, "kube-system")), kind
+        state = StateStore(tmp_path / "state.json").load(PHASES)
+        recorded = {r.id for r in state.phase("controller").resources if r.created}
+        assert set(ids.values()) <= recorded
 
 
 def spoil_zone(kit: Kit, seeded: Seeded) -> None:

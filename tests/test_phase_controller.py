@@ -233,3 +233,108 @@ def test_controller_rollback_leaves_an_object_another_state_file_labelled_and_sa
         assert kept["id"] == f"v1/ServiceAccount/{CONTROLLER[1]}/{CONTROLLER[0]}"
         assert "belongs to state file ffffffffffffffff" in kept["reason"]
         assert "left ServiceAccount kube-system/" in kit.said()
+
+
+# ---- taking over an install made otherwise (the old setup script's kustomize) -------------------
+
+
+def old_object(kit: Kit, kind: str, name: str, labels: dict[str, str]) -> str:
+    """An object an earlier install made, recorded as this deployment's (as `import
+    --from-setup-script --take-ownership` records it); its id."""
+    from orchestrator.store import Resource
+
+    namespaced = kind == "ConfigMap"
+    api_version = "v1" if namespaced else "rbac.authorization.k8s.io/v1"
+    meta: dict[str, Any] = {"name": name, "labels": labels}
+    if namespaced:
+        meta["namespace"] = CONTROLLER[1]
+    kit.store.create({"apiVersion": api_version, "kind": kind, "metadata": meta})
+    rid = f"{api_version}/{kind}/{meta.get('namespace', '')}/{name}"
+    kit.ctx("controller").record.resources.append(Resource("kubernetes:object", rid, created=True))
+    return rid
+
+
+def test_what_the_release_lacks_goes_once_the_controller_runs_and_only_if_ours(
+    tmp_path: Path,
+) -> None:
+    with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
+        controller_kit(kit)
+        ctx = install(kit)
+        ours = old_object(kit, "ConfigMap", "aws-load-balancer-controller-config", kit.owner.labels)
+        theirs = old_object(kit, "ClusterRole", "old-role", kit.other_state().labels)
+        assert ControllerPhase().verify(ctx) == (
+            "ConfigMap kube-system/aws-load-balancer-controller-config is no part of "
+            "controller v3.5.0: still there"
+        )
+        planned = [(c.action, c.what) for c in ControllerPhase().plan(ctx)]
+        assert planned[-1] == (
+            "delete",
+            "ConfigMap kube-system/aws-load-balancer-controller-config",
+        )
+        assert not any("old-role" in what for _, what in planned)
+
+        ControllerPhase().enter(ctx)
+        assert live(kit, ours) is None and live(kit, theirs) is not None
+        assert "deleted ConfigMap kube-system/aws-load-balancer-controller-config: an earlier " in (
+            kit.said()
+        )
+        assert ours not in [r.id for r in ctx.record.resources]
+        assert ControllerPhase().verify(ctx) is None
+
+
+def test_a_deployment_another_install_made_is_replaced_whole_its_selector_kept(
+    tmp_path: Path,
+) -> None:
+    """The kustomize install's selector is not ours, and a Deployment's selector is
+    immutable: ours is written with it (pods carry its labels too), and by a replace, not
+    an apply, since the API server's apply keeps what another manager set (its env var
+    from a ConfigMap the release lacks, its Secret volume)."""
+    selector = {"app.kubernetes.io/component": "controller", "kustomize.component": "alb"}
+    with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
+        controller_kit(kit)
+        kit.namespace(CONTROLLER[1])
+        container = {
+            "name": "controller",
+            "image": "public.ecr.aws/eks/aws-load-balancer-controller:v2.4.7",
+            "args": ["--cluster-name=$(CLUSTER_NAME)"],
+            "env": [{"name": "CLUSTER_NAME", "value": "kube-eks-cluster"}],
+        }
+        kit.store.create(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {
+                    "name": CONTROLLER[0],
+                    "namespace": CONTROLLER[1],
+                    "labels": {**selector, **kit.owner.labels},
+                },
+                "spec": {
+                    "selector": {"matchLabels": selector},
+                    "template": {
+                        "metadata": {"labels": selector},
+                        "spec": {
+                            "containers": [container],
+                            "volumes": [{"name": "cert", "secret": {"secretName": "old-tls"}}],
+                        },
+                    },
+                },
+            }
+        )
+        ctx = kit.ctx("controller")
+        with kit.watching() as activity, pytest.raises(StillWaiting):
+            ControllerPhase().enter(ctx)
+        assert any(w.startswith("PUT") and "/deployments/" in w for w in activity.kube_writes)
+        deployment = kit.store.get("apps/v1", "Deployment", *CONTROLLER)
+        assert deployment["spec"]["selector"] == {"matchLabels": selector}
+        assert labels(deployment["spec"]["template"]).items() >= selector.items()
+        pod = deployment["spec"]["template"]["spec"]
+        assert "env" not in pod["containers"][0]
+        assert [v["name"] for v in pod["volumes"]] != ["cert"]
+        assert pod["containers"][0]["image"].endswith(":v3.5.0")
+
+        kit.make_available(*CONTROLLER)
+        ControllerPhase().enter(ctx)
+        assert ControllerPhase().verify(ctx) is None
+        with kit.watching() as again:
+            ControllerPhase().enter(ctx)
+        assert not [w for w in again.kube_writes if "/deployments/" in w]

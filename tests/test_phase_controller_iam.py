@@ -385,3 +385,88 @@ def our_controller(kit: Kit, version: str) -> dict[str, Any]:
             },
         },
     }
+
+
+# ---- what the old setup script made, replaced ----------------------------------------------
+
+
+def test_a_taken_over_role_and_policy_go_once_the_controller_runs_as_ours(tmp_path: Path) -> None:
+    """The old setup script's role and policy, taken over (tagged and recorded): plan lists
+    them as deletes; while the controller still runs as the old role they stay; once it
+    runs as ours, each goes."""
+    from orchestrator.store import Resource
+
+    with phase_kit(tmp_path) as kit:
+        iam = iam_kit(kit)
+        ctx = kit.ctx("controller_iam")
+        ControllerIamPhase().enter(ctx)
+        old_role, tagged = "eksctl-kube-eks-cluster-addon-iamserviceacco-Role1-X", kit.owner.tags
+        trust = iam.get_role(RoleName=role_name(kit))["Role"]["AssumeRolePolicyDocument"]
+        iam.create_role(RoleName=old_role, AssumeRolePolicyDocument=json.dumps(trust), Tags=tagged)
+        old_policy = iam.create_policy(
+            PolicyName="alb_ingress_controller_kube-eks-clusterab12",
+            PolicyDocument=ALLOW_NOTHING,
+            Tags=tagged,
+        )["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=old_role, PolicyArn=old_policy)
+        ctx.record.resources += [
+            Resource("iam:policy", old_policy, created=True),
+            Resource("iam:role-policy-attachment", f"{old_role}|{old_policy}", created=True),
+            Resource("iam:role", old_role, created=True),
+        ]
+        planned = [(c.action, c.what) for c in ControllerIamPhase().plan(ctx) if c.action != USE]
+        assert planned == [
+            ("delete", f"IAM policy {old_policy} attached to role {old_role}"),
+            ("delete", f"IAM role {old_role}"),
+            ("delete", f"IAM policy {old_policy}"),
+        ]
+        runs_as(kit, old_role)
+        assert [u.action for u in ControllerIamPhase().retirement(ctx)] == [
+            "leave",
+            "leave",
+            "leave",
+        ]
+
+        runs_as(kit, role_name(kit))
+        for undo in ControllerIamPhase().retirement(ctx):
+            undo.apply()
+        assert roles(iam) == [role_name(kit)] and policies(iam) == [policy_arn(kit)]
+        assert {r.id for r in ctx.record.resources} == {
+            PROVIDER,
+            role_name(kit),
+            policy_arn(kit),
+            f"{role_name(kit)}|{policy_arn(kit)}",
+        }
+        assert ControllerIamPhase().retirement(ctx) == []
+
+
+def runs_as(kit: Kit, role: str) -> None:
+    """The controller's Deployment runs, its ServiceAccount naming `role`."""
+    kit.namespace("kube-system")
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": "aws-load-balancer-controller",
+            "namespace": "kube-system",
+            "annotations": {"eks.amazonaws.com/role-arn": f"arn:aws:iam::{ACCOUNT}:role/{role}"},
+        },
+    }
+    kit.store.apply(account, "test", force=True)
+    if kit.store.get("apps/v1", "Deployment", "aws-load-balancer-controller", "kube-system"):
+        return
+    labels = {"app": "alb"}
+    kit.store.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "aws-load-balancer-controller", "namespace": "kube-system"},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "controller", "image": "x"}]},
+                },
+            },
+        }
+    )

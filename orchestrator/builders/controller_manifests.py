@@ -10,6 +10,7 @@ the objects in apply order.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections.abc import Iterator
 from functools import cache
@@ -118,6 +119,21 @@ def _fill_deployment(
         f"--aws-vpc-id={vpc}",
         *container.get("args", []),
     ]
+
+
+def keeping_selector(deployment: Obj, live: Obj | None) -> Obj:
+    """The Deployment as it can be written over `live`, one another install created (the
+    old setup script's kustomize): a Deployment's selector is immutable, so the one it
+    was created with stays, and the pods carry its labels too, so it goes on selecting
+    them (and the webhook Service, made with that install, too). Ours as it is otherwise."""
+    selector = (((live or {}).get("spec") or {}).get("selector") or {}).get("matchLabels")
+    if not selector or selector == deployment["spec"]["selector"]["matchLabels"]:
+        return deployment
+    kept = copy.deepcopy(deployment)
+    kept["spec"]["selector"] = {"matchLabels": dict(selector)}
+    template_meta = kept["spec"]["template"]["metadata"]
+    template_meta["labels"] = {**template_meta.get("labels", {}), **selector}
+    return kept
 
 
 def _use_repository(deployment: Obj, repository: str) -> None:
