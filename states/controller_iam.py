@@ -301,6 +301,12 @@ class ControllerIamPhase(Phase):
     def verify(self, ctx: PhaseContext) -> str | None:
         iam = ctx.aws.iam
         out = ctx.outputs
+        replaced = self._replaced(ctx)
+        if replaced:  # so that plan lists their deletes, which run makes after `controller`
+            return (
+                f"{_described(replaced[0])}, which it replaced, is still there: it goes once "
+                f"the controller runs as {out['role_name']}"
+            )
         providers = [
             p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
         ]

@@ -414,6 +414,10 @@ def test_a_taken_over_role_and_policy_go_once_the_controller_runs_as_ours(tmp_pa
             Resource("iam:role-policy-attachment", f"{old_role}|{old_policy}", created=True),
             Resource("iam:role", old_role, created=True),
         ]
+        assert ControllerIamPhase().verify(ctx) == (
+            f"IAM policy {old_policy} attached to role {old_role}, which it replaced, is still "
+            f"there: it goes once the controller runs as {role_name(kit)}"
+        )
         planned = [(c.action, c.what) for c in ControllerIamPhase().plan(ctx) if c.action != USE]
         assert planned == [
             ("delete", f"IAM policy {old_policy} attached to role {old_role}"),
@@ -438,6 +442,7 @@ def test_a_taken_over_role_and_policy_go_once_the_controller_runs_as_ours(tmp_pa
             f"{role_name(kit)}|{policy_arn(kit)}",
         }
         assert ControllerIamPhase().retirement(ctx) == []
+        assert ControllerIamPhase().verify(ctx) is None
 
 
 def runs_as(kit: Kit, role: str) -> None:
