@@ -637,3 +637,17 @@ def test_the_command_previews_takes_over_once_and_answers_json(
         assert "exists" in capsys.readouterr().err
         # Plain `import` takes no --json.
         assert main(["--config", str(config), "import", "--json"]) == 2
+
+
+def test_with_json_what_the_command_says_on_the_way_goes_to_stderr() -> None:
+    """`import --json` answers one JSON object on stdout: a notice on the way (AWS's
+    Throttling, retried) goes to stderr, so that stdout stays JSON."""
+    import sys
+    from types import SimpleNamespace
+
+    from orchestrator.cli.entry import _reporter
+
+    invocation: Any = SimpleNamespace(command="import", json=True)
+    assert _reporter(invocation).out is sys.stderr
+    invocation.json = False
+    assert _reporter(invocation).out is sys.stdout

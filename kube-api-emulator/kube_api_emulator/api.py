@@ -53,6 +53,14 @@ class Request:
     accept: str
     body: bytes
     host: str
+    user_agent: str = ""
+
+    @property
+    def field_manager(self) -> str:
+        """Who a create or update is recorded as: the `fieldManager` asked for, else, as
+        the API server does, the User-Agent's product name (kubectl's "kubectl")."""
+        given = self.query.get("fieldManager")
+        return given or self.user_agent.split("/", 1)[0].strip()[:128] or "unknown"
 
 
 @dataclass(frozen=True)
@@ -237,7 +245,12 @@ class Router:
         if target.rt.namespaced and target.namespace is None:
             raise not_allowed()
         obj = self.store.create_resource(
-            target.rt, target.namespace, _json_body(req), dry_run=_dry_run(req), admit=True
+            target.rt,
+            target.namespace,
+            _json_body(req),
+            dry_run=_dry_run(req),
+            admit=True,
+            manager=req.field_manager,
         )
         return _ok(obj, 201)
 
@@ -250,6 +263,7 @@ class Router:
             subresource=target.subresource,
             dry_run=_dry_run(req),
             admit=True,
+            manager=req.field_manager,
         )
         return _ok(obj)
 
@@ -276,6 +290,7 @@ class Router:
             subresource=target.subresource,
             dry_run=_dry_run(req),
             admit=True,
+            manager=req.field_manager,
         )
         return _ok(obj)
 

@@ -113,6 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             accept=self.headers.get("Accept", ""),
             body=self._read_body(),
             host=self.headers.get("Host", ""),
+            user_agent=self.headers.get("User-Agent", ""),
         )
         try:
             result = denied or api.router.handle(request)

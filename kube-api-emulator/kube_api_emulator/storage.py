@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import admission, webhooks
-from .apply import SYSTEM_METADATA, server_side_apply, strip_system_metadata
+from .apply import SYSTEM_METADATA, server_side_apply, strip_system_metadata, update_ownership
 from .errors import (
     BadRequest,
     Conflict,
@@ -153,11 +153,19 @@ class ResourceStore:
         keep_status: bool = False,
         dry_run: bool = False,
         admit: bool = False,
+        manager: str | None = None,
     ) -> Obj:
-        """`admit`: a client's write, offered to the admission webhooks (also below)."""
+        """`admit`: a client's write, offered to the admission webhooks (also below);
+        `manager`: the field manager it is recorded as (none for in-process writes)."""
         with self._lock:
             return self._create_locked(
-                rt, namespace, body, keep_status=keep_status, dry_run=dry_run, admit=admit
+                rt,
+                namespace,
+                body,
+                keep_status=keep_status,
+                dry_run=dry_run,
+                admit=admit,
+                manager=manager,
             )
 
     @notifying
@@ -171,6 +179,7 @@ class ResourceStore:
         subresource: str = "",
         dry_run: bool = False,
         admit: bool = False,
+        manager: str | None = None,
     ) -> Obj:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
@@ -178,7 +187,7 @@ class ResourceStore:
         with self._lock:
             live = self._live(rt, namespace, name)
             return self._save_update(
-                rt, live, copy.deepcopy(body), subresource, dry_run, admit=admit
+                rt, live, copy.deepcopy(body), subresource, dry_run, admit=admit, manager=manager
             )
 
     @notifying
@@ -192,6 +201,7 @@ class ResourceStore:
         subresource: str = "",
         dry_run: bool = False,
         admit: bool = False,
+        manager: str | None = None,
     ) -> Obj:
         """Run `patch(live copy)` under the lock and store what it returns."""
         with self._lock:
@@ -199,7 +209,9 @@ class ResourceStore:
             candidate = patch(self._out(rt, live))
             if not isinstance(candidate, dict):
                 raise BadRequest("the patched object must be a JSON object")
-            return self._save_update(rt, live, candidate, subresource, dry_run, admit=admit)
+            return self._save_update(
+                rt, live, candidate, subresource, dry_run, admit=admit, manager=manager
+            )
 
     @notifying
     def apply_resource(
@@ -398,6 +410,7 @@ class ResourceStore:
         dry_run: bool = False,
         managed: list[Obj] | None = None,
         admit: bool = False,
+        manager: str | None = None,
     ) -> Obj:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
@@ -420,6 +433,11 @@ class ResourceStore:
         self._default(rt, obj, None)
         if admit:
             obj = self._admit(rt, "CREATE", obj, None, "", dry_run) or obj
+        if manager and not managed:
+            # A create is an update from nothing: its manager owns every field it set.
+            obj["metadata"]["managedFields"] = update_ownership(
+                None, {**obj, "kind": rt.kind}, manager=manager, now=admission.now()
+            )
         return self._commit(rt, namespace, obj, None, dry_run)
 
     def _applied_config(
@@ -455,8 +473,10 @@ class ResourceStore:
         managed: list[Obj] | None = None,
         *,
         admit: bool = False,
+        manager: str | None = None,
     ) -> Obj:
-        """Turn a client's full new object into the stored one (shared by PUT, PATCH, apply)."""
+        """Turn a client's full new object into the stored one (shared by PUT, PATCH, apply);
+        a PUT or PATCH by `manager` records what it set (apply passes `managed` instead)."""
         live_meta = live["metadata"]
         meta = candidate.get("metadata")
         if not isinstance(meta, dict):
@@ -492,6 +512,14 @@ class ResourceStore:
             old = self._out(rt, live)
             result = self._admit(rt, "UPDATE", result, old, subresource, dry_run) or result
             meta = result.setdefault("metadata", {})  # the admitted object is a copy
+        if manager and managed is None:
+            meta["managedFields"] = update_ownership(
+                self._out(rt, live),
+                result,
+                manager=manager,
+                now=admission.now(),
+                subresource=subresource,
+            )
         if _spec_part(result) != _spec_part(live):
             meta["generation"] = int(live_meta.get("generation") or 0) + 1
         if being_deleted(result) and not held(rt, result):

@@ -75,6 +75,8 @@ def _reporter(invocation: Invocation) -> Reporter:
     if invocation.command in PROGRESSING or (invocation.command in WORKING and invocation.json):
         session = invocation.session
         return choose(as_json=invocation.json, rewrite=lambda text: session.hints.rewrite(text))
+    if invocation.json:  # stdout is the command's one JSON answer: what it says (a retry) is not
+        return Reporter(out=sys.stderr)
     return Reporter()
 
 

@@ -5,6 +5,14 @@ deployment and ReplicaSet controllers and the nodes: a Deployment whose pod temp
 ServiceAccount exists in its namespace becomes Available shortly after each change of
 its spec, with all replicas ready. If the ServiceAccount is missing, its pods cannot be
 created, and the Deployment says so in a ReplicaFailure condition, as a real one does.
+If a ConfigMap or Secret its pods need is missing (an env var or envFrom taken from it, a
+volume of it; none marked `optional`), the pods are created but never start, as kubelet
+leaves them (CreateContainerConfigError, or a volume that fails to mount): the Deployment
+stays unavailable. Pods already running are not affected: a rollout done stays available
+when what its pods took goes; the next rollout is the one that cannot start. A real
+Deployment's conditions do not name the pods' trouble (their containers' statuses and
+Events do); the world models no pods, so the Deployment carries it in a `ContainersReady`
+condition, False, with kubelet's reason and message.
 
 Each rollout that ends available is a `deployment.available` event of the world's event
 log (events.py): from when its clock started (the change, or its ServiceAccount's arrival)
@@ -51,6 +59,13 @@ def is_available(deployment: Obj | None) -> bool:
         for c in status.get("conditions") or []
     )
     return available and desired_replicas(deployment) > 0
+
+
+def rolled_out(deployment: Obj) -> bool:
+    """Whether the Deployment's current spec has been rolled out and is available."""
+    status = deployment.get("status") or {}
+    generation = deployment["metadata"].get("generation", 1)
+    return is_available(deployment) and status.get("observedGeneration") == generation
 
 
 def pod_template_hash(deployment: Obj) -> str:
@@ -125,6 +140,74 @@ def failed_status(deployment: Obj, stamp: str) -> Obj:
     }
 
 
+def blocked_status(deployment: Obj, stamp: str, reason: str, message: str) -> Obj:
+    """Pods are created but cannot start: something they need (`reason`, `message`, as
+    kubelet says it) is missing."""
+    meta = deployment["metadata"]
+    replica_set = f"{meta['name']}-{pod_template_hash(deployment)}"
+    replicas = desired_replicas(deployment)
+    return {
+        "observedGeneration": meta.get("generation", 1),
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": None,
+        "availableReplicas": None,
+        "unavailableReplicas": replicas,
+        "conditions": [
+            _condition(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                stamp,
+            ),
+            _condition(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{replica_set}" is progressing.',
+                stamp,
+            ),
+            _condition("ContainersReady", "False", reason, message, stamp),
+        ],
+    }
+
+
+def needed_objects(deployment: Obj) -> list[tuple[str, str, str | None, str]]:
+    """What the pod template needs to start: (kind, name, key or None, volume or "") for
+    each ConfigMap or Secret it takes an env var, envFrom or volume from, not `optional`."""
+    spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    needed: list[tuple[str, str, str | None, str]] = []
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    for container in containers:
+        for env in container.get("env") or []:
+            source = env.get("valueFrom") or {}
+            for field, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                ref = source.get(field)
+                if ref and not ref.get("optional"):
+                    needed.append((kind, ref.get("name", ""), ref.get("key"), ""))
+        for env_from in container.get("envFrom") or []:
+            for field, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+                ref = env_from.get(field)
+                if ref and not ref.get("optional"):
+                    needed.append((kind, ref.get("name", ""), None, ""))
+    for volume in spec.get("volumes") or []:
+        sources = [volume, *((volume.get("projected") or {}).get("sources") or [])]
+        for source in sources:
+            config_map, secret = source.get("configMap"), source.get("secret")
+            if config_map and not config_map.get("optional"):
+                needed.append(("ConfigMap", config_map.get("name", ""), None, volume["name"]))
+            if secret and not secret.get("optional"):
+                name = secret.get("secretName") or secret.get("name") or ""
+                needed.append(("Secret", name, None, volume["name"]))
+    return needed
+
+
+def _keys(obj: Obj) -> set[str]:
+    # The emulator stores a Secret's stringData as written (the API server folds it in).
+    return {key for field in ("data", "binaryData", "stringData") for key in obj.get(field) or {}}
+
+
 def _condition(kind: str, status: str, reason: str, message: str, stamp: str) -> Obj:
     return {
         "type": kind,
@@ -189,6 +272,12 @@ class DeploymentRollouts(Reconciler):
         if not self._account_exists(namespace, service_account_of(deployment)):
             self._write(deployment, failed_status(deployment, stamp))
             return None  # the clock starts once the ServiceAccount exists
+        # Pods already running keep running when what they took goes (kubelet read it as
+        # they started); only the pods of a rollout not done yet cannot start.
+        missing = None if rolled_out(deployment) else self._missing(namespace, deployment)
+        if missing is not None:
+            self._write(deployment, blocked_status(deployment, stamp, *missing))
+            return None  # the clock starts once what it needs exists
         wanted = available_status(deployment, stamp)
         if not differs(deployment.get("status") or {}, wanted):
             return None
@@ -208,6 +297,23 @@ class DeploymentRollouts(Reconciler):
         return (
             name == "default" or self.store.get("v1", "ServiceAccount", name, namespace) is not None
         )
+
+    def _missing(self, namespace: str, deployment: Obj) -> tuple[str, str] | None:
+        """Kubelet's (reason, message) for the first thing the pods need that is missing."""
+        for kind, name, key, volume in needed_objects(deployment):
+            found = self.store.get("v1", kind, name, namespace)
+            noun = kind.lower()
+            if found is None and volume:
+                return (
+                    "FailedMount",
+                    f'MountVolume.SetUp failed for volume "{volume}" : {noun} "{name}" not found',
+                )
+            if found is None:
+                return "CreateContainerConfigError", f'{noun} "{name}" not found'
+            if key is not None and key not in _keys(found):
+                where = f"{namespace}/{name}"
+                return "CreateContainerConfigError", f"couldn't find key {key} in {kind} {where}"
+        return None
 
     def _write(self, deployment: Obj, status: Obj) -> None:
         if not differs(deployment.get("status") or {}, status):

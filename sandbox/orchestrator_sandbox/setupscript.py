@@ -29,7 +29,10 @@ and Kubernetes clients, in its order, waiting where it waits:
    annotation, HTTPS 443 only, the certificate of step 2). cert-manager is not in the
    world: its Issuer and Certificate are not made; the Secret cert-manager would have
    issued from them (`aws-load-balancer-webhook-tls`) is, and the webhook configurations
-   carry its CA, as cert-manager's CA injector would have written it;
+   carry its CA, as cert-manager's CA injector would have written it. Each object is
+   created as `kubectl apply` creates it: its field manager `kubectl-client-side-apply`
+   owns every field it set (the ServiceAccount's, eksctl's), so a server-side apply by
+   another manager keeps what it does not name, as on a real cluster;
 6. once the world's controller has made the ALB and it is active, a CNAME (not an alias)
    `kubeflow.<subdomain>` to its DNS name, in the subdomain's zone;
 7. the config the script writes back (`config-setup-script.yaml` in the world's directory).
@@ -69,6 +72,11 @@ WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"
 WEBHOOK_CONFIGURATION = "aws-load-balancer-webhook"
 INGRESS_NAME, INGRESS_NAMESPACE = "istio-ingress", "istio-system"
 RECORD_TTL = 300  # every record the script writes
+# The field manager `kubectl apply` (client-side) creates objects as: it then owns every
+# field it set (an Update entry of managedFields), so a later server-side apply by another
+# manager keeps what this one set and the applied config does not name.
+KUBECTL_APPLY = "kubectl-client-side-apply"
+EKSCTL = "eksctl"  # what eksctl's client-go calls are recorded as (its User-Agent's name)
 STS_AUDIENCE = "sts.amazonaws.com"
 # The thumbprint eksctl records for an EKS issuer (IAM no longer checks it for EKS).
 OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
@@ -289,7 +297,9 @@ def point_at_alb(route53: Any, elbv2: Any, store: Any, zone_id: str, subdomain: 
 def create_service_account(store: Any, role_arn: str) -> None:
     """The ServiceAccount `eksctl create iamserviceaccount` makes (its label, the role's
     annotation), with the kustomize base's labels `kubectl apply` later merges into it."""
-    store.create(
+    _create(
+        store,
+        EKSCTL,
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
@@ -299,7 +309,7 @@ def create_service_account(store: Any, role_arn: str) -> None:
                 "labels": {"app.kubernetes.io/managed-by": "eksctl", **SELECTOR},
                 "annotations": {"eks.amazonaws.com/role-arn": role_arn},
             },
-        }
+        },
     )
 
 
@@ -311,7 +321,7 @@ def apply_controller(store: Any, cluster: str) -> None:
     ):
         crd = _crd(kind, plural, namespaced=kind == "TargetGroupBinding")
         crd["metadata"]["labels"] = dict(COMPONENT)
-        store.create(crd)
+        _create(store, KUBECTL_APPLY, crd)
     ca_pem, cert_pem, key_pem = old_webhook_certificates()
     for obj in controller_objects(cluster, ca_pem, cert_pem, key_pem):
         # The script applies again until the CRDs it names are established.
@@ -522,7 +532,9 @@ def webhook_configurations(ca_bundle: str) -> list[Obj]:
 def apply_ingress(store: Any, certificate_arn: str, scheme: str) -> None:
     """The `istio-ingress` kustomize (its https overlay), as `kubectl apply` leaves it."""
     labels = {"kustomize.component": "istio-ingress"}
-    store.create(
+    _create(
+        store,
+        KUBECTL_APPLY,
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -532,10 +544,12 @@ def apply_ingress(store: Any, certificate_arn: str, scheme: str) -> None:
                 "labels": labels,
             },
             "data": {"loadBalancerScheme": scheme, "certArn": certificate_arn},
-        }
+        },
     )
     backend = {"service": {"name": "istio-ingressgateway", "port": {"number": 80}}}
-    store.create(
+    _create(
+        store,
+        KUBECTL_APPLY,
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "Ingress",
@@ -569,7 +583,7 @@ def apply_ingress(store: Any, certificate_arn: str, scheme: str) -> None:
                     }
                 ]
             },
-        }
+        },
     )
 
 
@@ -633,10 +647,19 @@ def run_setup_script(
 
 def _created(store: Any, obj: Obj) -> bool:
     try:
-        store.create(obj)
+        _create(store, KUBECTL_APPLY, obj)
     except NotFound:
         return False  # its CRD is not established yet
     return True
+
+
+def _create(store: Any, manager: str, obj: Obj) -> Obj:
+    """Create `obj` as a client's request by `manager` would (its managedFields entry)."""
+    rt = store.registry.by_kind(obj["apiVersion"], obj["kind"])
+    if rt is None:
+        raise NotFound(f'no matches for kind "{obj["kind"]}" in version "{obj["apiVersion"]}"')
+    namespace = obj["metadata"].get("namespace") if rt.namespaced else None
+    return store.create_resource(rt, namespace, obj, manager=manager)
 
 
 def _cluster_scoped(metadata: Obj) -> Obj:
