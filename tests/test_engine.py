@@ -316,3 +316,48 @@ def test_a_changed_config_names_a_rollback_that_exists(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="config changed since phase b") as refused:
         check_state(state, CONFIG, phases, store.path)
     assert "`orchestrator rollback --to a`" in str(refused.value)
+
+
+class ReplacingPhase(FakePhase):
+    """Makes its thing and replaced an older one, which goes once phase b is done."""
+
+    retires_after = "b"
+
+    def retirement(self, ctx: PhaseContext) -> list[Any]:
+        from orchestrator.planning import DELETE, LEAVE, Undo
+        from orchestrator.store import Resource
+
+        def retire() -> None:
+            self.world.journal.append("retire old")
+            self.world.things.discard("old")
+
+        old = Resource("thing", "old", created=True)
+        if "old" not in self.world.things:
+            return []
+        return [Undo(old, DELETE, "", retire), Undo(old, LEAVE, "kept", lambda: None)]
+
+
+def test_what_a_phase_replaced_goes_once_the_phase_it_waits_for_is_done_also_on_a_later_run(
+    tmp_path: Path,
+) -> None:
+    world = World()
+    world.things.add("old")
+
+    def engine(failing: str | None) -> Engine:
+        phases = [
+            ReplacingPhase("a", world),
+            FakePhase("b", world, fail=failing == "b"),
+            FakePhase("c", world),
+        ]
+        store = StateStore(tmp_path / "state.json")
+        names = ["a", "b", "c"]
+        state = store.load(names) if store.exists() else new_state(CONFIG.deployment_id, {}, names)
+        return Engine(phases, state, store, CONFIG, Reporter(io.StringIO(), io.StringIO()))
+
+    with pytest.raises(PhaseFailed):
+        engine(failing="b").forward()
+    assert "old" in world.things and "retire old" not in world.journal  # b is not done
+    world.journal.clear()
+    engine(failing=None).forward()
+    assert world.journal == ["verify a", "enter b", "retire old", "enter c"]
+    assert "old" not in world.things
