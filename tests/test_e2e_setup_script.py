@@ -19,6 +19,7 @@ from harness import CONTEXTS, REGION, EndpointProbe, World, https_status, kube_c
 
 from orchestrator.config import load_config
 from orchestrator.errors import ExitCode
+from orchestrator.failpoints import EXIT_CODE
 from orchestrator.ownership import OWNER_TAG, tag_map
 
 HOST = "kubeflow.platform.example.com"
@@ -126,6 +127,48 @@ def test_setup_script_deployment_taken_over_run_without_downtime_then_rolled_bac
         )
         assert undone.returncode == ExitCode.OK, undone.stdout + undone.stderr
         removed_what_was_taken_over_only(world, before, alb)
+
+
+# The take-over's own seams: where the run writes over the script's controller, deletes
+# what it replaced, and turns the script's CNAME into an alias (failpoints by operation).
+SEAMS = [
+    "after:@kubernetes:replace Deployment",
+    "after:@kubernetes:delete ConfigMap",
+    "after:@iam:DetachRolePolicy",
+    "before:@route53:ChangeResourceRecordSets",
+]
+
+
+@pytest.mark.complete
+@pytest.mark.parametrize("seam", SEAMS)
+def test_a_take_over_run_killed_at_its_seams_resumes_to_the_same_end(
+    tmp_path: Path, workdir: Path, seam: str
+) -> None:
+    """Killed there (no clean-up, no state save), then resumed: the same end as an
+    uninterrupted run, nothing made twice, and the endpoint answering throughout."""
+    with World.up(tmp_path / "world", acm_delay=0.3, alb_delay=0.3, setup_script=True) as world:
+        made = world.setup_script
+        config, state = made.config_path, str(workdir / "state.json")
+        certificates, balancers = certificate_arns(world), load_balancer_arns(world)
+        words = ["--config", config, "--state", state]
+        taken = world.cli(*words, "import", "--from-setup-script", "--take-ownership", cwd=workdir)
+        assert taken.returncode == ExitCode.OK, taken.stdout + taken.stderr
+
+        killed_env = {**world.env, "ORCHESTRATOR_FAILPOINT": seam}
+        with EndpointProbe(world, HOST) as probe:
+            killed = world.cli(*words, "run", cwd=workdir, env=killed_env)
+            assert killed.returncode == EXIT_CODE, killed.stdout + killed.stderr
+            resumed = world.cli(*words, "resume", cwd=workdir)
+        assert resumed.returncode == ExitCode.OK, resumed.stdout + resumed.stderr
+        assert probe.failures == [] and probe.requests >= 10, (probe.failures, probe.requests)
+
+        assert zones_named(world, made.subdomain) == 1
+        assert certificate_arns(world) == certificates
+        assert load_balancer_arns(world) == balancers
+        assert alias_target(world, made.zone_id) == made.alb_dns.lower()
+        replaced_by_run(world, config, state, workdir)
+        again = world.cli(*words, "plan", "--detailed-exitcode", cwd=workdir)
+        assert again.returncode == 0, again.stdout + again.stderr
 
 
 def refuses_a_plain_run(world: World, config: str, workdir: Path) -> None:

@@ -37,7 +37,12 @@ def test_unset_they_neither_count_nor_write(monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.parametrize(
     ("spec", "crashed_at"),
-    [("before:2", "before mutating call 2 (acm:"), ("after:3", "after mutating call 3 (iam:")],
+    [
+        ("before:2", "before mutating call 2 (acm:"),
+        ("after:3", "after mutating call 3 (iam:"),
+        ("before:@RequestCertificate", "before mutating call 2 (acm:"),
+        ("after:@iam:", "after mutating call 3 (iam:"),
+    ],
 )
 def test_set_they_crash_at_the_call_they_name(tmp_path: Path, spec: str, crashed_at: str) -> None:
     log = tmp_path / "calls.log"
@@ -46,8 +51,8 @@ def test_set_they_crash_at_the_call_they_name(tmp_path: Path, spec: str, crashed
     assert done.returncode == failpoints.EXIT_CODE
     assert done.stdout == ""
     assert f"failpoint: crashing {crashed_at}" in done.stderr
-    expected = int(spec.split(":")[1])
-    assert len(log.read_text().splitlines()) == expected
+    expected = crashed_at.split(" (")[0].rsplit(" ", 1)[-1]
+    assert len(log.read_text().splitlines()) == int(expected)
 
 
 def test_the_log_alone_lists_every_call_without_crashing(tmp_path: Path) -> None:
