@@ -403,6 +403,32 @@ def test_the_rest_of_the_scripts_controller_is_found_by_its_label_and_taken_over
         assert set(ids.values()) <= recorded
 
 
+def test_the_certificates_taken_over_are_those_run_uses_none_requested(tmp_path: Path) -> None:
+    """With the root-domain wildcard asked too (route53.rootDomain.wildcardCertificate),
+    the script's root certificate is taken over with the subdomain's, and the certificates
+    phase then uses both as they are: it requests none."""
+    with phase_kit(tmp_path, configured(root_zone_id="Z0", root_wildcard_certificate=True)) as kit:
+        seeded = seed_old_setup(kit)
+        acm, route53 = kit.client("acm"), kit.client("route53")
+        root = acm.request_certificate(DomainName="*.example.com", ValidationMethod="DNS")
+        arn = root["CertificateArn"]
+        option = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        validation = option["DomainValidationOptions"][0]["ResourceRecord"]
+        _upsert(route53, seeded.root_zone, validation["Name"], "CNAME", [validation["Value"]])
+        kit.acm_status(arn, "ISSUED")
+        seeded.written["route53.rootDomain.certARN"] = arn
+
+        findings = take_over_setup_script(kit.engine, old(kit, seeded), take_ownership=True)
+        assert statuses(findings)["certificate *.example.com"] == setup_script.MATCHES
+        kit.done("hosted_zone", zone_id=seeded.zone)
+        ctx = kit.ctx("certificates")
+        with kit.watching() as activity:
+            certificates.CertificatesPhase().enter(ctx)
+        assert activity.calls("RequestCertificate") == []
+        used = {c["purpose"]: c["arn"] for c in ctx.outputs["certificates"]}
+        assert used == {"subdomain": seeded.certificate, "root": arn}
+
+
 def spoil_zone(kit: Kit, seeded: Seeded) -> None:
     seeded.written["route53.subDomain.hostedZoneId"] = _zone(
         kit.client("route53"), "other.example.com"
