@@ -112,11 +112,11 @@ WEBHOOK_PROBE = {
 # One thing the phase does (a Change, for plan; None: record-keeping plan does not show)
 # and how (applied by enter only).
 Decision = tuple[Change | None, Callable[[], None]]
-# Objects an earlier install leaves that cannot work as they are: the ServiceAccount names
-# that install's role, and the Secret's certificate must be signed by the webhooks' CA.
 # Kinds no release is made of, but an earlier install taken over may hold (the old setup
 # script's kustomize ConfigMap): searched by marks too, until the phase deletes them.
 TAKEN_OVER_KINDS = (("v1", "ConfigMap"),)
+# Objects an earlier install leaves that cannot work as they are: the ServiceAccount names
+# that install's role, and the Secret's certificate must be signed by the webhooks' CA.
 LEFTOVER_KINDS = ("ServiceAccount", "Secret", *WEBHOOK_KINDS)
 
 
