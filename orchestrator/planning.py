@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # The actions a change can have; the first three write.
 CREATE, UPDATE, DELETE = "create", "update", "delete"
-USE, WAIT, CHECK, STOP, ASK = "use", "wait", "check", "stop", "ask"
+USE, WAIT, CHECK, ASK = "use", "wait", "check", "ask"
 WRITES = (CREATE, UPDATE, DELETE)
 # What a rollback does with a resource the deployment made, besides DELETE.
 LEAVE = "leave"

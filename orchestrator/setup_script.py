@@ -138,9 +138,9 @@ class Finding:
 
 def survey(ctx: PhaseContext, old: OldSetup) -> list[Finding]:
     """Every finding, in the order the phases make them. Reads only."""
-    zone = zone_finding(ctx, old)
+    zone, servers = zone_finding(ctx, old)
     zone_id = zone.id if zone.matches else None
-    findings = [zone, delegation_finding(ctx, zone_id)]
+    findings = [zone, delegation_finding(ctx, zone_id, servers)]
     findings += certificate_findings(ctx, old, zone_id)
     policy = policy_finding(ctx, old)
     findings += [policy, *role_findings(ctx, old, policy)]
@@ -170,38 +170,46 @@ def _foreign_marks(tags: dict[str, str]) -> str | None:
 # ---- Route 53 ---------------------------------------------------------------------------------
 
 
-def zone_finding(ctx: PhaseContext, old: OldSetup) -> Finding:
+def zone_finding(ctx: PhaseContext, old: OldSetup) -> tuple[Finding, list[str]]:
+    """The zone's finding, and its name servers (read once: the delegation is checked
+    against them)."""
     name = ctx.config.subdomain
     what = "hosted zone"
     if old.zone_id is None:
-        return Finding(what, name, MISSING, "no route53.subDomain.hostedZoneId in the config", "")
+        why = "no route53.subDomain.hostedZoneId in the config"
+        return Finding(what, name, MISSING, why, ""), []
     route53 = ctx.aws.route53
     described = tolerate(route53.get_hosted_zone, "NoSuchHostedZone", Id=old.zone_id)
     if described is None:
-        return Finding(what, old.zone_id, MISSING, "no such hosted zone", "left alone")
-    zone = described["HostedZone"]
+        return Finding(what, old.zone_id, MISSING, "no such hosted zone", "left alone"), []
+    servers = sorted(records.plain(s) for s in described["DelegationSet"]["NameServers"])
+    return _zone(ctx, old.zone_id, described["HostedZone"]), servers
+
+
+def _zone(ctx: PhaseContext, zone_id: str, zone: dict[str, Any]) -> Finding:
+    name, what, route53 = ctx.config.subdomain, "hosted zone", ctx.aws.route53
     if records.plain(zone["Name"]) != name:
         why = f"it is for {records.plain(zone['Name'])}, not {name}"
-        return Finding(what, old.zone_id, DIFFERS, why, "left alone")
+        return Finding(what, zone_id, DIFFERS, why, "left alone")
     if zone.get("Config", {}).get("PrivateZone"):
-        return Finding(what, old.zone_id, DIFFERS, "it is a private zone", "left alone")
-    listed = route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=old.zone_id)
+        return Finding(what, zone_id, DIFFERS, "it is a private zone", "left alone")
+    listed = route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zone_id)
     foreign = _foreign_marks(tag_map(listed["ResourceTagSet"].get("Tags", [])))
     if foreign:
-        return Finding(what, old.zone_id, DIFFERS, foreign, "left alone")
+        return Finding(what, zone_id, DIFFERS, foreign, "left alone")
 
     def mark() -> None:
         route53.change_tags_for_resource(
-            ResourceType="hostedzone", ResourceId=old.zone_id, AddTags=ctx.owner_tags
+            ResourceType="hostedzone", ResourceId=zone_id, AddTags=ctx.owner_tags
         )
 
-    found = Found("hosted_zone", records.ZONE_KIND, old.zone_id, ctx.owner.identity, {"name": name})
+    found = Found("hosted_zone", records.ZONE_KIND, zone_id, ctx.owner.identity, {"name": name})
     why = f"public zone for {name}"
     action = f"{TAKE}; run uses it as it is"
-    return Finding(what, old.zone_id, MATCHES, why, action, (found,), mark)
+    return Finding(what, zone_id, MATCHES, why, action, (found,), mark)
 
 
-def delegation_finding(ctx: PhaseContext, zone_id: str | None) -> Finding:
+def delegation_finding(ctx: PhaseContext, zone_id: str | None, servers: list[str]) -> Finding:
     config = ctx.config
     what = f"NS delegation of {config.subdomain}"
     root = config.root_zone_id
@@ -214,8 +222,6 @@ def delegation_finding(ctx: PhaseContext, zone_id: str | None) -> Finding:
     live = records.get_record(ctx, root, config.subdomain, "NS")
     if live is None:
         return Finding(what, rid, MISSING, f"no NS record in root zone {root}", "run writes it")
-    described = ctx.aws.route53.get_hosted_zone(Id=zone_id)
-    servers = sorted(records.plain(s) for s in described["DelegationSet"]["NameServers"])
     if records.values_of(live) != servers:
         why = f"it names {', '.join(records.values_of(live))}, not zone {zone_id}'s servers"
         return Finding(what, rid, DIFFERS, why, "left alone; run stops at it")

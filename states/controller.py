@@ -193,7 +193,11 @@ class ControllerPhase(Phase):
             return [self._adopting(ctx, existing), self._until_available(ctx)]
         running = controller_version(existing)
         refuse_downgrade(running, ctx.config.controller_version, ctx.allow_downgrade)
-        if running is not None and running != parse_version(ctx.config.controller_version):
+        # A rollout not ended is an upgrade still under way (resumed after its wait gave up:
+        # the Deployment already names the new release while old pods keep it available).
+        if running is not None and (
+            running != parse_version(ctx.config.controller_version) or not rolled_out(existing)
+        ):
             return self._upgrading(ctx, shown_version(running))
         return self._installing(ctx)
 

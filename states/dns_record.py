@@ -41,11 +41,8 @@ class DnsRecordPhase(Phase):
         host = ctx.config.kubeflow_host
         if not ctx.earlier("load_balancer").get("hostname"):
             return [Change(CREATE, f"record {host} A alias", "to the ALB, once active")]
-        if ctx.earlier("hosted_zone").get("zone_id") is None:
-            shown = f"record {records.describe(self._wanted(ctx))} ({PURPOSE})"
-            return [Change(CREATE, shown, "in the new zone")]
-        change, _ = self._decide(ctx)
-        return [change]
+        zone_id = ctx.earlier("hosted_zone").get("zone_id")
+        return [records.plan_record(ctx, zone_id, self._wanted(ctx), PURPOSE)]
 
     def _decide(self, ctx: PhaseContext) -> tuple[Change, Callable[[], str | None]]:
         """The one decision plan shows and enter applies: use the record, write it (the

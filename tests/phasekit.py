@@ -159,6 +159,7 @@ class Kit:
             {
                 "observedGeneration": live["metadata"].get("generation", 1),
                 "replicas": replicas,
+                "updatedReplicas": replicas,
                 "readyReplicas": replicas,
                 "availableReplicas": replicas,
                 "conditions": [

@@ -107,6 +107,26 @@ def test_a_newer_release_asked_is_an_upgrade_in_place_in_the_order_it_needs(
         assert planning.kube_writes == [] and not [c for c in again if c.action in WRITES]
 
 
+def test_an_upgrade_resumed_before_its_rollout_ended_still_waits_for_it(tmp_path: Path) -> None:
+    """The first run's rollout wait gave up (the new pods never became ready) while the
+    old pods kept the Deployment available: resumed, the phase, though the Deployment
+    already names the new release, waits for the rollout again, not for availability."""
+    with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
+        installed_at(kit, OLD)
+        kit.configure(controller_version=NEW)
+        phase, ctx = ControllerPhase(), kit.ctx("controller")
+        with pytest.raises(StillWaiting):
+            phase.enter(ctx)
+        kit.make_available(*CONTROLLER)  # the old pods, still available
+        kit.store.patch_status("apps/v1", "Deployment", *CONTROLLER, {"updatedReplicas": 0})
+        with pytest.raises(StillWaiting) as waiting:
+            phase.enter(ctx)
+        assert waiting.value.waiting_for == ROLLOUT[len("for ") :]
+        roll_out(kit)
+        phase.enter(ctx)
+        assert phase.verify(ctx) is None
+
+
 def test_what_changed_besides_the_release_is_named_and_put_back(tmp_path: Path) -> None:
     with phase_kit(tmp_path, crd_establish_seconds=0) as kit:
         installed_at(kit, NEW)

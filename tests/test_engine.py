@@ -334,7 +334,11 @@ class ReplacingPhase(FakePhase):
         old = Resource("thing", "old", created=True)
         if "old" not in self.world.things:
             return []
-        return [Undo(old, DELETE, "", retire), Undo(old, LEAVE, "kept", lambda: None)]
+
+        def leave() -> None:  # the engine applies deletes only: never called
+            self.world.journal.append("applied a leave")
+
+        return [Undo(old, DELETE, "", retire), Undo(old, LEAVE, "kept", leave)]
 
 
 def test_what_a_phase_replaced_goes_once_the_phase_it_waits_for_is_done_also_on_a_later_run(

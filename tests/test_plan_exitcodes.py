@@ -154,6 +154,9 @@ def test_a_bad_config_or_command_line_exits_1_never_2(
     with pytest.raises(SystemExit) as refused:
         cli.main(["plan", "--no-such-flag"])
     assert refused.value.code == ExitCode.USAGE
+    with pytest.raises(SystemExit) as refused:  # no other command has the flag: a usage error
+        cli.main(["run", "--detailed-exitcode"])
+    assert refused.value.code == ExitCode.USAGE
 
 
 def test_plan_json_ends_with_a_summary_then_the_result(

@@ -122,11 +122,11 @@ def _keyed(value: Any, kind: str, path: Path) -> dict[Key, Any] | None:
     return elements
 
 
-def owned_paths(obj: dict[str, Any], kind: str = "", prefix: Path = ()) -> set[Path]:
+def owned_paths(obj: dict[str, Any], kind: str = "") -> set[Path]:
     """The fields of a configuration: leaves, and each associative list element itself
     (non-empty maps and those elements are walked, the rest are leaves)."""
     kind = kind or obj.get("kind", "")
-    return _map_paths(obj, kind, prefix) - IDENTITY_PATHS
+    return _map_paths(obj, kind, ()) - IDENTITY_PATHS
 
 
 def _map_paths(obj: dict[str, Any], kind: str, prefix: Path) -> set[Path]:

@@ -59,11 +59,12 @@ class ObjectStore(ControlledStore):
         scope = namespace if rt.namespaced else None
         return self.list_resource(rt, scope, parse_label_selector(label_selector))[0]
 
-    def create(self, obj: Obj) -> Obj:
-        """Create `obj` (its `.status` kept); raises AlreadyExists, a Conflict, if it exists."""
+    def create(self, obj: Obj, *, manager: str | None = None) -> Obj:
+        """Create `obj` (its `.status` kept); raises AlreadyExists, a Conflict, if it exists.
+        `manager`: the field manager it is recorded as, as a client's create would be."""
         rt = self._type(obj.get("apiVersion", ""), obj.get("kind", ""))
         namespace = self._namespace(rt, (obj.get("metadata") or {}).get("namespace"))
-        return self.create_resource(rt, namespace, obj, keep_status=True)
+        return self.create_resource(rt, namespace, obj, keep_status=True, manager=manager)
 
     def apply(self, obj: Obj, field_manager: str, *, force: bool = False) -> Obj:
         """Server-side apply `obj` as `field_manager`; re-applying the same object is a no-op.

@@ -136,7 +136,7 @@ def test_an_apply_keeps_the_env_var_and_volume_another_manager_created_and_a_put
     assert "env" not in container
     assert [v["name"] for v in pod_of(replaced)["volumes"]] == ["tls"]
     # What the update removed, nobody owns any more.
-    assert '"CLUSTER_NAME"' not in json.dumps(replaced["metadata"]["managedFields"])
+    assert "CLUSTER_NAME" not in json.dumps(replaced["metadata"]["managedFields"])
 
 
 def test_ownership_is_recorded_per_element_as_real_servers_write_it() -> None:

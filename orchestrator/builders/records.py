@@ -132,10 +132,12 @@ def decide_record(
     stops both, in the same words."""
     shown = f"record {describe(wanted)} ({purpose})"
     rid = record_id(zone_id, wanted["Name"], wanted["Type"])
-    in_the_way = _cname_in_the_way(ctx, zone_id, wanted, purpose)
+    current = get_record(ctx, zone_id, wanted["Name"], wanted["Type"])
+    # A name with a record of the wanted type has no CNAME (Route 53 allows none beside
+    # one): only an absent record costs the second read.
+    in_the_way = None if current else _cname_in_the_way(ctx, zone_id, wanted, purpose)
     if in_the_way is not None:
         return _replacing(ctx, zone_id, wanted, purpose, *in_the_way)
-    current = get_record(ctx, zone_id, wanted["Name"], wanted["Type"])
     mine = ctx.find(KIND, rid)
     verdict = record_verdict(current, wanted, ours=bool(mine and mine.created))
     if verdict == FOREIGN:

@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _detailed(words: list[str]) -> bool:
     """Whether the command line asks for plan's detailed exit codes, as argparse reads it
-    (a flag may be cut short while it stays unambiguous)."""
-    return any(len(word) > 2 and "--detailed-exitcode".startswith(word) for word in words)
+    (a flag may be cut short while it stays unambiguous); another command has no such flag,
+    and its usage error stays 2."""
+    asked = any(len(word) > 2 and "--detailed-exitcode".startswith(word) for word in words)
+    return asked and "plan" in words
 
 
 def _handle(invocation: Invocation) -> int:

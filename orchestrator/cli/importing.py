@@ -108,7 +108,7 @@ def _import_setup_script(invocation: Invocation, config: Any, phases: list[Any],
     from orchestrator.machine import PhaseFailed
     from orchestrator.store import new_state
 
-    old = setup_script.old_setup(config, written_back(_config_path(invocation)))
+    old = setup_script.old_setup(config, written_back(invocation.session.config))
     with store.locked("import", invocation.lock_timeout) as note:
         if note:
             print(note, file=sys.stderr)
@@ -146,19 +146,6 @@ def take_over_setup_script(engine: Any, old: Any, take_ownership: bool) -> list[
         if finding.mark is not None:
             engine.look(lambda ctx, mark=finding.mark: mark())
     return findings
-
-
-def _config_path(invocation: Invocation) -> str:
-    """The config file the command reads (as _prepare finds it): its written-back keys."""
-    from pathlib import Path
-
-    from orchestrator.cli.parser import DEFAULT_CONFIG
-
-    if invocation.config:
-        return invocation.config
-    if invocation.sandbox:
-        return str(Path(invocation.sandbox_dir) / "config.yaml")
-    return DEFAULT_CONFIG
 
 
 def _show_setup_script(invocation: Invocation, store: Any, state: Any, findings: list[Any]) -> None:

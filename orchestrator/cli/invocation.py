@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 class Session:
     """What a command learns as it runs: the reporter it speaks with (chosen as it starts,
     from the invocation), the flags its hints carry (the state file adds those it was made
-    with), and where the state is (the config's state.url may say)."""
+    with), where the state is (the config's state.url may say), and the config file read."""
 
     report: Reporter
 
     def __init__(self, hints: Flags, state: str) -> None:
         self.hints = hints
         self.state = state
+        self.config = ""  # the config file's path, once it is read
 
 
 # Each command's own options, and what they are when the command has none of them (what its

@@ -29,8 +29,9 @@ def _prepare(invocation: Invocation) -> tuple[Any, list[Any], Any]:
     if invocation.sandbox:
         world_config = sandbox_world().use(Path(invocation.sandbox_dir))
         path = path or str(world_config)
+    invocation.session.config = path = path or DEFAULT_CONFIG
     try:
-        config = load_config(path or DEFAULT_CONFIG)
+        config = load_config(path)
     except UsageError as error:
         raise UsageError(f"{error}{_sandbox_hint(invocation)}") from None
     check_kube_context(config)

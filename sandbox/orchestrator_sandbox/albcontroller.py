@@ -417,9 +417,9 @@ def _deleting(ingress: Obj) -> bool:
     return bool((ingress.get("metadata") or {}).get("deletionTimestamp"))
 
 
-def container_flag(deployment: Obj, flag: str, store: ObjectStore | None = None) -> str | None:
+def container_flag(deployment: Obj, flag: str, store: ObjectStore) -> str | None:
     """The value of a flag (`--name=value` or `--name value`) the Deployment's containers
-    are started with, if any; with `store`, its `$(VAR)` references expanded from the
+    are started with, if any; its `$(VAR)` references expanded (from `store`) from the
     container's environment, as the kubelet does before it starts the container (the old
     setup script's controller takes `--cluster-name=$(CLUSTER_NAME)` from a ConfigMap).
 
@@ -429,9 +429,8 @@ def container_flag(deployment: Obj, flag: str, store: ObjectStore | None = None)
     namespace = (deployment.get("metadata") or {}).get("namespace")
     for container in spec.get("containers") or []:
         words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
-        if store is not None:
-            env = container_env(store, container, namespace)
-            words = [expand(word, env) for word in words]
+        env = container_env(store, container, namespace)
+        words = [expand(word, env) for word in words]
         for i, word in enumerate(words):
             if word.startswith(f"{flag}="):
                 return word.partition("=")[2]

@@ -113,10 +113,30 @@ def failed_status(deployment: Obj, stamp: str) -> Obj:
         f'pods "{replica_set}-" is forbidden: error looking up service account '
         f'{namespace}/{account}: serviceaccount "{account}" not found'
     )
+    status = _unavailable(deployment, replica_set, stamp)
+    status.update(replicas=None, updatedReplicas=None)
+    status["conditions"].append(
+        _condition("ReplicaFailure", "True", "FailedCreate", forbidden, stamp)
+    )
+    return status
+
+
+def blocked_status(deployment: Obj, stamp: str, reason: str, message: str) -> Obj:
+    """Pods are created but cannot start: something they need (`reason`, `message`, as
+    kubelet says it) is missing."""
+    replica_set = f"{deployment['metadata']['name']}-{pod_template_hash(deployment)}"
+    status = _unavailable(deployment, replica_set, stamp)
+    replicas = desired_replicas(deployment)
+    status.update(replicas=replicas, updatedReplicas=replicas)
+    status["conditions"].append(_condition("ContainersReady", "False", reason, message, stamp))
+    return status
+
+
+def _unavailable(deployment: Obj, replica_set: str, stamp: str) -> Obj:
+    """The status of a rollout none of whose pods is available (yet): its replica set
+    progressing, the Deployment without minimum availability."""
     return {
-        "observedGeneration": meta.get("generation", 1),
-        "replicas": None,
-        "updatedReplicas": None,
+        "observedGeneration": deployment["metadata"].get("generation", 1),
         "readyReplicas": None,
         "availableReplicas": None,
         "unavailableReplicas": desired_replicas(deployment),
@@ -135,40 +155,6 @@ def failed_status(deployment: Obj, stamp: str) -> Obj:
                 f'ReplicaSet "{replica_set}" is progressing.',
                 stamp,
             ),
-            _condition("ReplicaFailure", "True", "FailedCreate", forbidden, stamp),
-        ],
-    }
-
-
-def blocked_status(deployment: Obj, stamp: str, reason: str, message: str) -> Obj:
-    """Pods are created but cannot start: something they need (`reason`, `message`, as
-    kubelet says it) is missing."""
-    meta = deployment["metadata"]
-    replica_set = f"{meta['name']}-{pod_template_hash(deployment)}"
-    replicas = desired_replicas(deployment)
-    return {
-        "observedGeneration": meta.get("generation", 1),
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": None,
-        "availableReplicas": None,
-        "unavailableReplicas": replicas,
-        "conditions": [
-            _condition(
-                "Available",
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.",
-                stamp,
-            ),
-            _condition(
-                "Progressing",
-                "True",
-                "ReplicaSetUpdated",
-                f'ReplicaSet "{replica_set}" is progressing.',
-                stamp,
-            ),
-            _condition("ContainersReady", "False", reason, message, stamp),
         ],
     }
 

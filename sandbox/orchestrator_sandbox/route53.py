@@ -54,7 +54,7 @@ from typing import Any
 
 from orchestrator_sandbox import events
 from orchestrator_sandbox.cloudtrail import SELF_AGENT
-from orchestrator_sandbox.dnsview import Zone, plain
+from orchestrator_sandbox.dnsview import ELB_DOMAIN, Zone, plain
 
 _TLDS = ("com", "net", "org", "co.uk")
 PENDING, INSYNC = "PENDING", "INSYNC"
@@ -369,7 +369,7 @@ def _limit_requests() -> None:
 
 # ---- changes: deletes as the record set is, alias targets known ----------------------------
 
-_ELB_SUFFIXES = (".elb.amazonaws.com", ".elb.amazonaws.com.cn")
+_ELB_SUFFIXES = (ELB_DOMAIN, f"{ELB_DOMAIN}.cn")
 
 
 def _check_changes() -> None:
@@ -381,13 +381,14 @@ def _check_changes() -> None:
         return
 
     def change_resource_record_sets(self: Any, zoneid: str, change_list: list[Any]) -> None:
-        current = self.get_hosted_zone(zoneid).rrsets
+        zone = self.get_hosted_zone(zoneid)
+        current = zone.rrsets
         for change in change_list:
             if change["Action"] == "DELETE":
                 problem = _delete_problem(current, change["ResourceRecordSet"])
                 if problem:
                     raise Route53ClientError("InvalidChangeBatch", f"[{problem}]")
-        problem = _cname_problem(self.get_hosted_zone(zoneid).name, current, change_list)
+        problem = _cname_problem(zone.name, current, change_list)
         if problem:
             raise Route53ClientError("InvalidChangeBatch", f"[{problem}]")
         if RULES.alias_delay is not None:
@@ -455,7 +456,7 @@ def _delete_problem(current: list[Any], rrset: dict[str, Any]) -> str | None:
 
 
 def _fqdn(name: str) -> str:
-    return name.lower().rstrip(".") + "."
+    return plain(name) + "."  # a wildcard as Route 53 escapes it (\\052) too
 
 
 def _alias_key(alias: dict[str, Any] | None) -> tuple[str, str, bool] | None:

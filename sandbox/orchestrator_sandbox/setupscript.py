@@ -42,7 +42,6 @@ What was made is published in world.json under `seeded.setup_script` (`read` ret
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import json
@@ -57,18 +56,16 @@ from typing import Any
 import yaml
 
 from kube_api_emulator import NotFound
-from orchestrator_sandbox.kubeseed import _crd, old_webhook_certificates
+from orchestrator_sandbox.kubeseed import WEBHOOK_SERVICE, _b64, _crd, old_webhook_certificates
 from orchestrator_sandbox.options import SETUP_SCRIPT_CONFIG
 from orchestrator_sandbox.seed import ADOPTED_CONTROLLER_POLICY, irsa_trust
 
-CONFIG_NAME = SETUP_SCRIPT_CONFIG
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
 RELEASE = "v2.4.7"  # the release the script's kustomize base installs
 IMAGE = f"public.ecr.aws/eks/aws-load-balancer-controller:{RELEASE}"
 CONTROLLER_CONFIG = "aws-load-balancer-controller-config"
 WEBHOOK_SECRET = "aws-load-balancer-webhook-tls"
-WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"
 WEBHOOK_CONFIGURATION = "aws-load-balancer-webhook"
 INGRESS_NAME, INGRESS_NAMESPACE = "istio-ingress", "istio-system"
 RECORD_TTL = 300  # every record the script writes
@@ -297,10 +294,9 @@ def point_at_alb(route53: Any, elbv2: Any, store: Any, zone_id: str, subdomain: 
 def create_service_account(store: Any, role_arn: str) -> None:
     """The ServiceAccount `eksctl create iamserviceaccount` makes (its label, the role's
     annotation), with the kustomize base's labels `kubectl apply` later merges into it."""
-    _create(
-        store,
-        EKSCTL,
-        {
+    store.create(
+        manager=EKSCTL,
+        obj={
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": {
@@ -321,7 +317,7 @@ def apply_controller(store: Any, cluster: str) -> None:
     ):
         crd = _crd(kind, plural, namespaced=kind == "TargetGroupBinding")
         crd["metadata"]["labels"] = dict(COMPONENT)
-        _create(store, KUBECTL_APPLY, crd)
+        store.create(manager=KUBECTL_APPLY, obj=crd)
     ca_pem, cert_pem, key_pem = old_webhook_certificates()
     for obj in controller_objects(cluster, ca_pem, cert_pem, key_pem):
         # The script applies again until the CRDs it names are established.
@@ -329,8 +325,8 @@ def apply_controller(store: Any, cluster: str) -> None:
 
 
 def controller_objects(cluster: str, ca_pem: str, cert_pem: str, key_pem: str) -> list[Obj]:
-    def meta(name: str, labels: dict[str, str] = NAMED, **more: Any) -> Obj:
-        return {"name": name, "namespace": NAMESPACE, "labels": dict(labels), **more}
+    def meta(name: str, labels: dict[str, str] = NAMED) -> Obj:
+        return {"name": name, "namespace": NAMESPACE, "labels": dict(labels)}
 
     rbac = "rbac.authorization.k8s.io/v1"
     subject = [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]
@@ -532,10 +528,9 @@ def webhook_configurations(ca_bundle: str) -> list[Obj]:
 def apply_ingress(store: Any, certificate_arn: str, scheme: str) -> None:
     """The `istio-ingress` kustomize (its https overlay), as `kubectl apply` leaves it."""
     labels = {"kustomize.component": "istio-ingress"}
-    _create(
-        store,
-        KUBECTL_APPLY,
-        {
+    store.create(
+        manager=KUBECTL_APPLY,
+        obj={
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
@@ -547,10 +542,9 @@ def apply_ingress(store: Any, certificate_arn: str, scheme: str) -> None:
         },
     )
     backend = {"service": {"name": "istio-ingressgateway", "port": {"number": 80}}}
-    _create(
-        store,
-        KUBECTL_APPLY,
-        {
+    store.create(
+        manager=KUBECTL_APPLY,
+        obj={
             "apiVersion": "networking.k8s.io/v1",
             "kind": "Ingress",
             "metadata": {
@@ -626,7 +620,7 @@ def run_setup_script(
     config["kubeflow"] = {
         "alb": {"serviceAccount": service_account, "dns": alb_dns, "scheme": scheme}
     }
-    path = directory / CONFIG_NAME
+    path = directory / SETUP_SCRIPT_CONFIG
     path.write_text(yaml.safe_dump(config))
     return SetupScriptDeployment(
         subdomain=subdomain,
@@ -647,25 +641,12 @@ def run_setup_script(
 
 def _created(store: Any, obj: Obj) -> bool:
     try:
-        _create(store, KUBECTL_APPLY, obj)
+        store.create(manager=KUBECTL_APPLY, obj=obj)
     except NotFound:
         return False  # its CRD is not established yet
     return True
 
 
-def _create(store: Any, manager: str, obj: Obj) -> Obj:
-    """Create `obj` as a client's request by `manager` would (its managedFields entry)."""
-    rt = store.registry.by_kind(obj["apiVersion"], obj["kind"])
-    if rt is None:
-        raise NotFound(f'no matches for kind "{obj["kind"]}" in version "{obj["apiVersion"]}"')
-    namespace = obj["metadata"].get("namespace") if rt.namespaced else None
-    return store.create_resource(rt, namespace, obj, manager=manager)
-
-
 def _cluster_scoped(metadata: Obj) -> Obj:
     """kubectl drops the namespace kustomize puts on a cluster-scoped object."""
     return {k: v for k, v in metadata.items() if k != "namespace"}
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
